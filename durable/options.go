@@ -162,3 +162,13 @@ type ContinueAsNewOption func(*callOptions)
 func DropUnprocessedEvents() ContinueAsNewOption {
 	return func(c *callOptions) { c.keepUnproces = false }
 }
+
+// SignalTime returns the delivery time that opts give an entity signal
+// (zero for now), for clients that send signals.
+func SignalTime(opts []CallOption) (time.Time, error) {
+	c, err := collectOptions("SignalEntity", signalOptions, opts)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return c.signalTime, nil
+}

@@ -1,0 +1,546 @@
+package netherite
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/netherite-go/netherite/core"
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/partitions"
+	"github.com/netherite-go/netherite/transport"
+)
+
+// client implements durable.Client over the transport: each call is a
+// request to the partition of the instance (or to every partition, for
+// queries), answered on the client's response queue.
+type client struct {
+	id         string
+	t          transport.Transport
+	count      int
+	conv       durable.Converter
+	maxPayload int
+
+	nextReq atomic.Uint64
+	mu      sync.Mutex
+	pending map[uint64]chan *transport.ClientResponse
+	closeFn func()
+	closed  chan struct{}
+	once    sync.Once
+}
+
+var _ durable.Client = (*client)(nil)
+
+func newClient(t transport.Transport, opts Options, conv durable.Converter) (*client, error) {
+	c := &client{
+		id: durable.NewUUID(), t: t, count: opts.PartitionCount, conv: conv, maxPayload: opts.MaxPayloadBytes,
+		pending: map[uint64]chan *transport.ClientResponse{}, closed: make(chan struct{}),
+	}
+	ch, closeFn, err := t.ListenClient(c.id)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: client: %w", err)
+	}
+	c.closeFn = closeFn
+	go c.dispatch(ch)
+	return c, nil
+}
+
+func (c *client) dispatch(ch <-chan *transport.Packet) {
+	for {
+		select {
+		case pk := <-ch:
+			if pk.Response == nil {
+				continue
+			}
+			c.mu.Lock()
+			w := c.pending[pk.Response.RequestID]
+			delete(c.pending, pk.Response.RequestID)
+			c.mu.Unlock()
+			if w != nil {
+				w <- pk.Response
+			}
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *client) close() {
+	c.once.Do(func() {
+		close(c.closed)
+		c.closeFn()
+	})
+}
+
+var errClientClosed = errors.New("netherite: client is closed (host stopped)")
+
+// send sends requests to partitions and returns their response channels.
+func (c *client) send(partition int, req *transport.ClientRequest) (chan *transport.ClientResponse, error) {
+	select {
+	case <-c.closed:
+		return nil, errClientClosed
+	default:
+	}
+	req.ClientID = c.id
+	req.RequestID = c.nextReq.Add(1)
+	req.Timestamp = time.Now().UTC()
+	w := make(chan *transport.ClientResponse, 1)
+	c.mu.Lock()
+	c.pending[req.RequestID] = w
+	c.mu.Unlock()
+	if err := c.t.SendToPartition(partition, &transport.Packet{Request: req}); err != nil {
+		c.forget(req.RequestID)
+		return nil, fmt.Errorf("netherite: send %s request: %w", req.Kind, err)
+	}
+	return w, nil
+}
+
+func (c *client) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+func (c *client) await(ctx context.Context, req *transport.ClientRequest, w chan *transport.ClientResponse) (*transport.ClientResponse, error) {
+	select {
+	case r := <-w:
+		return r, responseError(r)
+	case <-ctx.Done():
+		c.forget(req.RequestID)
+		return nil, ctx.Err()
+	case <-c.closed:
+		return nil, errClientClosed
+	}
+}
+
+func (c *client) call(ctx context.Context, partition int, req *transport.ClientRequest) (*transport.ClientResponse, error) {
+	w, err := c.send(partition, req)
+	if err != nil {
+		return nil, err
+	}
+	return c.await(ctx, req, w)
+}
+
+// fanOut sends a copy of req to every partition and gathers the responses.
+func (c *client) fanOut(ctx context.Context, build func() *transport.ClientRequest) ([]*transport.ClientResponse, error) {
+	reqs := make([]*transport.ClientRequest, c.count)
+	chans := make([]chan *transport.ClientResponse, c.count)
+	for p := 0; p < c.count; p++ {
+		reqs[p] = build()
+		w, err := c.send(p, reqs[p])
+		if err != nil {
+			return nil, err
+		}
+		chans[p] = w
+	}
+	out := make([]*transport.ClientResponse, c.count)
+	for p := range chans {
+		r, err := c.await(ctx, reqs[p], chans[p])
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		out[p] = r
+	}
+	return out, nil
+}
+
+func responseError(r *transport.ClientResponse) error {
+	switch r.ErrorCode {
+	case transport.CodeNone:
+		if r.Error != "" {
+			return errors.New(r.Error)
+		}
+		return nil
+	case transport.CodeNotFound:
+		return fmt.Errorf("%w: %s", durable.ErrInstanceNotFound, r.Error)
+	case transport.CodeExists:
+		return fmt.Errorf("%w: %s", durable.ErrInstanceExists, r.Error)
+	case transport.CodeNotRunning:
+		return fmt.Errorf("%w: %s", durable.ErrNotRunning, r.Error)
+	}
+	return errors.New(r.Error)
+}
+
+func (c *client) partitionOf(id string) int { return partitions.PartitionOf(id, c.count) }
+
+// payload encodes a value and checks it against the payload limit.
+func (c *client) payload(what string, v any) ([]byte, error) {
+	b, err := c.conv.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: encode %s: %w", what, err)
+	}
+	if _, isJSON := c.conv.(durable.JSONConverter); isJSON && b != nil && !json.Valid(b) {
+		return nil, fmt.Errorf("netherite: %s is not valid JSON", what)
+	}
+	if len(b) > c.maxPayload {
+		return nil, fmt.Errorf("netherite: %s is %d bytes, over the payload limit of %d bytes", what, len(b), c.maxPayload)
+	}
+	return b, nil
+}
+
+func checkID(id string) error {
+	if err := core.ValidateInstanceID(id); err != nil {
+		return fmt.Errorf("netherite: %w", err)
+	}
+	return nil
+}
+
+func (c *client) StartOrchestration(ctx context.Context, name string, input any, opts ...durable.StartOption) (string, error) {
+	o := durable.CollectStartOptions(opts)
+	if name == "" {
+		return "", errors.New("netherite: StartOrchestration: empty orchestrator name")
+	}
+	id := o.InstanceID
+	if id == "" {
+		id = durable.NewUUID()
+	}
+	if err := checkID(id); err != nil {
+		return "", err
+	}
+	if core.IsEntityInstanceID(id) {
+		return "", fmt.Errorf("netherite: instance id %q is reserved for entities (it starts with '@')", id)
+	}
+	in, err := c.payload(fmt.Sprintf("input of orchestration %q", name), input)
+	if err != nil {
+		return "", err
+	}
+	start := core.NewEvent(core.EventExecutionStarted, time.Now().UTC())
+	start.Name, start.Input, start.InstanceID, start.ExecutionID = name, in, id, durable.NewUUID()
+	start.Tags, start.Version = o.Tags, o.Version
+	if !o.StartAt.IsZero() {
+		start.FireAt = o.StartAt.UTC()
+	}
+	_, err = c.call(ctx, c.partitionOf(id), &transport.ClientRequest{Kind: transport.RequestCreate,
+		InstanceID: id, Event: start, Reuse: transport.ReusePolicy(o.Reuse)})
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (c *client) status(ctx context.Context, kind transport.RequestKind, id string, opts []durable.StatusOption) (*durable.OrchestrationStatus, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	o := durable.CollectStatusOptions(opts)
+	r, err := c.call(ctx, c.partitionOf(id), &transport.ClientRequest{Kind: kind, InstanceID: id,
+		IncludePayloads: o.Payloads, IncludeHistory: o.History})
+	if err != nil {
+		return nil, err
+	}
+	return c.convertStatus(r.Status), nil
+}
+
+func (c *client) convertStatus(s *transport.InstanceStatus) *durable.OrchestrationStatus {
+	if s == nil {
+		return nil
+	}
+	return &durable.OrchestrationStatus{
+		InstanceID: s.InstanceID, ExecutionID: s.ExecutionID, Name: s.Name, Version: s.Version,
+		RuntimeStatus: s.Status, CreatedAt: s.CreatedAt, LastUpdatedAt: s.LastUpdatedAt,
+		ScheduledStartAt: s.ScheduledStartAt, ParentInstanceID: s.ParentInstanceID, Tags: s.Tags,
+		Input: s.Input, Output: s.Output, CustomStatus: s.CustomStatus, Failure: s.Failure,
+		History: s.History, Converter: c.conv,
+	}
+}
+
+func (c *client) GetStatus(ctx context.Context, id string, opts ...durable.StatusOption) (*durable.OrchestrationStatus, error) {
+	return c.status(ctx, transport.RequestStatus, id, opts)
+}
+
+func (c *client) WaitForStart(ctx context.Context, id string, opts ...durable.StatusOption) (*durable.OrchestrationStatus, error) {
+	return c.status(ctx, transport.RequestWaitStart, id, opts)
+}
+
+func (c *client) WaitForCompletion(ctx context.Context, id string, opts ...durable.StatusOption) (*durable.OrchestrationStatus, error) {
+	return c.status(ctx, transport.RequestWaitCompletion, id, opts)
+}
+
+func (c *client) instanceEvent(ctx context.Context, kind transport.RequestKind, id string, ev *core.HistoryEvent) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	_, err := c.call(ctx, c.partitionOf(id), &transport.ClientRequest{Kind: kind, InstanceID: id, Event: ev})
+	return err
+}
+
+func (c *client) RaiseEvent(ctx context.Context, id, name string, payload any) error {
+	if name == "" {
+		return errors.New("netherite: RaiseEvent: empty event name")
+	}
+	b, err := c.payload(fmt.Sprintf("payload of event %q", name), payload)
+	if err != nil {
+		return err
+	}
+	ev := core.NewEvent(core.EventEventRaised, time.Now().UTC())
+	ev.Name, ev.Input = name, b
+	return c.instanceEvent(ctx, transport.RequestRaiseEvent, id, ev)
+}
+
+func (c *client) Terminate(ctx context.Context, id string, reason any, opts ...durable.TerminateOption) error {
+	o := durable.CollectTerminateOptions(opts)
+	b, err := c.payload("termination reason", reason)
+	if err != nil {
+		return err
+	}
+	var children []string
+	if o.Recursive {
+		if children, err = c.children(ctx, id, true); err != nil {
+			return err
+		}
+	}
+	ev := core.NewEvent(core.EventExecutionTerminated, time.Now().UTC())
+	ev.Input = b
+	if reason != nil {
+		ev.Reason = fmt.Sprint(reason)
+	}
+	if err := c.instanceEvent(ctx, transport.RequestTerminate, id, ev); err != nil {
+		return err
+	}
+	for _, child := range children {
+		if err := c.Terminate(ctx, child, reason, opts...); err != nil && !errors.Is(err, durable.ErrInstanceNotFound) {
+			return fmt.Errorf("terminate sub-orchestration %s: %w", child, err)
+		}
+	}
+	return nil
+}
+
+// children lists the sub-orchestrations an instance created (only those
+// still running, if running is set).
+func (c *client) children(ctx context.Context, id string, running bool) ([]string, error) {
+	s, err := c.GetStatus(ctx, id, durable.WithHistory())
+	if err != nil {
+		return nil, err
+	}
+	created := map[int32]string{}
+	var order []int32
+	for _, e := range s.History {
+		switch e.Kind {
+		case core.EventSubOrchestrationCreated:
+			created[e.EventID] = e.InstanceID
+			order = append(order, e.EventID)
+		case core.EventSubOrchestrationCompleted, core.EventSubOrchestrationFailed:
+			if running {
+				delete(created, e.TaskScheduledID)
+			}
+		}
+	}
+	var out []string
+	for _, seq := range order {
+		if child, ok := created[seq]; ok {
+			out = append(out, child)
+		}
+	}
+	return out, nil
+}
+
+func (c *client) Suspend(ctx context.Context, id, reason string) error {
+	ev := core.NewEvent(core.EventExecutionSuspended, time.Now().UTC())
+	ev.Reason = reason
+	return c.instanceEvent(ctx, transport.RequestSuspend, id, ev)
+}
+
+func (c *client) Resume(ctx context.Context, id, reason string) error {
+	ev := core.NewEvent(core.EventExecutionResumed, time.Now().UTC())
+	ev.Reason = reason
+	return c.instanceEvent(ctx, transport.RequestResume, id, ev)
+}
+
+func (c *client) Purge(ctx context.Context, id string, opts ...durable.PurgeOption) (int, error) {
+	if err := checkID(id); err != nil {
+		return 0, err
+	}
+	o := durable.CollectPurgeOptions(opts)
+	n := 0
+	if o.Recursive {
+		children, err := c.children(ctx, id, false)
+		if err != nil {
+			if errors.Is(err, durable.ErrInstanceNotFound) {
+				return 0, nil
+			}
+			return 0, err
+		}
+		for _, child := range children {
+			k, err := c.Purge(ctx, child, opts...)
+			if err != nil {
+				return n, fmt.Errorf("purge sub-orchestration %s: %w", child, err)
+			}
+			n += k
+		}
+	}
+	r, err := c.call(ctx, c.partitionOf(id), &transport.ClientRequest{Kind: transport.RequestPurge, InstanceID: id})
+	if err != nil {
+		return n, err
+	}
+	return n + r.Count, nil
+}
+
+func (c *client) PurgeWhere(ctx context.Context, f durable.PurgeFilter) (int, error) {
+	for _, s := range f.Statuses {
+		if !s.IsTerminal() {
+			return 0, fmt.Errorf("netherite: PurgeWhere: status %s is not final; only ended instances can be purged", s)
+		}
+	}
+	rs, err := c.fanOut(ctx, func() *transport.ClientRequest {
+		return &transport.ClientRequest{Kind: transport.RequestPurgeWhere, Filter: &transport.Filter{
+			CreatedFrom: f.CreatedFrom, CreatedTo: f.CreatedTo, Statuses: f.Statuses}}
+	})
+	n := 0
+	for _, r := range rs {
+		n += r.Count
+	}
+	return n, err
+}
+
+func encodeToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
+
+func decodeToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return "", fmt.Errorf("netherite: invalid continuation token %q", tok)
+	}
+	return string(b), nil
+}
+
+func (c *client) Query(ctx context.Context, q durable.InstanceQuery) (*durable.InstancePage, error) {
+	after, err := decodeToken(q.ContinuationToken)
+	if err != nil {
+		return nil, err
+	}
+	size := q.PageSize
+	if size <= 0 {
+		size = 100
+	}
+	rs, err := c.fanOut(ctx, func() *transport.ClientRequest {
+		return &transport.ClientRequest{Kind: transport.RequestQuery, IncludePayloads: q.WithPayloads,
+			Filter: &transport.Filter{InstanceIDPrefix: q.InstanceIDPrefix, CreatedFrom: q.CreatedFrom,
+				CreatedTo: q.CreatedTo, Statuses: q.Statuses, After: after, PageSize: size}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var all []*transport.InstanceStatus
+	more := false
+	for _, r := range rs {
+		all = append(all, r.Instances...)
+		more = more || r.More
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].InstanceID < all[j].InstanceID })
+	if len(all) > size {
+		all, more = all[:size], true
+	}
+	page := &durable.InstancePage{}
+	for _, s := range all {
+		page.Instances = append(page.Instances, c.convertStatus(s))
+	}
+	if more && len(all) > 0 {
+		page.ContinuationToken = encodeToken(all[len(all)-1].InstanceID)
+	}
+	return page, nil
+}
+
+func (c *client) SignalEntity(ctx context.Context, id core.EntityID, op string, input any, opts ...durable.CallOption) error {
+	if err := id.Validate(); err != nil {
+		return fmt.Errorf("netherite: SignalEntity: %w", err)
+	}
+	if op == "" {
+		return errors.New("netherite: SignalEntity: empty operation name")
+	}
+	if len(opts) > 0 {
+		return c.signalWithOptions(ctx, id, op, input, opts)
+	}
+	return c.signal(ctx, id, op, input, time.Time{})
+}
+
+func (c *client) signalWithOptions(ctx context.Context, id core.EntityID, op string, input any, opts []durable.CallOption) error {
+	at, err := durable.SignalTime(opts)
+	if err != nil {
+		return fmt.Errorf("netherite: SignalEntity: %w", err)
+	}
+	return c.signal(ctx, id, op, input, at)
+}
+
+func (c *client) signal(ctx context.Context, id core.EntityID, op string, input any, at time.Time) error {
+	b, err := c.payload(fmt.Sprintf("input of operation %q on %s", op, id), input)
+	if err != nil {
+		return err
+	}
+	ev := core.NewEvent(core.EventEntityOperationSignaled, time.Now().UTC())
+	ev.Name, ev.Input, ev.InstanceID, ev.RequestID = op, b, id.String(), durable.NewUUID()
+	if !at.IsZero() {
+		ev.FireAt = at.UTC()
+	}
+	_, err = c.call(ctx, c.partitionOf(id.String()), &transport.ClientRequest{Kind: transport.RequestSignalEntity,
+		InstanceID: id.String(), Event: ev})
+	return err
+}
+
+func (c *client) GetEntity(ctx context.Context, id core.EntityID, includeState bool) (*durable.EntityMetadata, error) {
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("netherite: GetEntity: %w", err)
+	}
+	r, err := c.call(ctx, c.partitionOf(id.String()), &transport.ClientRequest{Kind: transport.RequestGetEntity,
+		InstanceID: id.String(), IncludePayloads: includeState})
+	if err != nil {
+		if errors.Is(err, durable.ErrInstanceNotFound) {
+			return nil, fmt.Errorf("%w: %s", durable.ErrEntityNotFound, id)
+		}
+		return nil, err
+	}
+	return c.convertEntity(r.Entities[0]), nil
+}
+
+func (c *client) convertEntity(e *transport.EntityStatus) *durable.EntityMetadata {
+	return &durable.EntityMetadata{ID: e.ID, LastUpdatedAt: e.LastUpdatedAt, LockedBy: e.LockedBy,
+		QueueLength: e.QueueLength, State: e.State, Converter: c.conv}
+}
+
+func (c *client) ListEntities(ctx context.Context, q durable.EntityQuery) (*durable.EntityPage, error) {
+	after, err := decodeToken(q.ContinuationToken)
+	if err != nil {
+		return nil, err
+	}
+	size := q.PageSize
+	if size <= 0 {
+		size = 100
+	}
+	name := q.Name
+	if name != "" {
+		name = core.NewEntityID(name, "").Name
+	}
+	rs, err := c.fanOut(ctx, func() *transport.ClientRequest {
+		return &transport.ClientRequest{Kind: transport.RequestListEntities, IncludePayloads: q.IncludeState,
+			Filter: &transport.Filter{EntityName: name, InstanceIDPrefix: q.KeyPrefix, CreatedFrom: q.LastUpdatedFrom,
+				CreatedTo: q.LastUpdatedTo, After: after, PageSize: size}}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var all []*transport.EntityStatus
+	more := false
+	for _, r := range rs {
+		all = append(all, r.Entities...)
+		more = more || r.More
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID.String() < all[j].ID.String() })
+	if len(all) > size {
+		all, more = all[:size], true
+	}
+	page := &durable.EntityPage{}
+	for _, e := range all {
+		page.Entities = append(page.Entities, c.convertEntity(e))
+	}
+	if more && len(all) > 0 {
+		page.ContinuationToken = encodeToken(all[len(all)-1].ID.String())
+	}
+	return page, nil
+}

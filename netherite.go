@@ -1,0 +1,235 @@
+// Package netherite is the host: it wires storage, transport, partitions,
+// workers and the client together.
+//
+//	r := durable.NewRegistry()
+//	samples.Register(r)
+//	host, err := netherite.Start(ctx, netherite.Options{}, r)
+//	...
+//	id, err := host.Client().StartOrchestration(ctx, "HelloSequence", nil)
+//	status, err := host.Client().WaitForCompletion(ctx, id, durable.WithPayloads())
+//	...
+//	host.Stop(ctx)
+package netherite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/partitions"
+	"github.com/netherite-go/netherite/transport"
+)
+
+// Options configure a host. The zero value is a working embedded host.
+type Options struct {
+	// TaskHub names the deployment (default "default").
+	TaskHub string
+	// PartitionCount is the number of partitions, 1 to 32 (default 12).
+	PartitionCount int
+	// Partitions lists the partitions this host runs; nil means all. Hosts
+	// that share a transport each run a disjoint subset.
+	Partitions []int
+	// Storage is "memory" (state lives and dies with the host).
+	Storage string
+	// Transport is "memory": in-process queues. Hosts in one process share
+	// queues by passing the same SharedTransport.
+	Transport       string
+	SharedTransport *transport.Memory
+
+	// Concurrency limits of the host (defaults 100, 100, 100).
+	MaxConcurrentOrchestrations int
+	MaxConcurrentEntities       int
+	MaxConcurrentActivities     int
+
+	// PersistStepsFirst turns speculation off: every step is durable
+	// before its effects are applied.
+	PersistStepsFirst bool
+	// InstanceCacheBytes bounds the orchestration executions kept in
+	// memory between episodes (default 256 MiB; negative disables).
+	InstanceCacheBytes int64
+	// MaxPayloadBytes bounds inputs, outputs and event payloads (default
+	// 16 MiB).
+	MaxPayloadBytes int
+	// EntityBatchLimit bounds the operations one entity work item runs
+	// (default 1000).
+	EntityBatchLimit int
+
+	// Logger receives host and user log lines; slog.Default() if nil.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultPartitionCount  = 12
+	MaxPartitionCount      = 32
+	DefaultMaxPayloadBytes = 16 << 20
+	DefaultCacheBytes      = 256 << 20
+)
+
+func (o *Options) normalize() error {
+	if o.TaskHub == "" {
+		o.TaskHub = "default"
+	}
+	if o.PartitionCount == 0 {
+		o.PartitionCount = DefaultPartitionCount
+	}
+	if o.PartitionCount < 1 || o.PartitionCount > MaxPartitionCount {
+		return fmt.Errorf("netherite: PartitionCount must be between 1 and %d, got %d", MaxPartitionCount, o.PartitionCount)
+	}
+	switch o.Storage {
+	case "", "memory":
+		o.Storage = "memory"
+	default:
+		return fmt.Errorf("netherite: unknown Storage %q (this build supports \"memory\")", o.Storage)
+	}
+	switch o.Transport {
+	case "", "memory":
+		o.Transport = "memory"
+	default:
+		return fmt.Errorf("netherite: unknown Transport %q (this build supports \"memory\")", o.Transport)
+	}
+	if o.SharedTransport != nil && o.SharedTransport.PartitionCount() != o.PartitionCount {
+		return fmt.Errorf("netherite: SharedTransport has %d partitions, Options.PartitionCount is %d",
+			o.SharedTransport.PartitionCount(), o.PartitionCount)
+	}
+	for _, p := range o.Partitions {
+		if p < 0 || p >= o.PartitionCount {
+			return fmt.Errorf("netherite: Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
+		}
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxConcurrentOrchestrations, 100)
+	def(&o.MaxConcurrentEntities, 100)
+	def(&o.MaxConcurrentActivities, 100)
+	def(&o.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	def(&o.EntityBatchLimit, 1000)
+	if o.InstanceCacheBytes == 0 {
+		o.InstanceCacheBytes = DefaultCacheBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Host runs partitions and a client.
+type Host struct {
+	opts          Options
+	t             transport.Transport
+	ownTransport  *transport.Memory
+	cursors       *partitions.CursorCache
+	parts         []*partitions.Partition
+	logs          []*partitions.MemoryLog
+	client        *client
+	stopOnce      sync.Once
+	stopErr       error
+	executor      *durable.Executor
+	registry      *durable.Registry
+	partitionList []int
+}
+
+// Start starts a host that runs the functions of r.
+func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error) {
+	if r == nil {
+		return nil, errors.New("netherite: Start needs a registry")
+	}
+	if err := opts.normalize(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h := &Host{opts: opts, registry: r}
+	if opts.SharedTransport != nil {
+		h.t = opts.SharedTransport
+	} else {
+		h.ownTransport = transport.NewMemory(opts.PartitionCount)
+		h.t = h.ownTransport
+	}
+	h.executor = durable.NewExecutor(r, durable.ExecutorOptions{Logger: opts.Logger})
+	h.cursors = partitions.NewCursorCache(opts.InstanceCacheBytes)
+	pools := partitions.NewPools(opts.MaxConcurrentOrchestrations, opts.MaxConcurrentEntities, opts.MaxConcurrentActivities)
+	h.partitionList = opts.Partitions
+	if h.partitionList == nil {
+		for i := 0; i < opts.PartitionCount; i++ {
+			h.partitionList = append(h.partitionList, i)
+		}
+	}
+	for _, i := range h.partitionList {
+		log := &partitions.MemoryLog{}
+		h.logs = append(h.logs, log)
+		h.parts = append(h.parts, partitions.Start(partitions.Config{
+			Partition:         i,
+			Count:             opts.PartitionCount,
+			Executor:          h.executor,
+			Transport:         h.t,
+			Log:               log,
+			Pools:             pools,
+			Cursors:           h.cursors,
+			PersistStepsFirst: opts.PersistStepsFirst,
+			EntityBatchLimit:  opts.EntityBatchLimit,
+			MaxPayloadBytes:   opts.MaxPayloadBytes,
+			Logger:            opts.Logger,
+		}, partitions.NewState(i, opts.PartitionCount)))
+	}
+	c, err := newClient(h.t, opts, r.Converter())
+	if err != nil {
+		h.stopPartitions(context.Background())
+		return nil, err
+	}
+	h.client = c
+	opts.Logger.Debug("netherite host started", slog.String("taskHub", opts.TaskHub),
+		slog.Int("partitions", opts.PartitionCount), slog.String("storage", opts.Storage))
+	return h, nil
+}
+
+// Client returns the host's client.
+func (h *Host) Client() durable.Client { return h.client }
+
+// Options returns the host's options with defaults filled in.
+func (h *Host) Options() Options { return h.opts }
+
+// Stats reports storage activity: commit-log writes and events logged.
+func (h *Host) Stats() (logWrites, eventsLogged int64) {
+	for _, l := range h.logs {
+		a, e := l.Stats()
+		logWrites += a
+		eventsLogged += e
+	}
+	return
+}
+
+// Stop stops the host gracefully: running work items finish (until ctx is
+// done), partitions stop, cached executions are released.
+func (h *Host) Stop(ctx context.Context) error {
+	h.stopOnce.Do(func() {
+		h.stopErr = h.stopPartitions(ctx)
+		h.client.close()
+		h.cursors.Clear()
+		if h.ownTransport != nil {
+			h.ownTransport.Close()
+		}
+	})
+	return h.stopErr
+}
+
+func (h *Host) stopPartitions(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.parts))
+	for i, p := range h.parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.Stop(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,890 @@
+package partitions
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/netherite-go/netherite/core"
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/transport"
+)
+
+// Pools bound the work a host runs at once, across its partitions.
+type Pools struct {
+	Orchestrations chan struct{}
+	Entities       chan struct{}
+	Activities     chan struct{}
+}
+
+// NewPools returns pools with the given limits (at least 1 each).
+func NewPools(orchestrations, entities, activities int) *Pools {
+	m := func(n int) chan struct{} {
+		if n < 1 {
+			n = 1
+		}
+		return make(chan struct{}, n)
+	}
+	return &Pools{Orchestrations: m(orchestrations), Entities: m(entities), Activities: m(activities)}
+}
+
+// Config configures a partition runtime.
+type Config struct {
+	Partition int
+	Count     int
+	Executor  *durable.Executor
+	Transport transport.Transport
+	Log       CommitLog
+	Pools     *Pools
+	Cursors   *CursorCache
+	// PersistStepsFirst applies each event only once it is durable.
+	PersistStepsFirst bool
+	// EntityBatchLimit caps the operations of one entity work item.
+	EntityBatchLimit int
+	// MaxPayloadBytes caps orchestration outputs and custom status; larger
+	// ones fail the orchestration.
+	MaxPayloadBytes int
+	// AckInterval is how often received messages are acknowledged.
+	AckInterval time.Duration
+	Logger      *slog.Logger
+}
+
+// Partition runs one partition: it reads its input queue, logs and
+// applies update events in order, runs work items, fires timers, and sends
+// what the state machine produces once it is durable.
+type Partition struct {
+	cfg   Config
+	state *State
+	log   *slog.Logger
+
+	intake chan intakeItem
+	logCh  chan []LogEntry
+
+	durableMu  sync.Mutex
+	durableMsg durableMark
+	durableSig chan struct{}
+
+	// Owned by the loop goroutine.
+	pos        uint64 // last assigned commit position
+	durablePos uint64
+	logBuf     []LogEntry
+	inputSeen  uint64
+	unapplied  []LogEntry
+	ready      map[string]bool
+	readyList  []string
+	busy       map[string]bool
+	running    map[uint64]bool // activities started
+	unsent     []*OutboxBatch
+	responses  []pendingResponse
+	waiters    map[string][]waiter
+	received   []receivedMark
+	ackUpTo    map[int]uint64
+	ackSent    map[int]uint64
+	timers     *timerQueue
+	draining   bool
+	inFlight   sync.WaitGroup
+
+	cancel  context.CancelFunc
+	ctx     context.Context
+	done    chan struct{}
+	logDone chan struct{}
+	failed  error
+}
+
+type intakeItem struct {
+	update Event
+	read   *transport.ClientRequest
+	// inputPos is the queue position after this item, for trimming.
+	inputPos uint64
+	// workDone marks the completion of a work item for an instance.
+	workDone string
+	// drain stops the start of new work.
+	drain bool
+}
+
+type durableMark struct {
+	pos      uint64
+	inputPos uint64
+}
+
+type pendingResponse struct {
+	pos  uint64
+	resp Response
+}
+
+type waiter struct {
+	kind transport.RequestKind
+	req  *transport.ClientRequest
+}
+
+type receivedMark struct {
+	commitPos uint64
+	origin    int
+	originPos uint64
+}
+
+// Start runs a partition on state (a new or recovered one).
+func Start(cfg Config, state *State) *Partition {
+	if cfg.EntityBatchLimit <= 0 {
+		cfg.EntityBatchLimit = 1000
+	}
+	if cfg.AckInterval <= 0 {
+		cfg.AckInterval = 50 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Log == nil {
+		cfg.Log = &MemoryLog{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Partition{
+		cfg:        cfg,
+		state:      state,
+		log:        cfg.Logger.With(slog.Int("partition", cfg.Partition)),
+		intake:     make(chan intakeItem, 4096),
+		logCh:      make(chan []LogEntry, 256),
+		durableSig: make(chan struct{}, 1),
+		pos:        state.LastPos,
+		durablePos: state.LastPos,
+		inputSeen:  state.NextInputPos,
+		ready:      map[string]bool{},
+		busy:       map[string]bool{},
+		running:    map[uint64]bool{},
+		waiters:    map[string][]waiter{},
+		ackUpTo:    map[int]uint64{},
+		ackSent:    map[int]uint64{},
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		logDone:    make(chan struct{}),
+	}
+	p.timers = newTimerQueue(p.submitTimers)
+	p.restart()
+	go p.logWorker()
+	go p.loop()
+	go p.receive(state.NextInputPos)
+	return p
+}
+
+// restart re-creates everything volatile from the state: work items,
+// activities, timers and the outbox.
+func (p *Partition) restart() {
+	for _, id := range p.state.sortedIDs() {
+		if len(p.state.Instances[id].Pending) > 0 {
+			p.markReady(id)
+		}
+	}
+	for id, m := range p.state.Timers {
+		p.timers.add(id, m.Event.FireAt)
+	}
+	p.unsent = append(p.unsent, p.state.Outbox...)
+}
+
+// State returns the partition's state. Only for tests, after Stop.
+func (p *Partition) State() *State { return p.state }
+
+// Submit hands an update event to the partition (used by tests and by the
+// host for locally produced events).
+func (p *Partition) Submit(ev Event) bool { return p.put(intakeItem{update: ev}) }
+
+func (p *Partition) put(it intakeItem) bool {
+	select {
+	case p.intake <- it:
+		return true
+	case <-p.done:
+		return false
+	}
+}
+
+// receive reads the input queue and turns packets into events.
+func (p *Partition) receive(from uint64) {
+	for {
+		pkts, next, err := p.cfg.Transport.ReceivePartition(p.ctx, p.cfg.Partition, from)
+		if err != nil {
+			if p.ctx.Err() == nil {
+				p.log.Error("receive failed", slog.Any("error", err))
+			}
+			return
+		}
+		for i, pk := range pkts {
+			it := intakeItem{inputPos: from + uint64(i) + 1}
+			switch {
+			case pk.Request != nil && !pk.Request.Kind.IsUpdate():
+				it.read = pk.Request
+			case pk.Request != nil:
+				it.update = &ClientRequestReceived{InputPos: it.inputPos, Request: pk.Request}
+			case pk.Messages != nil:
+				it.update = &MessagesReceived{InputPos: it.inputPos, Batch: pk.Messages}
+			case pk.Ack != nil:
+				it.update = &AckReceived{InputPos: it.inputPos, Ack: pk.Ack}
+			default:
+				continue
+			}
+			if !p.put(it) {
+				return
+			}
+		}
+		from = next
+	}
+}
+
+func (p *Partition) loop() {
+	defer close(p.done)
+	acks := time.NewTicker(p.cfg.AckInterval)
+	defer acks.Stop()
+	for {
+		select {
+		case it := <-p.intake:
+			p.handle(it)
+		drain:
+			for n := 0; n < 4096; n++ {
+				select {
+				case it = <-p.intake:
+					p.handle(it)
+				default:
+					break drain
+				}
+			}
+			p.flushLog()
+		case <-p.durableSig:
+			p.durableMu.Lock()
+			d := p.durableMsg
+			p.durableMu.Unlock()
+			p.onDurable(d)
+		case <-acks.C:
+			p.sendAcks()
+		case <-p.ctx.Done():
+			return
+		}
+		p.dispatch()
+	}
+}
+
+func (p *Partition) handle(it intakeItem) {
+	if it.inputPos > p.inputSeen {
+		p.inputSeen = it.inputPos
+	}
+	switch {
+	case it.drain:
+		p.draining = true
+	case it.workDone != "":
+		delete(p.busy, it.workDone)
+		if inst := p.state.Instances[it.workDone]; inst != nil && len(inst.Pending) > 0 {
+			p.markReady(it.workDone)
+		}
+	case it.read != nil:
+		p.read(it.read)
+	case it.update != nil:
+		p.pos++
+		e := LogEntry{Pos: p.pos, At: time.Now(), Event: it.update}
+		p.logBuf = append(p.logBuf, e)
+		if p.cfg.PersistStepsFirst {
+			p.unapplied = append(p.unapplied, e)
+		} else {
+			p.apply(e)
+		}
+	}
+}
+
+func (p *Partition) flushLog() {
+	if len(p.logBuf) == 0 {
+		return
+	}
+	p.logCh <- p.logBuf
+	p.logBuf = nil
+}
+
+// logWorker appends batches to the commit log, merging whatever is queued
+// into one write, and reports durability to the loop.
+func (p *Partition) logWorker() {
+	defer close(p.logDone)
+	for {
+		var entries []LogEntry
+		select {
+		case entries = <-p.logCh:
+		case <-p.ctx.Done():
+			return
+		}
+	merge:
+		for {
+			select {
+			case more := <-p.logCh:
+				entries = append(entries, more...)
+			default:
+				break merge
+			}
+		}
+		if err := p.cfg.Log.Append(entries); err != nil {
+			p.log.Error("commit log append failed; stopping partition", slog.Any("error", err))
+			p.failed = fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err)
+			p.cancel()
+			return
+		}
+		last := entries[len(entries)-1]
+		mark := durableMark{pos: last.Pos}
+		for _, e := range entries {
+			if ip := inputPosOf(e.Event); ip > mark.inputPos {
+				mark.inputPos = ip
+			}
+		}
+		p.durableMu.Lock()
+		if mark.inputPos < p.durableMsg.inputPos {
+			mark.inputPos = p.durableMsg.inputPos
+		}
+		p.durableMsg = mark
+		p.durableMu.Unlock()
+		select {
+		case p.durableSig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func inputPosOf(ev Event) uint64 {
+	switch e := ev.(type) {
+	case *ClientRequestReceived:
+		return e.InputPos
+	case *MessagesReceived:
+		return e.InputPos
+	case *AckReceived:
+		return e.InputPos
+	}
+	return 0
+}
+
+// apply runs the state machine on one event and takes in its effects.
+func (p *Partition) apply(e LogEntry) {
+	var fx Effects
+	p.state.Apply(e.Pos, e.At, e.Event, &fx)
+	for _, id := range fx.Dropped {
+		p.cfg.Cursors.Drop(id)
+	}
+	for _, id := range fx.Ready {
+		p.markReady(id)
+	}
+	for _, id := range fx.Timers {
+		if m := p.state.Timers[id]; m != nil {
+			p.timers.add(id, m.Event.FireAt)
+		}
+	}
+	p.unsent = append(p.unsent, fx.Outbox...)
+	for _, r := range fx.Responses {
+		p.responses = append(p.responses, pendingResponse{pos: e.Pos, resp: r})
+	}
+	for _, id := range fx.Changed {
+		p.checkWaiters(id, e.Pos)
+	}
+	for _, r := range fx.Received {
+		p.received = append(p.received, receivedMark{commitPos: e.Pos, origin: r.Origin, originPos: r.Pos})
+	}
+}
+
+func (p *Partition) markReady(id string) {
+	if !p.ready[id] {
+		p.ready[id] = true
+		p.readyList = append(p.readyList, id)
+	}
+}
+
+// onDurable releases what waited for durability: deferred events (with
+// PersistStepsFirst), messages to other partitions, client responses and
+// acks; and trims the input queue.
+func (p *Partition) onDurable(d durableMark) {
+	if d.pos <= p.durablePos {
+		return
+	}
+	p.durablePos = d.pos
+	if p.cfg.PersistStepsFirst {
+		n := 0
+		for n < len(p.unapplied) && p.unapplied[n].Pos <= d.pos {
+			p.apply(p.unapplied[n])
+			n++
+		}
+		p.unapplied = p.unapplied[n:]
+	}
+	p.sendOutbox()
+	n := 0
+	for n < len(p.responses) && p.responses[n].pos <= p.durablePos {
+		r := p.responses[n].resp
+		if err := p.cfg.Transport.SendToClient(r.ClientID, &transport.Packet{Response: r.Response}); err != nil {
+			p.log.Warn("response dropped", slog.String("client", r.ClientID), slog.Any("error", err))
+		}
+		n++
+	}
+	p.responses = p.responses[n:]
+	n = 0
+	for n < len(p.received) && p.received[n].commitPos <= p.durablePos {
+		r := p.received[n]
+		if r.originPos > p.ackUpTo[r.origin] {
+			p.ackUpTo[r.origin] = r.originPos
+		}
+		n++
+	}
+	p.received = p.received[n:]
+	if d.inputPos > 0 {
+		p.cfg.Transport.TrimPartition(p.cfg.Partition, d.inputPos)
+	}
+}
+
+// sendOutbox sends the batches whose step is durable, in position order,
+// one packet per batch, grouped per destination.
+func (p *Partition) sendOutbox() {
+	n := 0
+	perDest := map[int][]*transport.Packet{}
+	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
+		b := p.unsent[n]
+		perDest[b.Dest] = append(perDest[b.Dest], &transport.Packet{Messages: &transport.MessageBatch{
+			Origin: p.cfg.Partition, OriginPos: b.Pos, Messages: b.Messages}})
+		n++
+	}
+	p.unsent = p.unsent[n:]
+	dests := make([]int, 0, len(perDest))
+	for d := range perDest {
+		dests = append(dests, d)
+	}
+	sort.Ints(dests)
+	for _, d := range dests {
+		if err := p.cfg.Transport.SendToPartition(d, perDest[d]...); err != nil {
+			p.log.Error("send to partition failed", slog.Int("dest", d), slog.Any("error", err))
+		}
+	}
+}
+
+func (p *Partition) sendAcks() {
+	for origin, upTo := range p.ackUpTo {
+		if upTo > p.ackSent[origin] {
+			p.ackSent[origin] = upTo
+			_ = p.cfg.Transport.SendToPartition(origin, &transport.Packet{Ack: &transport.Ack{From: p.cfg.Partition, UpTo: upTo}})
+		}
+	}
+}
+
+// respondRead answers a read once everything applied so far is durable.
+func (p *Partition) respondRead(req *transport.ClientRequest, r *transport.ClientResponse) {
+	r.RequestID = req.RequestID
+	resp := Response{ClientID: req.ClientID, Response: r}
+	if p.state.LastPos <= p.durablePos {
+		_ = p.cfg.Transport.SendToClient(req.ClientID, &transport.Packet{Response: r})
+		return
+	}
+	p.responses = append(p.responses, pendingResponse{pos: p.state.LastPos, resp: resp})
+}
+
+// dispatch starts work items for ready instances and new activities.
+func (p *Partition) dispatch() {
+	if p.draining {
+		return
+	}
+	if len(p.readyList) > 0 {
+		list := p.readyList
+		p.readyList = nil
+		for _, id := range list {
+			delete(p.ready, id)
+			if p.busy[id] {
+				continue // it becomes ready again when the work item ends
+			}
+			inst := p.state.Instances[id]
+			if inst == nil || len(inst.Pending) == 0 {
+				continue
+			}
+			p.busy[id] = true
+			p.startWorkItem(inst)
+		}
+	}
+	if len(p.running) < len(p.state.Activities) {
+		ids := make([]uint64, 0)
+		for id := range p.state.Activities {
+			if !p.running[id] {
+				ids = append(ids, id)
+			}
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		for _, id := range ids {
+			p.running[id] = true
+			p.startActivity(id, p.state.Activities[id])
+		}
+	}
+	for id := range p.running {
+		if _, ok := p.state.Activities[id]; !ok {
+			delete(p.running, id)
+		}
+	}
+}
+
+func (p *Partition) startWorkItem(inst *Instance) {
+	id, gen := inst.ID, inst.Generation
+	pending := append([]*core.HistoryEvent(nil), inst.Pending...)
+	p.inFlight.Add(1)
+	if inst.IsEntity {
+		if len(pending) > p.cfg.EntityBatchLimit {
+			pending = pending[:p.cfg.EntityBatchLimit]
+		}
+		eid, err := core.ParseEntityID(id)
+		st := inst.Entity
+		go func() {
+			defer p.inFlight.Done()
+			p.cfg.Pools.Entities <- struct{}{}
+			var ev *EntityBatchProcessed
+			if err != nil {
+				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: st}
+			} else {
+				res := p.cfg.Executor.ExecuteEntity(&durable.EntityBatch{ID: eid, State: st, Messages: pending, Now: time.Now()})
+				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: res.State, Messages: res.Messages}
+			}
+			<-p.cfg.Pools.Entities
+			p.put(intakeItem{update: ev})
+			p.put(intakeItem{workDone: id})
+		}()
+		return
+	}
+	history := inst.History[:len(inst.History):len(inst.History)]
+	go func() {
+		defer p.inFlight.Done()
+		p.cfg.Pools.Orchestrations <- struct{}{}
+		cur := p.cfg.Cursors.Take(id, gen)
+		res := p.cfg.Executor.Execute(&durable.Episode{InstanceID: id, History: history, NewEvents: pending,
+			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
+		<-p.cfg.Pools.Orchestrations
+		p.checkSizes(id, res)
+		if res.Cursor != nil {
+			p.cfg.Cursors.Put(id, gen, res.Cursor, historyBytes(history, res.NewEvents))
+		}
+		ev := &BatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), NewEvents: res.NewEvents,
+			Activities: res.Activities, Timers: res.Timers, Messages: res.Messages, Status: res.Status,
+			Output: res.Output, Failure: res.Failure, Custom: res.CustomStatus}
+		if c := res.ContinueAsNew; c != nil {
+			ev.ContinueStart, ev.ContinueCarryOver = c.Start, c.CarryOver
+		}
+		p.put(intakeItem{update: ev})
+		p.put(intakeItem{workDone: id})
+	}()
+}
+
+// checkSizes fails an orchestration whose output or custom status is over
+// the payload limit, rather than storing it.
+func (p *Partition) checkSizes(id string, res *durable.EpisodeResult) {
+	limit := p.cfg.MaxPayloadBytes
+	if limit <= 0 {
+		return
+	}
+	if len(res.CustomStatus) > limit {
+		res.CustomStatus = nil
+		p.log.Warn("custom status over the payload limit dropped", slog.String("instance", id), slog.Int("limit", limit))
+	}
+	if len(res.Output) > limit && res.Status == core.StatusCompleted {
+		res.Status, res.Output = core.StatusFailed, nil
+		res.Failure = &core.FailureDetails{Type: "PayloadTooLarge",
+			Message: fmt.Sprintf("output of orchestration %s is over the payload limit of %d bytes", id, limit)}
+		for _, e := range res.NewEvents {
+			if e.Kind == core.EventExecutionCompleted {
+				e.Status, e.Result, e.Failure = res.Status, nil, res.Failure
+			}
+		}
+		for _, m := range res.Messages {
+			if m.Event.Kind == core.EventSubOrchestrationCompleted {
+				m.Event.Kind, m.Event.Result, m.Event.Failure = core.EventSubOrchestrationFailed, nil, res.Failure
+			}
+		}
+	}
+}
+
+func historyBytes(parts ...[]*core.HistoryEvent) int64 {
+	var n int64
+	for _, p := range parts {
+		for _, e := range p {
+			n += int64(len(e.Input)+len(e.Result)) + 128
+		}
+	}
+	return n
+}
+
+func (p *Partition) startActivity(id uint64, m *core.TaskMessage) {
+	p.inFlight.Add(1)
+	go func() {
+		defer p.inFlight.Done()
+		p.cfg.Pools.Activities <- struct{}{}
+		reply := p.cfg.Executor.ExecuteActivity(p.ctx, m)
+		<-p.cfg.Pools.Activities
+		p.put(intakeItem{update: &ActivityCompleted{ActivityID: id, Reply: reply}})
+	}()
+}
+
+func (p *Partition) submitTimers(ids []uint64) {
+	p.put(intakeItem{update: &TimerFired{TimerIDs: ids}})
+}
+
+// Stop stops the partition: no new work items start, running ones finish
+// (until ctx is done), the log is flushed, and the loop ends.
+func (p *Partition) Stop(ctx context.Context) error {
+	stopped := make(chan struct{})
+	go func() {
+		p.inFlight.Wait()
+		close(stopped)
+	}()
+	// Let the loop absorb the results of running work items meanwhile.
+	p.put(intakeItem{drain: true})
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+	}
+	p.timers.stop()
+	p.cancel()
+	<-p.done
+	<-p.logDone
+	return p.failed
+}
+
+// --- reads ---
+
+func (p *Partition) read(req *transport.ClientRequest) {
+	inst := p.state.Instances[req.InstanceID]
+	switch req.Kind {
+	case transport.RequestStatus:
+		if inst == nil || inst.IsEntity {
+			p.respondRead(req, &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "no instance " + req.InstanceID})
+			return
+		}
+		p.respondRead(req, &transport.ClientResponse{Status: statusOf(inst, req.IncludePayloads, req.IncludeHistory)})
+	case transport.RequestWaitStart, transport.RequestWaitCompletion:
+		if inst == nil || inst.IsEntity {
+			p.respondRead(req, &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "no instance " + req.InstanceID})
+			return
+		}
+		if waitSatisfied(req.Kind, inst) {
+			p.respondRead(req, &transport.ClientResponse{Status: statusOf(inst, req.IncludePayloads, req.IncludeHistory)})
+			return
+		}
+		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
+	case transport.RequestQuery:
+		p.respondRead(req, p.query(req))
+	case transport.RequestGetEntity:
+		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+			p.respondRead(req, &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "no entity " + req.InstanceID})
+			return
+		}
+		p.respondRead(req, &transport.ClientResponse{Entities: []*transport.EntityStatus{entityStatusOf(inst, req.IncludePayloads)}})
+	case transport.RequestListEntities:
+		p.respondRead(req, p.listEntities(req))
+	}
+}
+
+func waitSatisfied(kind transport.RequestKind, inst *Instance) bool {
+	if kind == transport.RequestWaitStart {
+		return inst.Record.Status != core.StatusPending
+	}
+	return inst.Record.Status.IsTerminal()
+}
+
+func (p *Partition) checkWaiters(id string, pos uint64) {
+	ws := p.waiters[id]
+	if len(ws) == 0 {
+		return
+	}
+	inst := p.state.Instances[id]
+	keep := ws[:0]
+	for _, w := range ws {
+		var r *transport.ClientResponse
+		switch {
+		case inst == nil:
+			r = &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "instance " + id + " was deleted"}
+		case waitSatisfied(w.kind, inst):
+			r = &transport.ClientResponse{Status: statusOf(inst, w.req.IncludePayloads, w.req.IncludeHistory)}
+		default:
+			keep = append(keep, w)
+			continue
+		}
+		r.RequestID = w.req.RequestID
+		p.responses = append(p.responses, pendingResponse{pos: pos, resp: Response{ClientID: w.req.ClientID, Response: r}})
+	}
+	if len(keep) == 0 {
+		delete(p.waiters, id)
+	} else {
+		p.waiters[id] = keep
+	}
+}
+
+func statusOf(inst *Instance, payloads, history bool) *transport.InstanceStatus {
+	r := &inst.Record
+	s := &transport.InstanceStatus{
+		InstanceID: inst.ID, ExecutionID: r.ExecutionID, Name: r.Name, Version: r.Version, Status: r.Status,
+		CreatedAt: r.CreatedAt, LastUpdatedAt: r.LastUpdatedAt, ScheduledStartAt: r.ScheduledStartAt,
+		Tags: r.Tags, Failure: r.Failure,
+	}
+	if r.Parent != nil {
+		s.ParentInstanceID = r.Parent.InstanceID
+	}
+	if payloads {
+		s.Input, s.Output, s.CustomStatus = r.Input, r.Output, r.CustomStatus
+	}
+	if history {
+		s.History = append([]*core.HistoryEvent(nil), inst.History...)
+	}
+	return s
+}
+
+func entityStatusOf(inst *Instance, withState bool) *transport.EntityStatus {
+	id, _ := core.ParseEntityID(inst.ID)
+	s := &transport.EntityStatus{ID: id, LastUpdatedAt: inst.Record.LastUpdatedAt}
+	if inst.Entity != nil {
+		s.LockedBy, s.QueueLength = inst.Entity.LockedBy, len(inst.Entity.Queue)
+		if withState {
+			s.State = inst.Entity.Value
+		}
+	}
+	return s
+}
+
+func pageSize(f *transport.Filter) int {
+	if f == nil || f.PageSize <= 0 {
+		return 100
+	}
+	return f.PageSize
+}
+
+func (p *Partition) query(req *transport.ClientRequest) *transport.ClientResponse {
+	f := req.Filter
+	var ids []string
+	for id, inst := range p.state.Instances {
+		if !inst.IsEntity && matches(inst, f, false) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	r := &transport.ClientResponse{}
+	if n := pageSize(f); len(ids) > n {
+		ids, r.More = ids[:n], true
+	}
+	for _, id := range ids {
+		r.Instances = append(r.Instances, statusOf(p.state.Instances[id], req.IncludePayloads, false))
+	}
+	return r
+}
+
+func (p *Partition) listEntities(req *transport.ClientRequest) *transport.ClientResponse {
+	f := req.Filter
+	if f == nil {
+		f = &transport.Filter{}
+	}
+	var ids []string
+	for id, inst := range p.state.Instances {
+		if !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+			continue
+		}
+		eid, err := core.ParseEntityID(id)
+		if err != nil || (f.EntityName != "" && eid.Name != f.EntityName) ||
+			(f.InstanceIDPrefix != "" && !hasPrefix(eid.Key, f.InstanceIDPrefix)) || (f.After != "" && id <= f.After) {
+			continue
+		}
+		if (!f.CreatedFrom.IsZero() && inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) ||
+			(!f.CreatedTo.IsZero() && !inst.Record.LastUpdatedAt.Before(f.CreatedTo)) {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	r := &transport.ClientResponse{}
+	if n := pageSize(f); len(ids) > n {
+		ids, r.More = ids[:n], true
+	}
+	for _, id := range ids {
+		r.Entities = append(r.Entities, entityStatusOf(p.state.Instances[id], req.IncludePayloads))
+	}
+	return r
+}
+
+func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
+
+// --- timers ---
+
+// timerQueue fires timers at their due time from one goroutine.
+type timerQueue struct {
+	mu      sync.Mutex
+	h       timerHeap
+	wake    chan struct{}
+	quit    chan struct{}
+	fire    func([]uint64)
+	stopped sync.Once
+}
+
+type timerItem struct {
+	id  uint64
+	due time.Time
+}
+
+type timerHeap []timerItem
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].due.Equal(h[j].due) {
+		return h[i].id < h[j].id
+	}
+	return h[i].due.Before(h[j].due)
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timerItem)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+func newTimerQueue(fire func([]uint64)) *timerQueue {
+	q := &timerQueue{wake: make(chan struct{}, 1), quit: make(chan struct{}), fire: fire}
+	go q.run()
+	return q
+}
+
+func (q *timerQueue) add(id uint64, due time.Time) {
+	q.mu.Lock()
+	heap.Push(&q.h, timerItem{id: id, due: due})
+	first := q.h[0].id == id
+	q.mu.Unlock()
+	if first {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (q *timerQueue) stop() { q.stopped.Do(func() { close(q.quit) }) }
+
+func (q *timerQueue) run() {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		q.mu.Lock()
+		now := time.Now()
+		var due []uint64
+		for len(q.h) > 0 && !q.h[0].due.After(now) {
+			due = append(due, heap.Pop(&q.h).(timerItem).id)
+		}
+		wait := time.Hour
+		if len(q.h) > 0 {
+			wait = q.h[0].due.Sub(now)
+		}
+		q.mu.Unlock()
+		if len(due) > 0 {
+			q.fire(due)
+		}
+		t.Reset(wait)
+		select {
+		case <-t.C:
+		case <-q.wake:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		case <-q.quit:
+			return
+		}
+	}
+}

@@ -1,0 +1,549 @@
+package partitions
+
+import (
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/netherite-go/netherite/core"
+	"github.com/netherite-go/netherite/transport"
+)
+
+// State is everything a partition knows. It is changed only by Apply,
+// which is deterministic and does no I/O: the runtime reads the Effects
+// that Apply reports and performs them.
+type State struct {
+	Partition int
+	Count     int
+
+	// Instances holds orchestrations and entities by instance id.
+	Instances map[string]*Instance
+
+	// NextInputPos is the input-queue position to read next.
+	NextInputPos uint64
+	// LastPos is the commit position of the last applied event.
+	LastPos uint64
+
+	// Activities are queued and running activity work items.
+	Activities     map[uint64]*core.TaskMessage
+	NextActivityID uint64
+
+	// Timers are messages due later.
+	Timers      map[uint64]*core.TaskMessage
+	NextTimerID uint64
+
+	// Outbox holds batches for other partitions until they are acked, in
+	// commit-position order.
+	Outbox []*OutboxBatch
+
+	// Dedup holds, per origin partition, the highest (position,
+	// sub-position) applied.
+	Dedup map[int]DedupMark
+
+	// NextGeneration numbers sessions, so that a work item's result is not
+	// applied to an instance that was replaced meanwhile.
+	NextGeneration uint64
+}
+
+// Instance is one orchestration or entity: its record, its history or
+// entity state, and its session (messages not yet processed).
+type Instance struct {
+	ID       string
+	IsEntity bool
+	Record   InstanceRecord
+	History  []*core.HistoryEvent
+	Entity   *core.EntityState
+	// Pending are messages delivered but not yet processed, in arrival
+	// order.
+	Pending    []*core.HistoryEvent
+	Generation uint64
+}
+
+// InstanceRecord is what a status query reports.
+type InstanceRecord struct {
+	Name             string
+	Version          string
+	ExecutionID      string
+	Status           core.RuntimeStatus
+	CreatedAt        time.Time
+	LastUpdatedAt    time.Time
+	ScheduledStartAt time.Time
+	Input            []byte
+	Output           []byte
+	CustomStatus     []byte
+	Failure          *core.FailureDetails
+	Parent           *core.ParentInstance
+	Tags             map[string]string
+}
+
+// OutboxBatch is a batch of messages to one partition, produced by the
+// event at commit position Pos.
+type OutboxBatch struct {
+	Pos      uint64
+	Dest     int
+	Messages []*core.TaskMessage
+}
+
+// DedupMark is a high-water mark of messages applied from one origin.
+type DedupMark struct {
+	Pos uint64
+	Sub uint32
+}
+
+// Response is a reply to a client, released when the event at Pos is
+// durable.
+type Response struct {
+	ClientID string
+	Response *transport.ClientResponse
+}
+
+// Effects is what applying events asks the runtime to do.
+type Effects struct {
+	// Ready lists instances that got pending messages.
+	Ready []string
+	// Activities and Timers list the ids of new work.
+	Activities []uint64
+	Timers     []uint64
+	// Outbox lists new batches for other partitions.
+	Outbox []*OutboxBatch
+	// Responses go to clients once the event is durable.
+	Responses []Response
+	// Changed lists instances whose status changed (for waiting clients).
+	Changed []string
+	// Dropped lists instances whose session was replaced or deleted (their
+	// cached executions must go).
+	Dropped []string
+	// Received lists origins whose messages were applied, for acks.
+	Received []DedupOrigin
+}
+
+// DedupOrigin names an origin and the position applied from it.
+type DedupOrigin struct {
+	Origin int
+	Pos    uint64
+}
+
+// NewState returns the empty state of a partition.
+func NewState(partition, count int) *State {
+	return &State{
+		Partition:  partition,
+		Count:      count,
+		Instances:  map[string]*Instance{},
+		Activities: map[uint64]*core.TaskMessage{},
+		Timers:     map[uint64]*core.TaskMessage{},
+		Dedup:      map[int]DedupMark{},
+	}
+}
+
+// Apply applies one update event at commit position pos, stamped at time
+// at, and adds what the runtime must do to fx.
+func (s *State) Apply(pos uint64, at time.Time, ev Event, fx *Effects) {
+	s.LastPos = pos
+	a := &applier{s: s, pos: pos, at: at.UTC(), fx: fx}
+	switch e := ev.(type) {
+	case *ClientRequestReceived:
+		s.NextInputPos = e.InputPos
+		a.clientRequest(e.Request)
+	case *MessagesReceived:
+		s.NextInputPos = e.InputPos
+		a.messagesReceived(e.Batch)
+	case *AckReceived:
+		s.NextInputPos = e.InputPos
+		a.ackReceived(e.Ack)
+	case *BatchProcessed:
+		a.batchProcessed(e)
+	case *EntityBatchProcessed:
+		a.entityBatchProcessed(e)
+	case *ActivityCompleted:
+		if _, ok := s.Activities[e.ActivityID]; ok {
+			delete(s.Activities, e.ActivityID)
+			a.deliver(e.Reply)
+		}
+	case *TimerFired:
+		for _, id := range e.TimerIDs {
+			if m, ok := s.Timers[id]; ok {
+				delete(s.Timers, id)
+				a.deliverNow(m)
+			}
+		}
+	}
+	a.flushOutbox()
+}
+
+type applier struct {
+	s   *State
+	pos uint64
+	at  time.Time
+	fx  *Effects
+	// out collects messages for other partitions, by destination.
+	out map[int][]*core.TaskMessage
+}
+
+func (a *applier) respond(req *transport.ClientRequest, r *transport.ClientResponse) {
+	r.RequestID = req.RequestID
+	a.fx.Responses = append(a.fx.Responses, Response{ClientID: req.ClientID, Response: r})
+}
+
+func (a *applier) fail(req *transport.ClientRequest, code transport.ErrorCode, msg string) {
+	a.respond(req, &transport.ClientResponse{Error: msg, ErrorCode: code})
+}
+
+func (a *applier) clientRequest(req *transport.ClientRequest) {
+	inst := a.s.Instances[req.InstanceID]
+	switch req.Kind {
+	case transport.RequestCreate:
+		a.create(req, inst)
+	case transport.RequestSignalEntity:
+		a.deliverNow(&core.TaskMessage{Target: core.Instance{InstanceID: req.InstanceID}, Event: req.Event})
+		a.respond(req, &transport.ClientResponse{})
+	case transport.RequestRaiseEvent, transport.RequestTerminate, transport.RequestSuspend, transport.RequestResume:
+		if inst == nil || inst.IsEntity {
+			a.fail(req, transport.CodeNotFound, "no instance "+req.InstanceID)
+			return
+		}
+		st := inst.Record.Status
+		if st.IsTerminal() {
+			if req.Kind == transport.RequestTerminate {
+				a.respond(req, &transport.ClientResponse{}) // terminating an ended instance does nothing
+				return
+			}
+			a.fail(req, transport.CodeNotRunning, "instance "+req.InstanceID+" is "+st.String())
+			return
+		}
+		a.enqueue(inst, req.Event)
+		a.respond(req, &transport.ClientResponse{})
+	case transport.RequestPurge:
+		if inst == nil || inst.IsEntity {
+			a.respond(req, &transport.ClientResponse{Count: 0})
+			return
+		}
+		if !inst.Record.Status.IsTerminal() {
+			a.fail(req, transport.CodeNotRunning, "instance "+req.InstanceID+" is "+inst.Record.Status.String()+"; only ended instances can be purged")
+			return
+		}
+		a.remove(inst)
+		a.respond(req, &transport.ClientResponse{Count: 1})
+	case transport.RequestPurgeWhere:
+		n := 0
+		for _, id := range a.s.sortedIDs() {
+			inst := a.s.Instances[id]
+			if !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, req.Filter, true) {
+				a.remove(inst)
+				n++
+			}
+		}
+		a.respond(req, &transport.ClientResponse{Count: n})
+	}
+}
+
+// create handles a creation request under the id-reuse policy.
+func (a *applier) create(req *transport.ClientRequest, inst *Instance) {
+	if inst != nil && !inst.IsEntity {
+		running := !inst.Record.Status.IsTerminal()
+		switch ReusePolicy(req.Reuse) {
+		case ReuseError:
+			a.fail(req, transport.CodeExists, "instance "+req.InstanceID+" already exists ("+inst.Record.Status.String()+")")
+			return
+		case ReuseIfEnded:
+			if running {
+				a.fail(req, transport.CodeExists, "instance "+req.InstanceID+" already exists and is "+inst.Record.Status.String())
+				return
+			}
+		case ReuseIgnore:
+			if running {
+				a.respond(req, &transport.ClientResponse{})
+				return
+			}
+		case ReuseTerminate:
+		}
+	}
+	a.startExecution(req.InstanceID, req.Event)
+	a.respond(req, &transport.ClientResponse{})
+}
+
+// Reuse policies on the wire, matching durable.IDReusePolicy.
+const (
+	ReuseIfEnded ReusePolicy = iota
+	ReuseError
+	ReuseIgnore
+	ReuseTerminate
+)
+
+// ReusePolicy is transport.ReusePolicy.
+type ReusePolicy = transport.ReusePolicy
+
+// startExecution creates (or replaces) an orchestration instance whose
+// first message is start.
+func (a *applier) startExecution(id string, start *core.HistoryEvent) *Instance {
+	if old := a.s.Instances[id]; old != nil {
+		a.remove(old)
+	}
+	a.s.NextGeneration++
+	inst := &Instance{ID: id, Generation: a.s.NextGeneration}
+	inst.Record = InstanceRecord{
+		Name: start.Name, Version: start.Version, ExecutionID: start.ExecutionID,
+		Status: core.StatusPending, CreatedAt: a.at, LastUpdatedAt: a.at,
+		Input: start.Input, Parent: start.Parent, Tags: start.Tags,
+	}
+	a.s.Instances[id] = inst
+	a.fx.Changed = append(a.fx.Changed, id)
+	if !start.FireAt.IsZero() && start.FireAt.After(a.at) {
+		inst.Record.ScheduledStartAt = start.FireAt
+		a.addTimer(&core.TaskMessage{Target: core.Instance{InstanceID: id, ExecutionID: start.ExecutionID}, Event: start})
+		return inst
+	}
+	a.enqueue(inst, start)
+	return inst
+}
+
+func (a *applier) remove(inst *Instance) {
+	delete(a.s.Instances, inst.ID)
+	a.fx.Dropped = append(a.fx.Dropped, inst.ID)
+	a.fx.Changed = append(a.fx.Changed, inst.ID)
+}
+
+func (a *applier) enqueue(inst *Instance, e *core.HistoryEvent) {
+	if len(inst.Pending) == 0 {
+		a.fx.Ready = append(a.fx.Ready, inst.ID)
+	}
+	inst.Pending = append(inst.Pending, e)
+}
+
+func (a *applier) addTimer(m *core.TaskMessage) {
+	a.s.NextTimerID++
+	a.s.Timers[a.s.NextTimerID] = m
+	a.fx.Timers = append(a.fx.Timers, a.s.NextTimerID)
+}
+
+// deliver routes a message produced here: to this partition's sessions,
+// or into the outbox for another partition.
+func (a *applier) deliver(m *core.TaskMessage) {
+	p := PartitionOf(m.Target.InstanceID, a.s.Count)
+	if p != a.s.Partition {
+		if a.out == nil {
+			a.out = map[int][]*core.TaskMessage{}
+		}
+		a.out[p] = append(a.out[p], m)
+		return
+	}
+	a.deliverNow(m)
+}
+
+// deliverNow hands a message to its instance on this partition, or to
+// the timers if it is due later.
+func (a *applier) deliverNow(m *core.TaskMessage) {
+	e := m.Event
+	if !e.FireAt.IsZero() && e.FireAt.After(a.at) && e.Kind != core.EventTimerFired {
+		a.addTimer(m)
+		return
+	}
+	if e.Kind == core.EventTimerFired && e.FireAt.After(a.at) {
+		a.addTimer(m)
+		return
+	}
+	id := m.Target.InstanceID
+	inst := a.s.Instances[id]
+	if core.IsEntityInstanceID(id) {
+		if inst == nil {
+			a.s.NextGeneration++
+			inst = &Instance{ID: id, IsEntity: true, Generation: a.s.NextGeneration,
+				Record: InstanceRecord{CreatedAt: a.at, LastUpdatedAt: a.at}}
+			if eid, err := core.ParseEntityID(id); err == nil {
+				inst.Record.Name = eid.Name
+			}
+			a.s.Instances[id] = inst
+		}
+		a.enqueue(inst, e)
+		return
+	}
+	if e.Kind == core.EventExecutionStarted {
+		if inst != nil && !inst.Record.Status.IsTerminal() && e.Parent != nil {
+			// A sub-orchestration whose id is taken by a running instance.
+			reply := core.NewEvent(core.EventSubOrchestrationFailed, a.at)
+			reply.TaskScheduledID = e.Parent.TaskScheduledID
+			reply.Failure = &core.FailureDetails{Type: "InstanceExists",
+				Message: "cannot start sub-orchestration " + id + ": an instance with that id is " + inst.Record.Status.String()}
+			a.deliver(&core.TaskMessage{Target: core.Instance{InstanceID: e.Parent.InstanceID, ExecutionID: e.Parent.ExecutionID}, Event: reply})
+			return
+		}
+		if inst != nil && inst.Record.ExecutionID == e.ExecutionID {
+			// A scheduled start coming due, unless the instance was
+			// terminated or has run meanwhile.
+			if inst.Record.Status == core.StatusPending && len(inst.History) == 0 {
+				a.enqueue(inst, e)
+			}
+			return
+		}
+		a.startExecution(id, e)
+		return
+	}
+	if inst == nil || inst.IsEntity {
+		return // no such instance: dropped, as in Durable Functions
+	}
+	if m.Target.ExecutionID != "" && m.Target.ExecutionID != inst.Record.ExecutionID {
+		return // for an earlier execution
+	}
+	if inst.Record.Status.IsTerminal() {
+		return
+	}
+	a.enqueue(inst, e)
+}
+
+func (a *applier) flushOutbox() {
+	if len(a.out) == 0 {
+		return
+	}
+	dests := make([]int, 0, len(a.out))
+	for d := range a.out {
+		dests = append(dests, d)
+	}
+	sort.Ints(dests)
+	for _, d := range dests {
+		b := &OutboxBatch{Pos: a.pos, Dest: d, Messages: a.out[d]}
+		a.s.Outbox = append(a.s.Outbox, b)
+		a.fx.Outbox = append(a.fx.Outbox, b)
+	}
+	a.out = nil
+}
+
+func (a *applier) messagesReceived(b *transport.MessageBatch) {
+	mark := a.s.Dedup[b.Origin]
+	applied := false
+	for i, m := range b.Messages {
+		sub := b.FirstSub + uint32(i)
+		if b.OriginPos < mark.Pos || (b.OriginPos == mark.Pos && sub <= mark.Sub) {
+			continue // a duplicate
+		}
+		mark = DedupMark{Pos: b.OriginPos, Sub: sub}
+		a.deliverNow(m)
+		applied = true
+	}
+	if applied {
+		a.s.Dedup[b.Origin] = mark
+		a.fx.Received = append(a.fx.Received, DedupOrigin{Origin: b.Origin, Pos: b.OriginPos})
+	}
+}
+
+func (a *applier) ackReceived(ack *transport.Ack) {
+	keep := a.s.Outbox[:0]
+	for _, b := range a.s.Outbox {
+		if b.Dest == ack.From && b.Pos <= ack.UpTo {
+			continue
+		}
+		keep = append(keep, b)
+	}
+	clear(a.s.Outbox[len(keep):])
+	a.s.Outbox = keep
+}
+
+func (a *applier) batchProcessed(e *BatchProcessed) {
+	inst := a.s.Instances[e.InstanceID]
+	if inst == nil || inst.Generation != e.Generation || e.Consumed > len(inst.Pending) {
+		return // the instance was replaced or purged meanwhile
+	}
+	inst.Pending = slices.Delete(inst.Pending, 0, e.Consumed)
+	inst.History = append(inst.History, e.NewEvents...)
+	r := &inst.Record
+	r.LastUpdatedAt = a.at
+	r.CustomStatus = e.Custom
+	if r.Status != e.Status {
+		a.fx.Changed = append(a.fx.Changed, inst.ID)
+	}
+	r.Status = e.Status
+	if e.Status.IsTerminal() {
+		r.Output, r.Failure = e.Output, e.Failure
+	}
+	for _, m := range e.Activities {
+		a.s.NextActivityID++
+		a.s.Activities[a.s.NextActivityID] = m
+		a.fx.Activities = append(a.fx.Activities, a.s.NextActivityID)
+	}
+	for _, m := range e.Timers {
+		a.addTimer(m)
+	}
+	for _, m := range e.Messages {
+		a.deliver(m)
+	}
+	if e.ContinueStart != nil {
+		// The next execution starts with fresh history.
+		rest := inst.Pending
+		inst.History = nil
+		inst.Pending = nil
+		r.ExecutionID, r.Input, r.Output, r.Failure = e.ContinueStart.ExecutionID, e.ContinueStart.Input, nil, nil
+		r.Status = core.StatusRunning
+		a.fx.Dropped = append(a.fx.Dropped, inst.ID)
+		a.enqueue(inst, e.ContinueStart)
+		inst.Pending = append(inst.Pending, e.ContinueCarryOver...)
+		for _, p := range rest {
+			// Messages for the ended execution are dropped; events stay.
+			if p.Kind == core.EventEventRaised || p.Kind == core.EventExecutionTerminated ||
+				p.Kind == core.EventExecutionSuspended || p.Kind == core.EventExecutionResumed {
+				inst.Pending = append(inst.Pending, p)
+			}
+		}
+		return
+	}
+	if e.Status.IsTerminal() {
+		inst.Pending = nil
+		a.fx.Dropped = append(a.fx.Dropped, inst.ID)
+		return
+	}
+	if len(inst.Pending) > 0 {
+		a.fx.Ready = append(a.fx.Ready, inst.ID)
+	}
+}
+
+func (a *applier) entityBatchProcessed(e *EntityBatchProcessed) {
+	inst := a.s.Instances[e.InstanceID]
+	if inst == nil || inst.Generation != e.Generation || e.Consumed > len(inst.Pending) {
+		return
+	}
+	inst.Pending = slices.Delete(inst.Pending, 0, e.Consumed)
+	inst.Entity = e.State
+	inst.Record.LastUpdatedAt = a.at
+	for _, m := range e.Messages {
+		a.deliver(m)
+	}
+	if e.State == nil && len(inst.Pending) == 0 {
+		delete(a.s.Instances, inst.ID)
+		a.fx.Changed = append(a.fx.Changed, inst.ID)
+		return
+	}
+	if len(inst.Pending) > 0 {
+		a.fx.Ready = append(a.fx.Ready, inst.ID)
+	}
+}
+
+func (s *State) sortedIDs() []string {
+	ids := make([]string, 0, len(s.Instances))
+	for id := range s.Instances {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// matches reports whether an orchestration instance passes a filter.
+func matches(inst *Instance, f *transport.Filter, ignorePaging bool) bool {
+	if f == nil {
+		return true
+	}
+	r := &inst.Record
+	if f.InstanceIDPrefix != "" && !strings.HasPrefix(inst.ID, f.InstanceIDPrefix) {
+		return false
+	}
+	if !f.CreatedFrom.IsZero() && r.CreatedAt.Before(f.CreatedFrom) {
+		return false
+	}
+	if !f.CreatedTo.IsZero() && !r.CreatedAt.Before(f.CreatedTo) {
+		return false
+	}
+	if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, r.Status) {
+		return false
+	}
+	if !ignorePaging && f.After != "" && inst.ID <= f.After {
+		return false
+	}
+	return true
+}

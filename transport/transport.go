@@ -1,0 +1,221 @@
+// Package transport moves packets between clients, partitions and the load
+// monitor. Each partition has one ordered, positioned input queue; each
+// client has a response queue; the load monitor has one queue. The
+// in-process implementation (Memory) is shared by every host in a
+// process, so several hosts in one test behave like several machines.
+package transport
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/netherite-go/netherite/core"
+)
+
+// ErrClosed is returned by operations on a closed transport.
+var ErrClosed = errors.New("transport: closed")
+
+// Packet is one unit delivered through a queue. Exactly one of the
+// payload fields is set.
+type Packet struct {
+	// Messages from another partition: task messages stamped with their
+	// origin for deduplication.
+	Messages *MessageBatch
+	// Request from a client to a partition.
+	Request *ClientRequest
+	// Response from a partition to a client.
+	Response *ClientResponse
+	// Ack from a partition: it has durably applied messages from the
+	// destination partition up to a position.
+	Ack *Ack
+	// Load is a report for the load monitor.
+	Load *LoadReport
+}
+
+// MessageBatch is a batch of task messages from one partition to another.
+// Message i has sub-position FirstSub+i of the origin's commit position.
+type MessageBatch struct {
+	Origin    int
+	OriginPos uint64
+	FirstSub  uint32
+	Messages  []*core.TaskMessage
+}
+
+// Ack tells a partition that messages it sent were durably applied.
+type Ack struct {
+	From int
+	// UpTo is the highest origin commit position applied.
+	UpTo uint64
+}
+
+// LoadReport is a host's report of one partition's load.
+type LoadReport struct {
+	Partition  int
+	Host       string
+	WorkItems  int
+	Activities int
+	Timers     int
+	Outbox     int
+	At         time.Time
+}
+
+// RequestKind says what a client asks of a partition.
+type RequestKind int
+
+// The client requests.
+const (
+	RequestCreate RequestKind = iota + 1
+	RequestRaiseEvent
+	RequestTerminate
+	RequestSuspend
+	RequestResume
+	RequestPurge
+	RequestPurgeWhere
+	RequestSignalEntity
+	RequestStatus
+	RequestWaitStart
+	RequestWaitCompletion
+	RequestQuery
+	RequestGetEntity
+	RequestListEntities
+)
+
+var requestNames = map[RequestKind]string{
+	RequestCreate: "create", RequestRaiseEvent: "raise-event", RequestTerminate: "terminate",
+	RequestSuspend: "suspend", RequestResume: "resume", RequestPurge: "purge",
+	RequestPurgeWhere: "purge-where", RequestSignalEntity: "signal-entity", RequestStatus: "status",
+	RequestWaitStart: "wait-start", RequestWaitCompletion: "wait-completion", RequestQuery: "query",
+	RequestGetEntity: "get-entity", RequestListEntities: "list-entities",
+}
+
+func (k RequestKind) String() string {
+	if s, ok := requestNames[k]; ok {
+		return s
+	}
+	return "request?"
+}
+
+// IsUpdate reports whether the request changes partition state (and is
+// therefore logged), as opposed to only reading it.
+func (k RequestKind) IsUpdate() bool {
+	switch k {
+	case RequestCreate, RequestRaiseEvent, RequestTerminate, RequestSuspend, RequestResume,
+		RequestPurge, RequestPurgeWhere, RequestSignalEntity:
+		return true
+	}
+	return false
+}
+
+// ReusePolicy mirrors durable.IDReusePolicy on the wire.
+type ReusePolicy int
+
+// ClientRequest is a request from a client to one partition.
+type ClientRequest struct {
+	Kind      RequestKind
+	ClientID  string
+	RequestID uint64
+	// Timestamp is when the client sent the request.
+	Timestamp  time.Time
+	InstanceID string
+	// Event carries the request's payload event: ExecutionStarted for
+	// create, EventRaised, ExecutionTerminated, ExecutionSuspended,
+	// ExecutionResumed, EntityOperationSignaled.
+	Event  *core.HistoryEvent
+	Reuse  ReusePolicy
+	Filter *Filter
+	// Include* select what status responses carry.
+	IncludePayloads bool
+	IncludeHistory  bool
+}
+
+// Filter selects instances or entities for queries and purges.
+type Filter struct {
+	InstanceIDPrefix string
+	CreatedFrom      time.Time
+	CreatedTo        time.Time
+	Statuses         []core.RuntimeStatus
+	// After continues a listing after this instance id.
+	After    string
+	PageSize int
+	// EntityName restricts an entity listing.
+	EntityName string
+}
+
+// ClientResponse answers one ClientRequest.
+type ClientResponse struct {
+	RequestID uint64
+	// Error is a failure message; ErrorCode classifies it.
+	Error     string
+	ErrorCode ErrorCode
+	Status    *InstanceStatus
+	Instances []*InstanceStatus
+	Entities  []*EntityStatus
+	Count     int
+	// More is set when a listing stopped at its page size.
+	More bool
+}
+
+// ErrorCode classifies response errors so clients can map them to
+// sentinel errors.
+type ErrorCode int
+
+// The error codes.
+const (
+	CodeNone ErrorCode = iota
+	CodeNotFound
+	CodeExists
+	CodeNotRunning
+	CodeInvalid
+)
+
+// InstanceStatus is an instance's status as a partition reports it.
+type InstanceStatus struct {
+	InstanceID       string
+	ExecutionID      string
+	Name             string
+	Version          string
+	Status           core.RuntimeStatus
+	CreatedAt        time.Time
+	LastUpdatedAt    time.Time
+	ScheduledStartAt time.Time
+	ParentInstanceID string
+	Tags             map[string]string
+	Input            []byte
+	Output           []byte
+	CustomStatus     []byte
+	Failure          *core.FailureDetails
+	History          []*core.HistoryEvent
+}
+
+// EntityStatus is an entity's state as a partition reports it.
+type EntityStatus struct {
+	ID            core.EntityID
+	LastUpdatedAt time.Time
+	LockedBy      string
+	QueueLength   int
+	State         []byte
+}
+
+// Transport is what hosts use to send and receive packets.
+type Transport interface {
+	// SendToPartition appends packets to a partition's input queue, in
+	// order.
+	SendToPartition(partition int, packets ...*Packet) error
+	// ReceivePartition blocks until the partition's queue holds packets at
+	// or after position from, and returns them with the position after the
+	// last one.
+	ReceivePartition(ctx context.Context, partition int, from uint64) ([]*Packet, uint64, error)
+	// TrimPartition tells the transport that positions before upTo are no
+	// longer needed.
+	TrimPartition(partition int, upTo uint64)
+	// SendToClient delivers packets to a client's response queue. Packets
+	// for a client that is not listening are dropped.
+	SendToClient(clientID string, packets ...*Packet) error
+	// ListenClient opens a client's response queue.
+	ListenClient(clientID string) (<-chan *Packet, func(), error)
+	// SendToLoadMonitor appends packets to the load monitor's queue.
+	SendToLoadMonitor(packets ...*Packet) error
+	// PartitionCount is the number of partition queues.
+	PartitionCount() int
+}
