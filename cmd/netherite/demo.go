@@ -1,105 +1,123 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/netherite-go/netherite"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
-	"github.com/netherite-go/netherite/durable/durabletest"
 	"github.com/netherite-go/netherite/samples"
 )
 
-// demo runs the samples and prints their outcomes. Until the partitioned
-// engine lands, it runs them on the in-memory driver of durabletest,
-// which steps the same replay executor the engine will use.
-func demo(w io.Writer) error {
+// demo starts an embedded host, runs the samples through its client and
+// prints what happened.
+func demo(ctx context.Context, w io.Writer, opts netherite.Options) error {
 	r := durable.NewRegistry()
 	samples.Register(r)
-	env := durabletest.New(r)
-	defer env.Close()
+	h, err := netherite.Start(ctx, opts, r)
+	if err != nil {
+		return err
+	}
+	defer h.Stop(context.Background())
+	c := h.Client()
+	o := h.Options()
+	fmt.Fprintf(w, "Netherite for Go demo: task hub %q, %d partitions, %s storage\n", o.TaskHub, o.PartitionCount, o.Storage)
 
-	fmt.Fprintln(w, "Netherite for Go demo (in-memory executor driver, virtual clock)")
-	if _, err := env.Start("hello", samples.HelloSequence, nil); err != nil {
+	run := func(label, name string, input any) (*durable.OrchestrationStatus, error) {
+		t0 := time.Now()
+		id, err := c.StartOrchestration(ctx, name, input)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		if s.RuntimeStatus != core.StatusCompleted {
+			return nil, fmt.Errorf("%s: %s: %v", label, s.RuntimeStatus, s.Failure)
+		}
+		fmt.Fprintf(w, "%-22s %-10s %-56s %s\n", label, s.RuntimeStatus, s.Output, time.Since(t0).Round(time.Microsecond))
+		return s, nil
+	}
+	if _, err := run("hello sequence", samples.HelloSequence, nil); err != nil {
 		return err
 	}
-	if _, err := env.Start("fanout", samples.FanOutFanIn, 100); err != nil {
+	if _, err := run("fan-out/fan-in (100)", samples.FanOutFanIn, 100); err != nil {
 		return err
 	}
+
 	counter := core.NewEntityID(samples.Counter, "demo")
 	for i := 1; i <= 10; i++ {
-		if err := env.SignalEntityAt(0, counter, "add", i); err != nil {
+		if err := c.SignalEntity(ctx, counter, "add", i); err != nil {
 			return err
 		}
 	}
-	accounts := []string{"alice", "bob", "carol"}
+	var n int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		m, err := c.GetEntity(ctx, counter, true)
+		if err == nil {
+			if err := m.ReadState(&n); err != nil {
+				return err
+			}
+			if n == 55 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("counter entity: got %d, want 55", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Fprintf(w, "%-22s %-10s %d (10 signals: 1+2+...+10)\n", "counter entity", "entity", n)
+
+	// Bank: accounts on different partitions, transfers under locks.
+	accounts := []string{"alice!1", "bob!5", "carol!9"}
 	for _, a := range accounts {
-		if err := env.SignalEntityAt(0, core.NewEntityID(samples.Account, a), "deposit", 100); err != nil {
+		if err := c.SignalEntity(ctx, core.NewEntityID(samples.Account, a), "deposit", 100); err != nil {
 			return err
 		}
 	}
 	const transfers = 12
-	for i := 0; i < transfers; i++ {
+	ids := make([]string, transfers)
+	for i := range ids {
 		req := samples.TransferRequest{From: accounts[i%3], To: accounts[(i+1)%3], Amount: 15 + 5*i}
-		if _, err := env.StartAt(time.Second, fmt.Sprintf("transfer-%02d", i), samples.Transfer, req); err != nil {
+		if ids[i], err = c.StartOrchestration(ctx, samples.Transfer, req); err != nil {
 			return err
 		}
 	}
-	if err := env.Run(); err != nil {
-		return err
-	}
-
-	show := func(id string) error {
-		s, err := env.Status(id)
-		if err != nil {
-			return err
-		}
-		if s.Failure != nil {
-			return fmt.Errorf("%s %s: %v", id, s.RuntimeStatus, s.Failure)
-		}
-		fmt.Fprintf(w, "%-16s %-10s %s\n", id, s.RuntimeStatus, s.Output)
-		return nil
-	}
-	if err := show("hello"); err != nil {
-		return err
-	}
-	if err := show("fanout"); err != nil {
-		return err
-	}
-	var n int
-	if _, err := env.ReadEntityState(counter, &n); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "%-16s %-10s %d\n", counter, "entity", n)
-
-	done := 0
-	for i := 0; i < transfers; i++ {
-		s, err := env.Status(fmt.Sprintf("transfer-%02d", i))
+	moved := 0
+	for _, id := range ids {
+		s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
 		if err != nil {
 			return err
 		}
 		var ok bool
 		if s.RuntimeStatus != core.StatusCompleted || s.ReadOutput(&ok) != nil {
-			return fmt.Errorf("transfer %d: %s %v", i, s.RuntimeStatus, s.Failure)
+			return fmt.Errorf("transfer %s: %s %v", id, s.RuntimeStatus, s.Failure)
 		}
 		if ok {
-			done++
+			moved++
 		}
 	}
 	total := 0
 	for _, a := range accounts {
-		var bal int
-		if _, err := env.ReadEntityState(core.NewEntityID(samples.Account, a), &bal); err != nil {
+		m, err := c.GetEntity(ctx, core.NewEntityID(samples.Account, a), true)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%-16s %-10s %d\n", "@account@"+a, "entity", bal)
+		var bal int
+		if err := m.ReadState(&bal); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%-22s %-10s %d\n", "account "+a, "entity", bal)
 		total += bal
 	}
-	fmt.Fprintf(w, "bank: %d of %d transfers moved money; total balance %d (started with 300)\n", done, transfers, total)
+	fmt.Fprintf(w, "bank: %d of %d concurrent transfers moved money; total balance %d (started with 300)\n", moved, transfers, total)
 	if total != 300 {
 		return fmt.Errorf("bank total %d is not conserved (want 300)", total)
 	}
-	fmt.Fprintf(w, "%d orchestration episodes, virtual time %s\n", len(env.Episodes()), env.Now().Format(time.RFC3339))
 	return nil
 }

@@ -1,28 +1,43 @@
 // Command netherite is the command line of Netherite for Go.
 //
-//	netherite demo    run the sample workflows and print what happened
+//	netherite demo                 run the sample workflows and print what happened
+//	netherite bench WORKLOAD       run a benchmark workload
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/bench"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, `usage: netherite <command> [flags]
+	fmt.Fprintf(w, `usage: netherite <command> [flags]
 
 commands:
-  demo    run the sample workflows (hello sequence, fan-out/fan-in,
-          counter entity, bank transfers) and print what happened`)
+  demo              run the sample workflows (hello sequence, fan-out/fan-in,
+                    counter entity, bank transfers) on an embedded host
+  bench WORKLOAD    run a benchmark; workloads: %s
+                    flags: -n -partitions -storage -rate -persist-first -json
+
+run 'netherite <command> -h' for the flags of a command
+`, strings.Join(bench.Workloads, ", "))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return 2
@@ -31,14 +46,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 		fs.SetOutput(stderr)
+		partitions := fs.Int("partitions", netherite.DefaultPartitionCount, "number of partitions (1-32)")
+		storage := fs.String("storage", "memory", `where state lives: "memory"`)
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
-		if err := demo(stdout); err != nil {
+		if err := demo(ctx, stdout, netherite.Options{PartitionCount: *partitions, Storage: *storage}); err != nil {
 			fmt.Fprintln(stderr, "netherite demo:", err)
 			return 1
 		}
 		return 0
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -46,4 +65,70 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "netherite: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("n", 1000, "orchestrations (hello5, hello3-latency, bank) or activities (fanout)")
+	partitions := fs.Int("partitions", netherite.DefaultPartitionCount, "number of partitions (1-32)")
+	storage := fs.String("storage", "memory", `where state lives: "memory"`)
+	rate := fs.Float64("rate", 100, "starts per second (hello3-latency)")
+	persistFirst := fs.Bool("persist-first", false, "persist each step before applying it (no speculation)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
+		fs.PrintDefaults()
+	}
+	// Accept the workload before or after the flags.
+	var workload string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		workload, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if workload == "" && fs.NArg() > 0 {
+		workload = fs.Arg(0)
+	}
+	if workload == "" {
+		fs.Usage()
+		return 2
+	}
+	cfg := bench.Config{Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate,
+		PersistStepsFirst: *persistFirst}
+	if !*asJSON && isTerminal(os.Stderr) {
+		cfg.Progress = stderr
+	}
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "netherite bench:", err)
+		if res == nil {
+			return 1
+		}
+	}
+	if *asJSON {
+		b, _ := json.Marshal(res)
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		fmt.Fprintf(stdout, "%s: n=%d partitions=%d storage=%s persist-first=%v\n", res.Workload, res.N, res.Partitions, res.Storage, res.PersistFirst)
+		fmt.Fprintf(stdout, "  completed %d, failed %d in %.3fs: %.0f/s\n", res.Completed, res.Failed, res.Seconds, res.ThroughputPerS)
+		fmt.Fprintf(stdout, "  latency p50 %.2fms p90 %.2fms p99 %.2fms\n", res.P50Ms, res.P90Ms, res.P99Ms)
+		fmt.Fprintf(stdout, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
+		if res.HeapBytesPerInstance > 0 {
+			fmt.Fprintf(stdout, "  heap per completed instance: %.0f bytes\n", res.HeapBytesPerInstance)
+		}
+		if res.Conserved != nil {
+			fmt.Fprintf(stdout, "  bank total conserved: %v\n", *res.Conserved)
+		}
+	}
+	if err != nil || res.Failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
