@@ -86,13 +86,17 @@ func requester(m *core.HistoryEvent) string {
 // deliver applies the lock discipline to one request.
 func (r *entityRun) deliver(m *core.HistoryEvent) {
 	if m.Kind == core.EventEntityLockReleased {
-		if r.st.LockedBy != "" && r.st.LockedBy == requester(m) {
-			r.st.LockedBy = ""
-			queued := r.st.Queue
-			r.st.Queue = nil
-			for _, q := range queued {
-				r.deliver(q)
-			}
+		if r.st.LockedBy == "" || r.st.LockedBy != requester(m) {
+			// A release from an orchestration that does not hold the lock
+			// (it ended while waiting): its queued requests go too.
+			r.dropQueued(m.RequestID)
+			return
+		}
+		r.st.LockedBy = ""
+		queued := r.st.Queue
+		r.st.Queue = nil
+		for _, q := range queued {
+			r.deliver(q)
 		}
 		return
 	}
@@ -106,6 +110,21 @@ func (r *entityRun) deliver(m *core.HistoryEvent) {
 	case core.EventEntityOperationCalled, core.EventEntityOperationSignaled:
 		r.operate(m)
 	}
+}
+
+// dropQueued removes a queued lock request (by request id).
+func (r *entityRun) dropQueued(requestID string) {
+	if requestID == "" {
+		return
+	}
+	keep := r.st.Queue[:0]
+	for _, q := range r.st.Queue {
+		if q.Kind == core.EventEntityLockRequested && q.RequestID == requestID {
+			continue
+		}
+		keep = append(keep, q)
+	}
+	r.st.Queue = keep
 }
 
 // grant locks the entity for the requesting orchestration and passes the
@@ -127,6 +146,9 @@ func (r *entityRun) grant(m *core.HistoryEvent) {
 	}
 	g := core.NewEvent(core.EventEntityLockGranted, r.now)
 	g.TaskScheduledID, g.RequestID, g.InstanceID = p.TaskScheduledID, m.RequestID, r.id.String()
+	// The lock set travels with the grant so that a grant that finds its
+	// orchestration gone can be turned into releases by the engine.
+	g.LockSet = m.LockSet
 	r.send(core.Instance{InstanceID: p.InstanceID, ExecutionID: p.ExecutionID}, g)
 }
 

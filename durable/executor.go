@@ -141,8 +141,16 @@ func (c *Cursor) HistoryLength() int {
 }
 
 func (c *Cursor) fits(ep *Episode) bool {
-	return c != nil && c.o != nil && c.o.instanceID == ep.InstanceID && c.o.processed == len(ep.History) &&
-		!c.o.completed && c.o.running
+	if c == nil || c.o == nil || c.o.instanceID != ep.InstanceID || c.o.processed != len(ep.History) ||
+		c.o.completed || !c.o.running {
+		return false
+	}
+	for _, e := range ep.History {
+		if e.Kind == core.EventExecutionStarted {
+			return e.ExecutionID == c.o.executionID
+		}
+	}
+	return false
 }
 
 // Execute runs one episode of an orchestration.
@@ -215,6 +223,12 @@ func completedIn(history []*core.HistoryEvent) (core.RuntimeStatus, bool) {
 // apply feeds one history event to the orchestration.
 func (o *orchestration) apply(e *core.HistoryEvent) {
 	o.processed++
+	o.step(e)
+}
+
+// step processes one event: it may complete tasks, resume the function,
+// and end the execution.
+func (o *orchestration) step(e *core.HistoryEvent) {
 	if o.completed {
 		switch {
 		case o.nondetFailure != nil || o.status == core.StatusTerminated:
@@ -305,11 +319,7 @@ func (o *orchestration) handle(e *core.HistoryEvent) {
 			held := o.deferred
 			o.deferred = nil
 			for _, d := range held {
-				if o.completed {
-					break
-				}
-				o.handle(d)
-				o.resumeIfReady()
+				o.step(d)
 			}
 		}
 	default:
@@ -348,7 +358,8 @@ func (o *orchestration) match(e *core.HistoryEvent) {
 		o.nondeterminism(fmt.Sprintf(
 			"the history records %s at sequence %d, but the orchestrator made no call at that position on replay (it made %d scheduling calls)",
 			describeRecorded(e), e.EventID, o.seq))
-	case a.event.Kind != e.Kind || a.event.Name != e.Name:
+	case a.event.Kind != e.Kind || a.event.Name != e.Name || a.event.InstanceID != e.InstanceID ||
+		!slices.Equal(a.event.LockSet, e.LockSet):
 		o.nondeterminism(fmt.Sprintf(
 			"at sequence %d the history records %s, but the orchestrator called %s",
 			e.EventID, describeRecorded(e), describeCall(a.event)))

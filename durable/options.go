@@ -99,7 +99,8 @@ type RetryPolicy struct {
 	// MaxRetryInterval caps a single wait; 0 means no cap.
 	MaxRetryInterval time.Duration
 	// RetryTimeout stops retrying once this much time has passed since the
-	// first attempt was scheduled; 0 means no limit.
+	// first attempt was scheduled: a failure at or after that point is
+	// final. 0 means no limit.
 	RetryTimeout time.Duration
 	// Handle decides whether a failure is worth another attempt; nil
 	// retries every failure except those the engine marks non-retriable.

@@ -36,6 +36,7 @@ type orchestration struct {
 	toFunc     chan struct{} // executor -> function: continue
 	toExecutor chan struct{} // function -> executor: blocked or returned
 	running    bool          // the function goroutine exists
+	inFunc     bool          // the function holds the baton
 	returned   bool          // the function returned (or panicked)
 	abandoned  bool          // the executor is releasing the goroutine
 	awaiting   *task
@@ -84,9 +85,10 @@ type eventWaiter struct {
 }
 
 type lockState struct {
-	ids     []core.EntityID
-	granted bool
-	section *CriticalSection
+	ids       []core.EntityID
+	requestID string
+	granted   bool
+	section   *CriticalSection
 }
 
 type continueAsNew struct {
@@ -116,6 +118,7 @@ func newOrchestration(x *Executor, instanceID string) *orchestration {
 // returns.
 func (o *orchestration) startFunc() {
 	o.running = true
+	o.inFunc = true
 	o.status = core.StatusRunning
 	go o.runFunc()
 	<-o.toExecutor
@@ -132,6 +135,7 @@ func (o *orchestration) runFunc() {
 			}
 		}
 		o.running = false
+		o.inFunc = false
 		o.toExecutor <- struct{}{}
 	}()
 	out, err := o.fn(o)
@@ -165,13 +169,14 @@ func (o *orchestration) finish(output []byte, failure *core.FailureDetails) {
 // suspend is called on the function goroutine by Await: it passes the
 // baton to the executor and waits to be resumed.
 func (o *orchestration) suspend(t *task) {
-	if o.abandoned || t.o != o {
-		if t.o != o && !o.abandoned {
-			panic(fmt.Sprintf("durable: task %s %q belongs to another orchestration", t.kind, t.name))
-		}
+	if o.abandoned {
 		runtime.Goexit()
 	}
+	if !o.inFunc {
+		panic(fmt.Sprintf("durable: %s %q awaited outside its orchestration: tasks must be awaited by the orchestrator function that created them, on its own goroutine", t.kind, t.name))
+	}
 	o.awaiting = t
+	o.inFunc = false
 	o.toExecutor <- struct{}{}
 	<-o.toFunc
 	if o.abandoned {
@@ -186,6 +191,7 @@ func (o *orchestration) resumeIfReady() {
 		return
 	}
 	o.awaiting = nil
+	o.inFunc = true
 	o.toFunc <- struct{}{}
 	<-o.toExecutor
 }
@@ -197,6 +203,7 @@ func (o *orchestration) release() {
 		return
 	}
 	o.abandoned = true
+	o.inFunc = true
 	o.toFunc <- struct{}{}
 	<-o.toExecutor
 }
@@ -216,9 +223,19 @@ func (o *orchestration) newTask(kind, name string, id int32) *task {
 // schedule records a new action and opens its task.
 func (o *orchestration) schedule(kind string, a *action) *task {
 	t := o.newTask(kind, a.event.Name, a.event.EventID)
-	o.unmatched[a.event.EventID] = a
+	o.record(a)
 	o.open[a.event.EventID] = t
 	return t
+}
+
+// record keeps a call as an action of the episode, unless the execution is
+// being abandoned: calls made by deferred code while its goroutine is
+// released are not part of the orchestration.
+func (o *orchestration) record(a *action) {
+	if o.abandoned {
+		return
+	}
+	o.unmatched[a.event.EventID] = a
 }
 
 func (o *orchestration) event(kind core.EventKind, seq int32) *core.HistoryEvent {
@@ -235,7 +252,7 @@ func (o *orchestration) InstanceID() string     { return o.instanceID }
 func (o *orchestration) ExecutionID() string    { return o.executionID }
 func (o *orchestration) Name() string           { return o.name }
 func (o *orchestration) CurrentTime() time.Time { return o.currentTime }
-func (o *orchestration) IsReplaying() bool      { return o.replaying }
+func (o *orchestration) IsReplaying() bool      { return o.replaying || o.abandoned }
 func (o *orchestration) Logger() *slog.Logger   { return o.logger }
 
 func (o *orchestration) GetInput(v any) error {
@@ -387,7 +404,7 @@ func (o *orchestration) withRetry(kind, name string, p RetryPolicy, attempt func
 			}
 			delay := p.Delay(n)
 			if !retry || n >= p.MaxAttempts ||
-				(p.RetryTimeout > 0 && o.currentTime.Add(delay).Sub(firstAt) > p.RetryTimeout) {
+				(p.RetryTimeout > 0 && o.currentTime.Sub(firstAt) >= p.RetryTimeout) {
 				outer.complete(nil, t.failure)
 				return
 			}
@@ -456,8 +473,8 @@ func (o *orchestration) SendEvent(instanceID, name string, payload any) error {
 	raised := core.NewEvent(core.EventEventRaised, o.currentTime)
 	raised.Name, raised.Input = name, in
 	raised.Parent = &core.ParentInstance{Name: o.name, InstanceID: o.instanceID, ExecutionID: o.executionID}
-	o.unmatched[seq] = &action{event: e, messages: []*core.TaskMessage{{
-		Target: core.Instance{InstanceID: instanceID}, Event: raised}}}
+	o.record(&action{event: e, messages: []*core.TaskMessage{{
+		Target: core.Instance{InstanceID: instanceID}, Event: raised}}})
 	return nil
 }
 
@@ -545,8 +562,8 @@ func (o *orchestration) SignalEntity(id core.EntityID, operation string, input a
 		e.FireAt = c.signalTime.UTC()
 	}
 	e.Parent = &core.ParentInstance{Name: o.name, InstanceID: o.instanceID, ExecutionID: o.executionID, TaskScheduledID: core.NoEventID}
-	o.unmatched[seq] = &action{event: e, messages: []*core.TaskMessage{{
-		Target: core.Instance{InstanceID: id.String()}, Event: e.Clone()}}}
+	o.record(&action{event: e, messages: []*core.TaskMessage{{
+		Target: core.Instance{InstanceID: id.String()}, Event: e.Clone()}}})
 	return nil
 }
 
@@ -576,7 +593,7 @@ func (o *orchestration) LockEntities(ids ...core.EntityID) (*CriticalSection, er
 	t := o.schedule("lock", &action{event: e, messages: []*core.TaskMessage{{
 		Target: core.Instance{InstanceID: set[0].String()}, Event: e.Clone()}}})
 	cs := &CriticalSection{o: o, ids: set}
-	o.lock = &lockState{ids: set, section: cs}
+	o.lock = &lockState{ids: set, section: cs, requestID: e.RequestID}
 	if err := t.Await(nil); err != nil {
 		return nil, err
 	}
@@ -596,7 +613,7 @@ func (o *orchestration) releaseLocks() {
 	if o.lock == nil {
 		return
 	}
-	ids := o.lock.ids
+	ids, requestID := o.lock.ids, o.lock.requestID
 	o.lock.section.released = true
 	o.lock = nil
 	seq := o.nextSeq()
@@ -605,7 +622,7 @@ func (o *orchestration) releaseLocks() {
 	a := &action{event: e}
 	for _, id := range ids {
 		m := core.NewEvent(core.EventEntityLockReleased, o.currentTime)
-		m.InstanceID = id.String()
+		m.InstanceID, m.RequestID = id.String(), requestID
 		m.Parent = &core.ParentInstance{Name: o.name, InstanceID: o.instanceID, ExecutionID: o.executionID, TaskScheduledID: core.NoEventID}
 		a.messages = append(a.messages, &core.TaskMessage{Target: core.Instance{InstanceID: id.String()}, Event: m})
 	}
@@ -620,11 +637,11 @@ type replaySafeHandler struct {
 }
 
 func (h *replaySafeHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return !h.o.replaying && h.inner.Enabled(ctx, l)
+	return !h.o.IsReplaying() && h.inner.Enabled(ctx, l)
 }
 
 func (h *replaySafeHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.o.replaying {
+	if h.o.IsReplaying() {
 		return nil
 	}
 	return h.inner.Handle(ctx, r)

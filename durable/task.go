@@ -88,6 +88,9 @@ func (t *task) Done() bool { return t.done }
 
 func (t *task) Await(out any) error {
 	for !t.done {
+		if t.o == nil {
+			panic("durable: Await on a task that can never complete")
+		}
 		t.o.suspend(t)
 	}
 	if t.failure != nil {
@@ -100,7 +103,7 @@ func (t *task) Await(out any) error {
 	if t.decode != nil {
 		return t.decode(out)
 	}
-	if out == nil {
+	if out == nil || len(t.result) == 0 {
 		return nil
 	}
 	if err := t.o.converter.Unmarshal(t.result, out); err != nil {

@@ -100,8 +100,6 @@ type intakeItem struct {
 	read   *transport.ClientRequest
 	// inputPos is the queue position after this item, for trimming.
 	inputPos uint64
-	// workDone marks the completion of a work item for an instance.
-	workDone string
 	// drain stops the start of new work.
 	drain bool
 }
@@ -272,11 +270,6 @@ func (p *Partition) handle(it intakeItem) {
 	switch {
 	case it.drain:
 		p.draining = true
-	case it.workDone != "":
-		delete(p.busy, it.workDone)
-		if inst := p.state.Instances[it.workDone]; inst != nil && len(inst.Pending) > 0 {
-			p.markReady(it.workDone)
-		}
 	case it.read != nil:
 		p.read(it.read)
 	case it.update != nil:
@@ -361,6 +354,21 @@ func inputPosOf(ev Event) uint64 {
 func (p *Partition) apply(e LogEntry) {
 	var fx Effects
 	p.state.Apply(e.Pos, e.At, e.Event, &fx)
+	// A work item ends when its result is applied (not when it is
+	// submitted: with PersistStepsFirst that is later).
+	var done string
+	switch ev := e.Event.(type) {
+	case *BatchProcessed:
+		done = ev.InstanceID
+	case *EntityBatchProcessed:
+		done = ev.InstanceID
+	}
+	if done != "" {
+		delete(p.busy, done)
+		if inst := p.state.Instances[done]; inst != nil && len(inst.Pending) > 0 {
+			p.markReady(done)
+		}
+	}
 	for _, id := range fx.Dropped {
 		p.cfg.Cursors.Drop(id)
 	}
@@ -538,7 +546,6 @@ func (p *Partition) startWorkItem(inst *Instance) {
 			}
 			<-p.cfg.Pools.Entities
 			p.put(intakeItem{update: ev})
-			p.put(intakeItem{workDone: id})
 		}()
 		return
 	}
@@ -561,7 +568,6 @@ func (p *Partition) startWorkItem(inst *Instance) {
 			ev.ContinueStart, ev.ContinueCarryOver = c.Start, c.CarryOver
 		}
 		p.put(intakeItem{update: ev})
-		p.put(intakeItem{workDone: id})
 	}()
 }
 

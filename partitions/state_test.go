@@ -1,0 +1,238 @@
+package partitions
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netherite-go/netherite/core"
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/samples"
+	"github.com/netherite-go/netherite/transport"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func createReq(id, name string, input string, reqID uint64) *ClientRequestReceived {
+	start := core.NewEvent(core.EventExecutionStarted, t0)
+	start.Name, start.InstanceID, start.ExecutionID, start.Input = name, id, "exec-"+id, []byte(input)
+	return &ClientRequestReceived{InputPos: reqID, Request: &transport.ClientRequest{
+		Kind: transport.RequestCreate, ClientID: "c", RequestID: reqID, InstanceID: id, Event: start}}
+}
+
+func TestPlacement(t *testing.T) {
+	if PartitionOf("order!7", 12) != 7 || PartitionOf("x!19", 12) != 7 || PartitionOf("a!b", 12) != PartitionOf("a!b", 12) {
+		t.Fatal("!N placement")
+	}
+	seen := map[int]bool{}
+	for i := 0; i < 1000; i++ {
+		p := PartitionOf(fmt.Sprintf("inst-%d", i), 12)
+		if p < 0 || p >= 12 {
+			t.Fatalf("partition %d out of range", p)
+		}
+		seen[p] = true
+	}
+	if len(seen) != 12 {
+		t.Fatalf("hash uses only %d of 12 partitions", len(seen))
+	}
+}
+
+func TestCreateAndReusePolicies(t *testing.T) {
+	s := NewState(0, 1)
+	var fx Effects
+	s.Apply(1, t0, createReq("a", "O", "1", 1), &fx)
+	inst := s.Instances["a"]
+	if inst == nil || inst.Record.Status != core.StatusPending || len(inst.Pending) != 1 || len(fx.Ready) != 1 || len(fx.Responses) != 1 {
+		t.Fatalf("after create: %+v fx %+v", inst, fx)
+	}
+	// A second create of a pending instance is rejected by default.
+	fx = Effects{}
+	s.Apply(2, t0, createReq("a", "O", "2", 2), &fx)
+	if r := fx.Responses[0].Response; r.ErrorCode != transport.CodeExists {
+		t.Fatalf("duplicate create: %+v", r)
+	}
+	// ... and replaces it under ReuseTerminate.
+	fx = Effects{}
+	req := createReq("a", "O", "3", 3)
+	req.Request.Reuse = ReuseTerminate
+	req.Request.Event.ExecutionID = "exec-2"
+	s.Apply(3, t0, req, &fx)
+	if s.Instances["a"].Record.ExecutionID != "exec-2" || fx.Responses[0].Response.Error != "" || len(fx.Dropped) != 1 {
+		t.Fatalf("terminate-and-replace: %+v %+v", s.Instances["a"].Record, fx)
+	}
+}
+
+func TestBatchProcessedRoutesWork(t *testing.T) {
+	s := NewState(0, 4)
+	var fx Effects
+	s.Apply(1, t0, createReq("o!0", "O", "", 1), &fx)
+	inst := s.Instances["o!0"]
+	act := core.NewEvent(core.EventTaskScheduled, t0)
+	act.Name, act.EventID = "A", 0
+	timer := core.NewEvent(core.EventTimerFired, t0)
+	timer.TaskScheduledID, timer.FireAt = 1, t0.Add(time.Hour)
+	local := core.NewEvent(core.EventEventRaised, t0)
+	remote := core.NewEvent(core.EventEventRaised, t0)
+	fx = Effects{}
+	s.Apply(2, t0, &BatchProcessed{InstanceID: "o!0", Generation: inst.Generation, Consumed: 1, Status: core.StatusRunning,
+		NewEvents:  []*core.HistoryEvent{core.NewEvent(core.EventOrchestratorStarted, t0)},
+		Activities: []*core.TaskMessage{{Target: core.Instance{InstanceID: "o!0"}, Event: act}},
+		Timers:     []*core.TaskMessage{{Target: core.Instance{InstanceID: "o!0"}, Event: timer}},
+		Messages: []*core.TaskMessage{
+			{Target: core.Instance{InstanceID: "o!0"}, Event: local},
+			{Target: core.Instance{InstanceID: "x!2"}, Event: remote},
+		}}, &fx)
+	if len(s.Activities) != 1 || len(s.Timers) != 1 || len(fx.Activities) != 1 || len(fx.Timers) != 1 {
+		t.Fatalf("activities %v timers %v", s.Activities, s.Timers)
+	}
+	if len(inst.Pending) != 1 || inst.Pending[0] != local {
+		t.Fatalf("local message not delivered: %v", inst.Pending)
+	}
+	if len(s.Outbox) != 1 || s.Outbox[0].Dest != 2 || s.Outbox[0].Pos != 2 {
+		t.Fatalf("outbox %+v", s.Outbox)
+	}
+	// A stale result (older generation) is ignored.
+	fx = Effects{}
+	s.Apply(3, t0, &BatchProcessed{InstanceID: "o!0", Generation: inst.Generation + 7, Consumed: 1, Status: core.StatusCompleted}, &fx)
+	if inst.Record.Status != core.StatusRunning || len(inst.Pending) != 1 {
+		t.Fatalf("stale batch applied: %+v", inst.Record)
+	}
+	// The receiver's ack empties the outbox.
+	s.Apply(4, t0, &AckReceived{InputPos: 4, Ack: &transport.Ack{From: 2, UpTo: 2}}, &fx)
+	if len(s.Outbox) != 0 {
+		t.Fatalf("outbox after ack: %+v", s.Outbox)
+	}
+}
+
+func TestDedupDropsDuplicates(t *testing.T) {
+	s := NewState(1, 2)
+	ev := func() *core.HistoryEvent {
+		e := core.NewEvent(core.EventEntityOperationSignaled, t0)
+		e.Name, e.Input = "add", []byte("1")
+		return e
+	}
+	batch := &transport.MessageBatch{Origin: 0, OriginPos: 5, Messages: []*core.TaskMessage{
+		{Target: core.Instance{InstanceID: "@c@k!1"}, Event: ev()}, {Target: core.Instance{InstanceID: "@c@k!1"}, Event: ev()}}}
+	var fx Effects
+	s.Apply(1, t0, &MessagesReceived{InputPos: 1, Batch: batch}, &fx)
+	s.Apply(2, t0, &MessagesReceived{InputPos: 2, Batch: batch}, &fx) // re-sent after a crash
+	older := &transport.MessageBatch{Origin: 0, OriginPos: 3, Messages: batch.Messages[:1]}
+	s.Apply(3, t0, &MessagesReceived{InputPos: 3, Batch: older}, &fx)
+	if n := len(s.Instances["@c@k!1"].Pending); n != 2 {
+		t.Fatalf("%d messages delivered, want 2", n)
+	}
+	if s.Dedup[0] != (DedupMark{Pos: 5, Sub: 1}) {
+		t.Fatalf("dedup mark %+v", s.Dedup[0])
+	}
+}
+
+// captureLog records every entry, like a commit log would.
+type captureLog struct {
+	mu      sync.Mutex
+	entries []LogEntry
+}
+
+func (c *captureLog) Append(es []LogEntry) error {
+	c.mu.Lock()
+	c.entries = append(c.entries, es...)
+	c.mu.Unlock()
+	return nil
+}
+
+// TestReplayReproducesState runs partitions under a real workload, then
+// applies each partition's logged events to an empty state: the result
+// must equal the live state exactly.
+func TestReplayReproducesState(t *testing.T) {
+	for _, persistFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("persistFirst=%v", persistFirst), func(t *testing.T) {
+			const count = 3
+			r := durable.NewRegistry()
+			samples.Register(r)
+			x := durable.NewExecutor(r, durable.ExecutorOptions{})
+			tr := transport.NewMemory(count)
+			defer tr.Close()
+			pools := NewPools(8, 8, 8)
+			cursors := NewCursorCache(1 << 20)
+			defer cursors.Clear()
+			var parts []*Partition
+			var logs []*captureLog
+			for i := 0; i < count; i++ {
+				l := &captureLog{}
+				logs = append(logs, l)
+				parts = append(parts, Start(Config{Partition: i, Count: count, Executor: x, Transport: tr, Log: l,
+					Pools: pools, Cursors: cursors, PersistStepsFirst: persistFirst}, NewState(i, count)))
+			}
+			responses, closeFn, err := tr.ListenClient("c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeFn()
+			send := func(id string, ev Event) {
+				req := ev.(*ClientRequestReceived).Request
+				if err := tr.SendToPartition(PartitionOf(id, count), &transport.Packet{Request: req}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var reqs uint64
+			next := func() uint64 { reqs++; return reqs }
+			for i := 0; i < 20; i++ {
+				send(fmt.Sprintf("h%d", i), createReq(fmt.Sprintf("h%d", i), samples.HelloSequence, "", next()))
+				send(fmt.Sprintf("f%d", i), createReq(fmt.Sprintf("f%d", i), samples.FanOutFanIn, "20", next()))
+			}
+			for i := 0; i < 10; i++ {
+				id := fmt.Sprintf("t%d", i)
+				in := fmt.Sprintf(`{"from":"a!%d","to":"b!%d","amount":1}`, i%3, (i+1)%3)
+				send(id, createReq(id, samples.Transfer, in, next()))
+			}
+			// Wait until every request was answered and every orchestration ended.
+			deadline := time.After(20 * time.Second)
+			for got := uint64(0); got < reqs; got++ {
+				select {
+				case <-responses:
+				case <-deadline:
+					t.Fatalf("only %d of %d responses", got, reqs)
+				}
+			}
+			for {
+				done := true
+				for i := 0; i < count; i++ {
+					wait := &transport.ClientRequest{Kind: transport.RequestQuery, ClientID: "c", RequestID: next(),
+						Filter: &transport.Filter{Statuses: []core.RuntimeStatus{core.StatusPending, core.StatusRunning}}}
+					_ = tr.SendToPartition(i, &transport.Packet{Request: wait})
+					select {
+					case pk := <-responses:
+						if len(pk.Response.Instances) > 0 {
+							done = false
+						}
+					case <-deadline:
+						t.Fatal("orchestrations did not finish")
+					}
+				}
+				if done {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(150 * time.Millisecond) // let acks flow
+			for i, p := range parts {
+				if err := p.Stop(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				live := p.State()
+				replayed := NewState(i, count)
+				for _, e := range logs[i].entries {
+					replayed.Apply(e.Pos, e.At, e.Event, &Effects{})
+				}
+				if !reflect.DeepEqual(live, replayed) {
+					t.Fatalf("partition %d: replaying %d logged events does not reproduce the live state", i, len(logs[i].entries))
+				}
+				if len(live.Instances) == 0 {
+					t.Fatalf("partition %d holds no instances", i)
+				}
+			}
+		})
+	}
+}
