@@ -168,7 +168,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		h.parts = append(h.parts, partitions.Start(partitions.Config{
 			Partition:         i,
 			Count:             opts.PartitionCount,
-			Executor:          h.executor,
+			Executor:          WorkExecutor(h.executor),
 			Transport:         h.t,
 			Log:               log,
 			Pools:             pools,

@@ -91,3 +91,23 @@ func (s *EntityState) Clone() *EntityState {
 	}
 	return c
 }
+
+// UndeliverableReply returns what an engine must send when it drops a
+// message because its target orchestration no longer runs: for a lock
+// grant, releases to every entity of the lock set, so the locks of an
+// orchestration that ended while waiting for them are not held forever.
+// For other messages it returns nil.
+func UndeliverableReply(m *TaskMessage) []*TaskMessage {
+	e := m.Event
+	if e.Kind != EventEntityLockGranted || len(e.LockSet) == 0 {
+		return nil
+	}
+	out := make([]*TaskMessage, 0, len(e.LockSet))
+	for _, id := range e.LockSet {
+		rel := NewEvent(EventEntityLockReleased, e.Timestamp)
+		rel.InstanceID, rel.RequestID = id.String(), e.RequestID
+		rel.Parent = &ParentInstance{InstanceID: m.Target.InstanceID, ExecutionID: m.Target.ExecutionID, TaskScheduledID: NoEventID}
+		out = append(out, &TaskMessage{Target: Instance{InstanceID: id.String()}, Event: rel})
+	}
+	return out
+}

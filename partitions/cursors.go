@@ -3,8 +3,6 @@ package partitions
 import (
 	"container/list"
 	"sync"
-
-	"github.com/netherite-go/netherite/durable"
 )
 
 // CursorCache keeps suspended orchestration executions in memory between
@@ -21,7 +19,7 @@ type CursorCache struct {
 type cursorEntry struct {
 	id     string
 	gen    uint64
-	cursor *durable.Cursor
+	cursor Cursor
 	size   int64
 }
 
@@ -39,7 +37,7 @@ func NewCursorCache(budget int64) *CursorCache {
 func (c *CursorCache) Enabled() bool { return c != nil && c.budget > 0 }
 
 // Take removes and returns the cursor of an instance's session, if any.
-func (c *CursorCache) Take(id string, gen uint64) *durable.Cursor {
+func (c *CursorCache) Take(id string, gen uint64) Cursor {
 	if !c.Enabled() {
 		return nil
 	}
@@ -59,7 +57,7 @@ func (c *CursorCache) Take(id string, gen uint64) *durable.Cursor {
 
 // Put stores a cursor, evicting the least recently used ones beyond the
 // budget.
-func (c *CursorCache) Put(id string, gen uint64, cur *durable.Cursor, historyBytes int64) {
+func (c *CursorCache) Put(id string, gen uint64, cur Cursor, historyBytes int64) {
 	if cur == nil {
 		return
 	}
@@ -67,7 +65,7 @@ func (c *CursorCache) Put(id string, gen uint64, cur *durable.Cursor, historyByt
 		cur.Release()
 		return
 	}
-	var evicted []*durable.Cursor
+	var evicted []Cursor
 	c.mu.Lock()
 	if el := c.byID[id]; el != nil {
 		evicted = append(evicted, c.remove(el).cursor)
@@ -117,7 +115,7 @@ func (c *CursorCache) Clear() {
 		return
 	}
 	c.mu.Lock()
-	var all []*durable.Cursor
+	var all []Cursor
 	for el := c.lru.Front(); el != nil; el = el.Next() {
 		all = append(all, el.Value.(*cursorEntry).cursor)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite/core"
-	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/transport"
 )
 
@@ -36,7 +35,7 @@ func NewPools(orchestrations, entities, activities int) *Pools {
 type Config struct {
 	Partition int
 	Count     int
-	Executor  *durable.Executor
+	Executor  Executor
 	Transport transport.Transport
 	Log       CommitLog
 	Pools     *Pools
@@ -541,8 +540,8 @@ func (p *Partition) startWorkItem(inst *Instance) {
 			if err != nil {
 				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: st}
 			} else {
-				res := p.cfg.Executor.ExecuteEntity(&durable.EntityBatch{ID: eid, State: st, Messages: pending, Now: time.Now()})
-				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: res.State, Messages: res.Messages}
+				state, msgs := p.cfg.Executor.ExecuteEntity(eid, st, pending, time.Now())
+				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: state, Messages: msgs}
 			}
 			<-p.cfg.Pools.Entities
 			p.put(intakeItem{update: ev})
@@ -554,7 +553,7 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		defer p.inFlight.Done()
 		p.cfg.Pools.Orchestrations <- struct{}{}
 		cur := p.cfg.Cursors.Take(id, gen)
-		res := p.cfg.Executor.Execute(&durable.Episode{InstanceID: id, History: history, NewEvents: pending,
+		res := p.cfg.Executor.ExecuteOrchestration(&OrchestrationWork{InstanceID: id, History: history, NewEvents: pending,
 			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
 		<-p.cfg.Pools.Orchestrations
 		p.checkSizes(id, res)
@@ -563,23 +562,21 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		}
 		ev := &BatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), NewEvents: res.NewEvents,
 			Activities: res.Activities, Timers: res.Timers, Messages: res.Messages, Status: res.Status,
-			Output: res.Output, Failure: res.Failure, Custom: res.CustomStatus}
-		if c := res.ContinueAsNew; c != nil {
-			ev.ContinueStart, ev.ContinueCarryOver = c.Start, c.CarryOver
-		}
+			Output: res.Output, Failure: res.Failure, Custom: res.Custom,
+			ContinueStart: res.ContinueStart, ContinueCarryOver: res.ContinueCarryOver}
 		p.put(intakeItem{update: ev})
 	}()
 }
 
 // checkSizes fails an orchestration whose output or custom status is over
 // the payload limit, rather than storing it.
-func (p *Partition) checkSizes(id string, res *durable.EpisodeResult) {
+func (p *Partition) checkSizes(id string, res *OrchestrationOutcome) {
 	limit := p.cfg.MaxPayloadBytes
 	if limit <= 0 {
 		return
 	}
-	if len(res.CustomStatus) > limit {
-		res.CustomStatus = nil
+	if len(res.Custom) > limit {
+		res.Custom = nil
 		p.log.Warn("custom status over the payload limit dropped", slog.String("instance", id), slog.Int("limit", limit))
 	}
 	if len(res.Output) > limit && res.Status == core.StatusCompleted {

@@ -378,13 +378,12 @@ func (a *applier) deliverNow(m *core.TaskMessage) {
 		a.startExecution(id, e)
 		return
 	}
-	if inst == nil || inst.IsEntity {
-		return // no such instance: dropped, as in Durable Functions
-	}
-	if m.Target.ExecutionID != "" && m.Target.ExecutionID != inst.Record.ExecutionID {
-		return // for an earlier execution
-	}
-	if inst.Record.Status.IsTerminal() {
+	if inst == nil || inst.IsEntity || // no such instance: dropped, as in Durable Functions
+		(m.Target.ExecutionID != "" && m.Target.ExecutionID != inst.Record.ExecutionID) || // an earlier execution
+		inst.Record.Status.IsTerminal() {
+		for _, r := range core.UndeliverableReply(m) {
+			a.deliver(r)
+		}
 		return
 	}
 	a.enqueue(inst, e)

@@ -280,10 +280,9 @@ func (e *Env) accept(m *core.TaskMessage) bool {
 		inst.pending = []*core.HistoryEvent{m.Event}
 		return true
 	}
-	if inst == nil || inst.finished {
-		return false
-	}
-	if m.Target.ExecutionID != "" && inst.started != nil && m.Target.ExecutionID != inst.started.ExecutionID {
+	if inst == nil || inst.finished ||
+		(m.Target.ExecutionID != "" && inst.started != nil && m.Target.ExecutionID != inst.started.ExecutionID) {
+		e.queue = append(e.queue, core.UndeliverableReply(m)...)
 		return false
 	}
 	inst.pending = append(inst.pending, m.Event)
