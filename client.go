@@ -163,6 +163,8 @@ func responseError(r *transport.ClientResponse) error {
 		return fmt.Errorf("%w: %s", durable.ErrInstanceExists, r.Error)
 	case transport.CodeNotRunning:
 		return fmt.Errorf("%w: %s", durable.ErrNotRunning, r.Error)
+	case transport.CodeRunning:
+		return fmt.Errorf("%w: %s", durable.ErrStillRunning, r.Error)
 	}
 	return errors.New(r.Error)
 }
@@ -359,11 +361,20 @@ func (c *client) Purge(ctx context.Context, id string, opts ...durable.PurgeOpti
 	o := durable.CollectPurgeOptions(opts)
 	n := 0
 	if o.Recursive {
-		children, err := c.children(ctx, id, false)
+		s, err := c.GetStatus(ctx, id)
 		if err != nil {
 			if errors.Is(err, durable.ErrInstanceNotFound) {
 				return 0, nil
 			}
+			return 0, err
+		}
+		if !s.RuntimeStatus.IsTerminal() {
+			// Refuse before touching the children.
+			return 0, fmt.Errorf("netherite: purge %s: %w: it is %s; only ended instances can be purged",
+				id, durable.ErrStillRunning, s.RuntimeStatus)
+		}
+		children, err := c.children(ctx, id, false)
+		if err != nil {
 			return 0, err
 		}
 		for _, child := range children {

@@ -70,6 +70,9 @@ var (
 	// ErrNotRunning is returned for operations that need a running
 	// instance (raise, suspend, resume) on one that has ended.
 	ErrNotRunning = errors.New("instance is not running")
+	// ErrStillRunning is returned for operations that need an ended
+	// instance (purge) on one that has not ended.
+	ErrStillRunning = errors.New("instance is still running")
 )
 
 // IDReusePolicy says what StartOrchestration does when an instance with

@@ -172,7 +172,7 @@ func Start(cfg Config, state *State) *Partition {
 // activities, timers and the outbox.
 func (p *Partition) restart() {
 	for _, id := range p.state.sortedIDs() {
-		if len(p.state.Instances[id].Pending) > 0 {
+		if inst := p.state.Instances[id]; len(inst.Pending) > 0 && !inst.WaitingForStart {
 			p.markReady(id)
 		}
 	}
@@ -496,7 +496,7 @@ func (p *Partition) dispatch() {
 				continue // it becomes ready again when the work item ends
 			}
 			inst := p.state.Instances[id]
-			if inst == nil || len(inst.Pending) == 0 {
+			if inst == nil || len(inst.Pending) == 0 || inst.WaitingForStart {
 				continue
 			}
 			p.busy[id] = true

@@ -58,6 +58,9 @@ type Instance struct {
 	// order.
 	Pending    []*core.HistoryEvent
 	Generation uint64
+	// WaitingForStart is set while a scheduled start is not yet due:
+	// messages wait in Pending behind the start that has yet to come.
+	WaitingForStart bool
 }
 
 // InstanceRecord is what a status query reports.
@@ -211,6 +214,15 @@ func (a *applier) clientRequest(req *transport.ClientRequest) {
 			a.fail(req, transport.CodeNotRunning, "instance "+req.InstanceID+" is "+st.String())
 			return
 		}
+		if req.Kind == transport.RequestTerminate && inst.WaitingForStart {
+			// Never started: it ends now, and its start is dropped when due.
+			inst.WaitingForStart, inst.Pending = false, nil
+			r := &inst.Record
+			r.Status, r.Output, r.LastUpdatedAt = core.StatusTerminated, req.Event.Input, a.at
+			a.fx.Changed = append(a.fx.Changed, inst.ID)
+			a.respond(req, &transport.ClientResponse{})
+			return
+		}
 		a.enqueue(inst, req.Event)
 		a.respond(req, &transport.ClientResponse{})
 	case transport.RequestPurge:
@@ -219,7 +231,7 @@ func (a *applier) clientRequest(req *transport.ClientRequest) {
 			return
 		}
 		if !inst.Record.Status.IsTerminal() {
-			a.fail(req, transport.CodeNotRunning, "instance "+req.InstanceID+" is "+inst.Record.Status.String()+"; only ended instances can be purged")
+			a.fail(req, transport.CodeRunning, "instance "+req.InstanceID+" is "+inst.Record.Status.String()+"; only ended instances can be purged")
 			return
 		}
 		a.remove(inst)
@@ -290,6 +302,7 @@ func (a *applier) startExecution(id string, start *core.HistoryEvent) *Instance 
 	a.fx.Changed = append(a.fx.Changed, id)
 	if !start.FireAt.IsZero() && start.FireAt.After(a.at) {
 		inst.Record.ScheduledStartAt = start.FireAt
+		inst.WaitingForStart = true
 		a.addTimer(&core.TaskMessage{Target: core.Instance{InstanceID: id, ExecutionID: start.ExecutionID}, Event: start})
 		return inst
 	}
@@ -304,7 +317,7 @@ func (a *applier) remove(inst *Instance) {
 }
 
 func (a *applier) enqueue(inst *Instance, e *core.HistoryEvent) {
-	if len(inst.Pending) == 0 {
+	if len(inst.Pending) == 0 && !inst.WaitingForStart {
 		a.fx.Ready = append(a.fx.Ready, inst.ID)
 	}
 	inst.Pending = append(inst.Pending, e)
@@ -370,8 +383,10 @@ func (a *applier) deliverNow(m *core.TaskMessage) {
 		if inst != nil && inst.Record.ExecutionID == e.ExecutionID {
 			// A scheduled start coming due, unless the instance was
 			// terminated or has run meanwhile.
-			if inst.Record.Status == core.StatusPending && len(inst.History) == 0 {
-				a.enqueue(inst, e)
+			if inst.WaitingForStart {
+				inst.WaitingForStart = false
+				inst.Pending = append([]*core.HistoryEvent{e}, inst.Pending...)
+				a.fx.Ready = append(a.fx.Ready, inst.ID)
 			}
 			return
 		}

@@ -167,6 +167,7 @@ const (
 	CodeExists
 	CodeNotRunning
 	CodeInvalid
+	CodeRunning
 )
 
 // InstanceStatus is an instance's status as a partition reports it.
