@@ -3,6 +3,7 @@ package partitions
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -203,7 +204,7 @@ func (p *Partition) receive(from uint64) {
 	for {
 		pkts, next, err := p.cfg.Transport.ReceivePartition(p.ctx, p.cfg.Partition, from)
 		if err != nil {
-			if p.ctx.Err() == nil {
+			if p.ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
 				p.log.Error("receive failed", slog.Any("error", err))
 			}
 			return

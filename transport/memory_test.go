@@ -1,0 +1,80 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestPartitionQueueOrderPositionsAndTrim(t *testing.T) {
+	m := NewMemory(2)
+	defer m.Close()
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := m.SendToPartition(1, &Packet{Ack: &Ack{From: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, next, err := m.ReceivePartition(ctx, 1, 2)
+	if err != nil || next != 5 || len(ps) != 3 || ps[0].Ack.From != 2 || ps[2].Ack.From != 4 {
+		t.Fatalf("read from 2: %d packets, next %d, %v", len(ps), next, err)
+	}
+	m.TrimPartition(1, 3)
+	if _, _, err := m.ReceivePartition(ctx, 1, 1); err == nil {
+		t.Fatal("reading a trimmed position should fail")
+	}
+	if ps, _, _ := m.ReceivePartition(ctx, 1, 3); len(ps) != 2 || ps[0].Ack.From != 3 {
+		t.Fatalf("after trim: %v", ps)
+	}
+	if err := m.SendToPartition(7); err == nil {
+		t.Fatal("unknown partition accepted")
+	}
+}
+
+func TestReceiveBlocksUntilSendOrCancel(t *testing.T) {
+	m := NewMemory(1)
+	got := make(chan int, 1)
+	go func() {
+		ps, _, err := m.ReceivePartition(context.Background(), 0, 0)
+		if err != nil {
+			got <- -1
+			return
+		}
+		got <- len(ps)
+	}()
+	time.Sleep(10 * time.Millisecond)
+	_ = m.SendToPartition(0, &Packet{}, &Packet{})
+	if n := <-got; n != 2 {
+		t.Fatalf("receiver got %d packets", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, _, err := m.ReceivePartition(ctx, 0, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled receive: %v", err)
+	}
+	m.Close()
+	if _, _, err := m.ReceivePartition(context.Background(), 0, 2); !errors.Is(err, ErrClosed) {
+		t.Fatalf("receive after close: %v", err)
+	}
+}
+
+func TestClientQueues(t *testing.T) {
+	m := NewMemory(1)
+	defer m.Close()
+	ch, closeFn, err := m.ListenClient("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.ListenClient("c1"); err == nil {
+		t.Fatal("second listener on one client accepted")
+	}
+	_ = m.SendToClient("c1", &Packet{Response: &ClientResponse{RequestID: 9}})
+	if p := <-ch; p.Response.RequestID != 9 {
+		t.Fatalf("got %+v", p)
+	}
+	closeFn()
+	if err := m.SendToClient("c1", &Packet{}); err != nil {
+		t.Fatalf("send to a gone client should be dropped quietly: %v", err)
+	}
+}
