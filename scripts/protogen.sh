@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Regenerates the Go code of the protobuf messages:
 #
-#   core/corepb/core.proto -> core/corepb/core.pb.go
+#   core/corepb/core.proto                     -> core/corepb/core.pb.go
+#   partitions/partitionspb/partitions.proto  -> partitions/partitionspb/partitions.pb.go
+#
+# (partitions.proto imports core.proto; both are generated in one run.)
 #
 # Needs protoc (apt-get install protobuf-compiler; the committed code was
 # made with protoc 3.21) and protoc-gen-go at the version of
 # google.golang.org/protobuf pinned in go.mod, which this script installs
 # with `go install` if it is missing. Run it from anywhere in the repository
-# (or through `go generate ./core/...`), and commit the result.
+# (or through `go generate ./core/... ./partitions/...`), and commit the result.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-protos=(core/corepb/core.proto)
+protos=(
+	core/corepb/core.proto
+	partitions/partitionspb/partitions.proto
+)
 
 if ! command -v protoc >/dev/null 2>&1; then
 	echo "protogen: protoc not found on PATH." >&2
@@ -58,8 +64,10 @@ case "$pv" in
 *) echo "protogen: note: protoc $pv (the committed code was made with 3.21); the version comment in the output will differ" >&2 ;;
 esac
 
-# Paths are relative to the repository root, so the file registers as
-# "core/corepb/core.proto" in the protobuf registry.
+# Paths are relative to the repository root, so the files register as
+# "core/corepb/core.proto" and "partitions/partitionspb/partitions.proto" in
+# the protobuf registry (and partitions.proto's import of
+# "core/corepb/core.proto" resolves).
 protoc \
 	--proto_path=. \
 	--plugin=protoc-gen-go="$plugin" \
@@ -67,4 +75,6 @@ protoc \
 	--go_opt=module=github.com/netherite-go/netherite \
 	"${protos[@]}"
 
-echo "protogen: generated core/corepb/core.pb.go with protoc $pv and protoc-gen-go $want" >&2
+for p in "${protos[@]}"; do
+	echo "protogen: generated ${p%.proto}.pb.go with protoc $pv and protoc-gen-go $want" >&2
+done
