@@ -73,6 +73,12 @@ type TimerFired struct {
 	TimerIDs []uint64
 }
 
+// RecoveryCompleted is logged when a partition starts on a recovered (or
+// new) state. Its effects restart everything volatile: work items,
+// activities, timers, and the re-sending of the outbox.
+type RecoveryCompleted struct{}
+
+func (*RecoveryCompleted) eventName() string     { return "RecoveryCompleted" }
 func (*ClientRequestReceived) eventName() string { return "ClientRequestReceived" }
 func (*MessagesReceived) eventName() string      { return "MessagesReceived" }
 func (*AckReceived) eventName() string           { return "AckReceived" }

@@ -163,6 +163,8 @@ func (s *State) Apply(pos uint64, at time.Time, ev Event, fx *Effects) {
 			delete(s.Activities, e.ActivityID)
 			a.deliver(e.Reply)
 		}
+	case *RecoveryCompleted:
+		a.recoveryCompleted()
 	case *TimerFired:
 		for _, id := range e.TimerIDs {
 			if m, ok := s.Timers[id]; ok {
@@ -527,6 +529,28 @@ func (a *applier) entityBatchProcessed(e *EntityBatchProcessed) {
 	if len(inst.Pending) > 0 {
 		a.fx.Ready = append(a.fx.Ready, inst.ID)
 	}
+}
+
+// recoveryCompleted asks the runtime to restart all volatile work.
+func (a *applier) recoveryCompleted() {
+	s := a.s
+	for _, id := range s.sortedIDs() {
+		if inst := s.Instances[id]; len(inst.Pending) > 0 && !inst.WaitingForStart {
+			a.fx.Ready = append(a.fx.Ready, id)
+		}
+	}
+	a.fx.Timers = append(a.fx.Timers, sortedKeys(s.Timers)...)
+	a.fx.Activities = append(a.fx.Activities, sortedKeys(s.Activities)...)
+	a.fx.Outbox = append(a.fx.Outbox, s.Outbox...)
+}
+
+func sortedKeys[V any](m map[uint64]V) []uint64 {
+	ks := make([]uint64, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
 }
 
 func (s *State) sortedIDs() []string {
