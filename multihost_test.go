@@ -25,7 +25,7 @@ func TestTwoHostsShareTransport(t *testing.T) {
 	for _, parts := range [][]int{{0, 1, 2}, {3, 4, 5}} {
 		r := durable.NewRegistry()
 		samples.Register(r)
-		h, err := netherite.Start(ctx, netherite.Options{PartitionCount: count, Partitions: parts, SharedTransport: tr}, r)
+		h, err := netherite.Start(ctx, netherite.Options{PartitionCount: count, Partitions: parts, SharedTransport: tr, Storage: "memory"}, r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ func TestTwoHostsShareTransport(t *testing.T) {
 func TestOptionsValidation(t *testing.T) {
 	r := durable.NewRegistry()
 	for _, o := range []netherite.Options{{PartitionCount: 33}, {PartitionCount: -1}, {Storage: "s3://nowhere"},
-		{Transport: "carrier-pigeon"}, {PartitionCount: 4, Partitions: []int{7}}} {
+		{Transport: "carrier-pigeon", Storage: "memory"}, {PartitionCount: 4, Partitions: []int{7}, Storage: "memory"}} {
 		if h, err := netherite.Start(context.Background(), o, r); err == nil {
 			h.Stop(context.Background())
 			t.Errorf("options %+v accepted", o)

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/netherite-go/netherite/durable"
@@ -32,8 +34,13 @@ type Options struct {
 	// Partitions lists the partitions this host runs; nil means all. Hosts
 	// that share a transport each run a disjoint subset.
 	Partitions []int
-	// Storage is "memory" (state lives and dies with the host).
+	// Storage is where partition state lives: a local directory (default
+	// "./netherite-data/<TaskHub>"), or "memory" (state lives and dies
+	// with the host).
 	Storage string
+	// Checkpoints says when partitions checkpoint (defaults: 10,000
+	// events, 20 MB of log, or 60 s idle with changes).
+	Checkpoints partitions.CheckpointPolicy
 	// Transport is "memory": in-process queues. Hosts in one process share
 	// queues by passing the same SharedTransport.
 	Transport       string
@@ -73,17 +80,20 @@ func (o *Options) normalize() error {
 	if o.TaskHub == "" {
 		o.TaskHub = "default"
 	}
-	if o.PartitionCount == 0 {
-		o.PartitionCount = DefaultPartitionCount
-	}
-	if o.PartitionCount < 1 || o.PartitionCount > MaxPartitionCount {
+	if o.PartitionCount < 0 || o.PartitionCount > MaxPartitionCount {
 		return fmt.Errorf("netherite: PartitionCount must be between 1 and %d, got %d", MaxPartitionCount, o.PartitionCount)
 	}
 	switch o.Storage {
-	case "", "memory":
-		o.Storage = "memory"
+	case "memory":
+	case "":
+		o.Storage = filepath.Join("netherite-data", o.TaskHub)
 	default:
-		return fmt.Errorf("netherite: unknown Storage %q (this build supports \"memory\")", o.Storage)
+		if strings.Contains(o.Storage, "://") || strings.Contains(o.Storage, "AccountName=") || strings.HasPrefix(o.Storage, "UseDevelopmentStorage") {
+			return fmt.Errorf("netherite: Storage %q: Azure Storage is not supported by this build yet; use a local directory or \"memory\"", o.Storage)
+		}
+	}
+	if o.Storage == "memory" && o.PartitionCount == 0 {
+		o.PartitionCount = DefaultPartitionCount
 	}
 	switch o.Transport {
 	case "", "memory":
@@ -91,6 +101,11 @@ func (o *Options) normalize() error {
 	default:
 		return fmt.Errorf("netherite: unknown Transport %q (this build supports \"memory\")", o.Transport)
 	}
+	return nil
+}
+
+// checkPlacement checks the options that need the final partition count.
+func (o *Options) checkPlacement() error {
 	if o.SharedTransport != nil && o.SharedTransport.PartitionCount() != o.PartitionCount {
 		return fmt.Errorf("netherite: SharedTransport has %d partitions, Options.PartitionCount is %d",
 			o.SharedTransport.PartitionCount(), o.PartitionCount)
@@ -100,6 +115,10 @@ func (o *Options) normalize() error {
 			return fmt.Errorf("netherite: Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
 		}
 	}
+	return nil
+}
+
+func (o *Options) defaults() {
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
@@ -116,7 +135,6 @@ func (o *Options) normalize() error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return nil
 }
 
 // Host runs partitions and a client.
@@ -126,7 +144,9 @@ type Host struct {
 	ownTransport  *transport.Memory
 	cursors       *partitions.CursorCache
 	parts         []*partitions.Partition
-	logs          []*partitions.MemoryLog
+	logs          []partitions.CommitLog
+	hub           *TaskHubParameters
+	local         []*localPartition
 	client        *client
 	stopOnce      sync.Once
 	stopErr       error
@@ -143,10 +163,23 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	if err := opts.normalize(); err != nil {
 		return nil, err
 	}
+	opts.defaults()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	h := &Host{opts: opts, registry: r}
+	if opts.Storage != "memory" {
+		hub, err := openTaskHub(opts.Storage, opts.TaskHub, opts.PartitionCount)
+		if err != nil {
+			return nil, err
+		}
+		h.hub = hub
+		opts.PartitionCount = hub.PartitionCount
+		h.opts.PartitionCount = hub.PartitionCount
+	}
+	if err := opts.checkPlacement(); err != nil {
+		return nil, err
+	}
 	if opts.SharedTransport != nil {
 		h.t = opts.SharedTransport
 	} else {
@@ -162,8 +195,35 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 			h.partitionList = append(h.partitionList, i)
 		}
 	}
-	for _, i := range h.partitionList {
-		log := &partitions.MemoryLog{}
+	// Open (and recover) the partitions' storage in parallel.
+	logs := make([]partitions.CommitLog, len(h.partitionList))
+	states := make([]*partitions.State, len(h.partitionList))
+	if opts.Storage == "memory" {
+		for k, i := range h.partitionList {
+			logs[k], states[k] = &partitions.MemoryLog{}, partitions.NewState(i, opts.PartitionCount)
+		}
+	} else {
+		h.local = make([]*localPartition, len(h.partitionList))
+		errs := make([]error, len(h.partitionList))
+		var wg sync.WaitGroup
+		for k, i := range h.partitionList {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h.local[k], states[k], errs[k] = openLocalPartition(opts.Storage, h.hub, i)
+				if errs[k] == nil {
+					logs[k] = h.local[k].store
+				}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			h.closeStorage()
+			return nil, err
+		}
+	}
+	for k, i := range h.partitionList {
+		log := logs[k]
 		h.logs = append(h.logs, log)
 		h.parts = append(h.parts, partitions.Start(partitions.Config{
 			Partition:         i,
@@ -177,7 +237,8 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 			EntityBatchLimit:  opts.EntityBatchLimit,
 			MaxPayloadBytes:   opts.MaxPayloadBytes,
 			Logger:            opts.Logger,
-		}, partitions.NewState(i, opts.PartitionCount)))
+			Checkpoints:       opts.Checkpoints,
+		}, states[k]))
 	}
 	c, err := newClient(h.t, opts, r.Converter())
 	if err != nil {
@@ -199,18 +260,33 @@ func (h *Host) Options() Options { return h.opts }
 // Stats reports storage activity: commit-log writes and events logged.
 func (h *Host) Stats() (logWrites, eventsLogged int64) {
 	for _, l := range h.logs {
-		a, e := l.Stats()
-		logWrites += a
-		eventsLogged += e
+		if s, ok := l.(interface{ Stats() (int64, int64) }); ok {
+			a, e := s.Stats()
+			logWrites += a
+			eventsLogged += e
+		}
 	}
 	return
+}
+
+// TaskHub returns the task hub's parameters (nil with memory storage).
+func (h *Host) TaskHub() *TaskHubParameters { return h.hub }
+
+func (h *Host) closeStorage() error {
+	var errs []error
+	for _, l := range h.local {
+		if l != nil {
+			errs = append(errs, l.close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Stop stops the host gracefully: running work items finish (until ctx is
 // done), partitions stop, cached executions are released.
 func (h *Host) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() {
-		h.stopErr = h.stopPartitions(ctx)
+		h.stopErr = errors.Join(h.stopPartitions(ctx), h.closeStorage())
 		h.client.close()
 		h.cursors.Clear()
 		if h.ownTransport != nil {

@@ -435,16 +435,23 @@ func startScenarioHost(t *testing.T, opts netherite.Options) *netherite.Host {
 }
 
 // forEachPartitionCountOpts runs fn as subtests on hosts with 1 and with 12
-// partitions, each host with opts otherwise.
+// partitions, with memory and with local-directory storage, each host with
+// opts otherwise.
 func forEachPartitionCountOpts(t *testing.T, opts netherite.Options, fn func(t *testing.T, c durable.Client, h *netherite.Host)) {
 	t.Helper()
-	for _, n := range []int{1, 12} {
-		t.Run(fmt.Sprintf("partitions=%d", n), func(t *testing.T) {
-			o := opts
-			o.PartitionCount = n
-			h := startScenarioHost(t, o)
-			fn(t, h.Client(), h)
-		})
+	for _, storage := range []string{"memory", "disk"} {
+		for _, n := range []int{1, 12} {
+			t.Run(fmt.Sprintf("%s/partitions=%d", storage, n), func(t *testing.T) {
+				o := opts
+				o.PartitionCount = n
+				o.Storage = "memory"
+				if storage == "disk" {
+					o.Storage = t.TempDir()
+				}
+				h := startScenarioHost(t, o)
+				fn(t, h.Client(), h)
+			})
+		}
 	}
 }
 

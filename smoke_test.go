@@ -15,7 +15,7 @@ func TestSmokeHello(t *testing.T) {
 	samples.Register(r)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	h, err := netherite.Start(ctx, netherite.Options{}, r)
+	h, err := netherite.Start(ctx, netherite.Options{Storage: t.TempDir()}, r)
 	if err != nil {
 		t.Fatal(err)
 	}

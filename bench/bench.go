@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"runtime"
 	"sort"
 	"sync"
@@ -140,6 +141,14 @@ func Register(r *durable.Registry) {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.N <= 0 {
 		return nil, fmt.Errorf("bench: n must be positive, got %d", cfg.N)
+	}
+	if cfg.Storage == "" {
+		dir, err := os.MkdirTemp("", "netherite-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		cfg.Storage = dir
 	}
 	r := durable.NewRegistry()
 	Register(r)

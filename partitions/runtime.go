@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netherite-go/netherite/core"
@@ -50,6 +51,8 @@ type Config struct {
 	MaxPayloadBytes int
 	// AckInterval is how often received messages are acknowledged.
 	AckInterval time.Duration
+	// Checkpoints says when to checkpoint (if Log is a CheckpointStore).
+	Checkpoints CheckpointPolicy
 	Logger      *slog.Logger
 }
 
@@ -62,7 +65,8 @@ type Partition struct {
 	log   *slog.Logger
 
 	intake chan intakeItem
-	logCh  chan []LogEntry
+	logCh  chan logItem
+	ckptCh chan *checkpointJob
 
 	durableMu  sync.Mutex
 	durableMsg durableMark
@@ -88,6 +92,13 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
+	ckptStore CheckpointStore
+	ckptBusy  atomic.Bool
+	ckptPos   uint64
+	ckptBytes int64
+	ckptDone  chan struct{}
+	lastEvent time.Time
+
 	cancel  context.CancelFunc
 	ctx     context.Context
 	done    chan struct{}
@@ -102,6 +113,8 @@ type intakeItem struct {
 	inputPos uint64
 	// drain stops the start of new work.
 	drain bool
+	// checkpoint asks for a checkpoint now; the result goes to the channel.
+	checkpoint chan error
 }
 
 type durableMark struct {
@@ -139,17 +152,21 @@ func Start(cfg Config, state *State) *Partition {
 	if cfg.Log == nil {
 		cfg.Log = &MemoryLog{}
 	}
+	cfg.Checkpoints.normalize()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Partition{
 		cfg:        cfg,
 		state:      state,
 		log:        cfg.Logger.With(slog.Int("partition", cfg.Partition)),
 		intake:     make(chan intakeItem, 4096),
-		logCh:      make(chan []LogEntry, 256),
+		logCh:      make(chan logItem, 256),
+		ckptCh:     make(chan *checkpointJob, 1),
 		durableSig: make(chan struct{}, 1),
 		pos:        state.LastPos,
 		durablePos: state.LastPos,
 		inputSeen:  state.NextInputPos,
+		ckptPos:    state.LastPos,
+		lastEvent:  time.Now(),
 		ready:      map[string]bool{},
 		busy:       map[string]bool{},
 		running:    map[uint64]bool{},
@@ -162,25 +179,17 @@ func Start(cfg Config, state *State) *Partition {
 		logDone:    make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
-	p.restart()
+	p.ckptStore, _ = cfg.Log.(CheckpointStore)
+	if p.ckptStore != nil {
+		p.ckptDone = make(chan struct{})
+		go p.checkpointer()
+	}
 	go p.logWorker()
 	go p.loop()
+	// The first event restarts what was volatile.
+	p.put(intakeItem{update: &RecoveryCompleted{}})
 	go p.receive(state.NextInputPos)
 	return p
-}
-
-// restart re-creates everything volatile from the state: work items,
-// activities, timers and the outbox.
-func (p *Partition) restart() {
-	for _, id := range p.state.sortedIDs() {
-		if inst := p.state.Instances[id]; len(inst.Pending) > 0 && !inst.WaitingForStart {
-			p.markReady(id)
-		}
-	}
-	for id, m := range p.state.Timers {
-		p.timers.add(id, m.Event.FireAt)
-	}
-	p.unsent = append(p.unsent, p.state.Outbox...)
 }
 
 // State returns the partition's state. Only for tests, after Stop.
@@ -235,6 +244,8 @@ func (p *Partition) loop() {
 	defer close(p.done)
 	acks := time.NewTicker(p.cfg.AckInterval)
 	defer acks.Stop()
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
 	for {
 		select {
 		case it := <-p.intake:
@@ -249,6 +260,7 @@ func (p *Partition) loop() {
 				}
 			}
 			p.flushLog()
+			p.maybeCheckpoint(false, nil)
 		case <-p.durableSig:
 			p.durableMu.Lock()
 			d := p.durableMsg
@@ -256,6 +268,8 @@ func (p *Partition) loop() {
 			p.onDurable(d)
 		case <-acks.C:
 			p.sendAcks()
+		case <-idle.C:
+			p.maybeCheckpoint(false, nil)
 		case <-p.ctx.Done():
 			return
 		}
@@ -270,9 +284,13 @@ func (p *Partition) handle(it intakeItem) {
 	switch {
 	case it.drain:
 		p.draining = true
+	case it.checkpoint != nil:
+		p.flushLog()
+		p.maybeCheckpoint(true, it.checkpoint)
 	case it.read != nil:
 		p.read(it.read)
 	case it.update != nil:
+		p.lastEvent = time.Now()
 		p.pos++
 		e := LogEntry{Pos: p.pos, At: time.Now(), Event: it.update}
 		p.logBuf = append(p.logBuf, e)
@@ -288,8 +306,15 @@ func (p *Partition) flushLog() {
 	if len(p.logBuf) == 0 {
 		return
 	}
-	p.logCh <- p.logBuf
+	p.logCh <- logItem{entries: p.logBuf}
 	p.logBuf = nil
+}
+
+// logItem is a batch of entries for the log worker, or a checkpoint to
+// take once everything before it is in the log.
+type logItem struct {
+	entries []LogEntry
+	ckpt    *checkpointJob
 }
 
 // logWorker appends batches to the commit log, merging whatever is queued
@@ -297,9 +322,10 @@ func (p *Partition) flushLog() {
 func (p *Partition) logWorker() {
 	defer close(p.logDone)
 	for {
-		var entries []LogEntry
+		var items []logItem
 		select {
-		case entries = <-p.logCh:
+		case it := <-p.logCh:
+			items = append(items, it)
 		case <-p.ctx.Done():
 			return
 		}
@@ -307,35 +333,64 @@ func (p *Partition) logWorker() {
 		for {
 			select {
 			case more := <-p.logCh:
-				entries = append(entries, more...)
+				items = append(items, more)
 			default:
 				break merge
 			}
 		}
-		if err := p.cfg.Log.Append(entries); err != nil {
-			p.log.Error("commit log append failed; stopping partition", slog.Any("error", err))
-			p.failed = fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err)
-			p.cancel()
-			return
-		}
-		last := entries[len(entries)-1]
-		mark := durableMark{pos: last.Pos}
-		for _, e := range entries {
-			if ip := inputPosOf(e.Event); ip > mark.inputPos {
-				mark.inputPos = ip
+		var entries []LogEntry
+		for i, it := range items {
+			if it.ckpt == nil {
+				entries = append(entries, it.entries...)
+				if i < len(items)-1 {
+					continue
+				}
+			}
+			if len(entries) > 0 {
+				if !p.appendEntries(entries) {
+					return
+				}
+				entries = nil
+			}
+			if it.ckpt != nil {
+				// Everything before the checkpoint is in the log now.
+				it.ckpt.mark = p.ckptStore.Mark()
+				select {
+				case p.ckptCh <- it.ckpt:
+				default:
+					// A checkpoint is still being written; skip this one.
+					p.ckptBusy.Store(false)
+				}
 			}
 		}
-		p.durableMu.Lock()
-		if mark.inputPos < p.durableMsg.inputPos {
-			mark.inputPos = p.durableMsg.inputPos
-		}
-		p.durableMsg = mark
-		p.durableMu.Unlock()
-		select {
-		case p.durableSig <- struct{}{}:
-		default:
+	}
+}
+
+func (p *Partition) appendEntries(entries []LogEntry) bool {
+	if err := p.cfg.Log.Append(entries); err != nil {
+		p.log.Error("commit log append failed; stopping partition", slog.Any("error", err))
+		p.failed = fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err)
+		p.cancel()
+		return false
+	}
+	last := entries[len(entries)-1]
+	mark := durableMark{pos: last.Pos}
+	for _, e := range entries {
+		if ip := inputPosOf(e.Event); ip > mark.inputPos {
+			mark.inputPos = ip
 		}
 	}
+	p.durableMu.Lock()
+	if mark.inputPos < p.durableMsg.inputPos {
+		mark.inputPos = p.durableMsg.inputPos
+	}
+	p.durableMsg = mark
+	p.durableMu.Unlock()
+	select {
+	case p.durableSig <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 func inputPosOf(ev Event) uint64 {
@@ -637,11 +692,51 @@ func (p *Partition) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	p.timers.stop()
+	if p.ckptStore != nil && p.failed == nil {
+		// A partition that stops cleanly checkpoints, so that it restarts
+		// without replaying its log.
+		if err := p.Checkpoint(ctx); err != nil {
+			p.log.Warn("final checkpoint failed", slog.Any("error", err))
+		}
+	}
 	p.cancel()
 	<-p.done
 	<-p.logDone
+	if p.ckptDone != nil {
+		<-p.ckptDone
+	}
 	return p.failed
 }
+
+var errCheckpointBusy = errors.New("a checkpoint is in progress")
+
+// Checkpoint takes a checkpoint now and waits until it is durable. If one
+// is already being written it waits for that one and retries.
+func (p *Partition) Checkpoint(ctx context.Context) error {
+	for {
+		done := make(chan error, 1)
+		if !p.put(intakeItem{checkpoint: done}) {
+			return ErrStopped
+		}
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err != errCheckpointBusy {
+			return err
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// ErrStopped is returned by operations on a stopped partition.
+var ErrStopped = errors.New("partition stopped")
 
 // --- reads ---
 

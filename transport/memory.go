@@ -62,6 +62,14 @@ func (q *queue) read(ctx context.Context, from uint64) ([]*Packet, uint64, error
 			return nil, from, fmt.Errorf("transport: position %d was trimmed (queue starts at %d)", from, q.base)
 		}
 		end := q.base + uint64(len(q.items))
+		if from > end {
+			// A consumer that resumes past the end of a queue created in
+			// this process (its state outlived an earlier process): the
+			// packets here are all unseen, so they take the positions
+			// from `from` on.
+			q.base = from
+			end = q.base + uint64(len(q.items))
+		}
 		if from < end {
 			out := append([]*Packet(nil), q.items[from-q.base:]...)
 			q.mu.Unlock()

@@ -78,3 +78,13 @@ func TestClientQueues(t *testing.T) {
 		t.Fatalf("send to a gone client should be dropped quietly: %v", err)
 	}
 }
+
+func TestResumePastEndRenumbers(t *testing.T) {
+	m := NewMemory(1)
+	defer m.Close()
+	_ = m.SendToPartition(0, &Packet{Ack: &Ack{From: 1}})
+	ps, next, err := m.ReceivePartition(context.Background(), 0, 1000)
+	if err != nil || len(ps) != 1 || next != 1001 {
+		t.Fatalf("resume at 1000 of a fresh queue: %d packets, next %d, %v", len(ps), next, err)
+	}
+}

@@ -46,8 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 		fs.SetOutput(stderr)
-		partitions := fs.Int("partitions", netherite.DefaultPartitionCount, "number of partitions (1-32)")
-		storage := fs.String("storage", "memory", `where state lives: "memory"`)
+		partitions := fs.Int("partitions", 0, "number of partitions (1-32) of a new task hub (default 12, or the existing hub's)")
+		storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>) or "memory"`)
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -72,7 +72,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 1000, "orchestrations (hello5, hello3-latency, bank) or activities (fanout)")
 	partitions := fs.Int("partitions", netherite.DefaultPartitionCount, "number of partitions (1-32)")
-	storage := fs.String("storage", "memory", `where state lives: "memory"`)
+	storage := fs.String("storage", "", `where state lives: a directory (default: a fresh temporary directory, removed afterwards) or "memory"`)
 	rate := fs.Float64("rate", 100, "starts per second (hello3-latency)")
 	persistFirst := fs.Bool("persist-first", false, "persist each step before applying it (no speculation)")
 	asJSON := fs.Bool("json", false, "print one JSON object")

@@ -9,15 +9,23 @@ import (
 )
 
 func TestDemo(t *testing.T) {
+	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"demo"}, &out, &errb); code != 0 {
+	if code := run(context.Background(), []string{"demo", "-storage", dir}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	// Run twice: the second run finds the state of the first.
+	out.Reset()
+	if code := run(context.Background(), []string{"demo", "-storage", dir}, &out, &errb); code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "run #2 on") || !strings.Contains(out.String(), "total balance 600") {
+		t.Errorf("second run does not show the first run's state:\n%s", out.String())
 	}
 	for _, want := range []string{
 		`["Hello Tokyo!","Hello Seattle!","Hello London!"]`,
 		"338350", // sum of squares 1..100
 		"counter entity",
-		"total balance 300",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())

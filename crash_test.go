@@ -1,0 +1,240 @@
+package netherite_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/core"
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/partitions"
+	"github.com/netherite-go/netherite/samples"
+)
+
+// The crash test runs a mixed workload in a child process and kills it
+// with SIGKILL at random moments, many times, each time restarting on the
+// same directory. The child records every creation the host acknowledged.
+// At the end every acknowledged orchestration must complete exactly once,
+// every activity result must be recorded once per task, timers must have
+// fired and the bank total must be conserved.
+//
+// NETHERITE_CRASH_KILLS sets the number of kills (default 20).
+
+const (
+	crashChildEnv    = "NETHERITE_CRASH_CHILD"
+	crashRunEnv      = "NETHERITE_CRASH_RUN"
+	crashPartitions  = 4
+	crashAccounts    = 8
+	crashInitial     = 1000
+	crashSleeperName = "CrashSleeper"
+)
+
+func crashRegistry() *durable.Registry {
+	r := durable.NewRegistry()
+	samples.Register(r)
+	durable.RegisterOrchestrator(r, crashSleeperName, func(ctx durable.OrchestrationContext, ms int) (string, error) {
+		due := ctx.CurrentTime().Add(time.Duration(ms) * time.Millisecond)
+		if err := ctx.CreateTimerAt(due).Await(nil); err != nil {
+			return "", err
+		}
+		if ctx.CurrentTime().Before(due) {
+			return "", fmt.Errorf("timer fired early: %s < %s", ctx.CurrentTime(), due)
+		}
+		return "woke", nil
+	})
+	return r
+}
+
+func crashOptions(dir string) netherite.Options {
+	return netherite.Options{Storage: dir, PartitionCount: crashPartitions,
+		Checkpoints: partitions.CheckpointPolicy{Events: 300}}
+}
+
+func crashAccount(i int) string { return fmt.Sprintf("acct%d!%d", i, i%crashPartitions) }
+
+// TestCrashChild is the child's workload; it does nothing unless started
+// by TestCrashRecovery.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(crashChildEnv)
+	if dir == "" {
+		t.Skip("only runs as the child of TestCrashRecovery")
+	}
+	run := os.Getenv(crashRunEnv)
+	ctx := context.Background()
+	h, err := netherite.Start(ctx, crashOptions(dir), crashRegistry())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: start:", err)
+		os.Exit(3)
+	}
+	acks, err := os.OpenFile(filepath.Join(dir, "acknowledged.txt"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		os.Exit(4)
+	}
+	var mu sync.Mutex
+	c := h.Client()
+	var wg sync.WaitGroup
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(g) + time.Now().UnixNano()))
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("r%s-g%d-%d", run, g, i)
+				var name string
+				var input any
+				switch i % 4 {
+				case 0:
+					name = samples.HelloSequence
+				case 1:
+					name, input = samples.FanOutFanIn, 20
+				case 2:
+					name, input = crashSleeperName, 20+rng.Intn(80)
+				case 3:
+					from := rng.Intn(crashAccounts)
+					to := (from + 1 + rng.Intn(crashAccounts-1)) % crashAccounts
+					name, input = samples.Transfer, samples.TransferRequest{From: crashAccount(from), To: crashAccount(to), Amount: 1 + rng.Intn(5)}
+				}
+				if _, err := c.StartOrchestration(ctx, name, input, durable.WithStartInstanceID(id)); err != nil {
+					continue
+				}
+				mu.Lock()
+				fmt.Fprintf(acks, "%s %s\n", id, name)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestCrashRecovery(t *testing.T) {
+	if os.Getenv(crashChildEnv) != "" {
+		t.Skip("child")
+	}
+	if testing.Short() {
+		t.Skip("crash test skipped in -short mode")
+	}
+	kills := 20
+	if s := os.Getenv("NETHERITE_CRASH_KILLS"); s != "" {
+		kills, _ = strconv.Atoi(s)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// Fund the accounts before the crashes start.
+	h, err := netherite.Start(ctx, crashOptions(dir), crashRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < crashAccounts; i++ {
+		if err := h.Client().SignalEntity(ctx, core.NewEntityID(samples.Account, crashAccount(i)), "deposit", crashInitial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for k := 0; k < kills; k++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=10m")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashRunEnv+"="+strconv.Itoa(k))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(150+rng.Intn(500)) * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("run %d: child did not die by SIGKILL (%v); stderr:\n%s", k, err, stderr.String())
+		}
+	}
+
+	// Restart once more and let everything finish.
+	h, err = netherite.Start(ctx, crashOptions(dir), crashRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	c := h.Client()
+	f, err := os.Open(filepath.Join(dir, "acknowledged.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	acked := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if id, name, ok := strings.Cut(sc.Text(), " "); ok {
+			acked[id] = name
+		}
+	}
+	if len(acked) < kills {
+		t.Fatalf("only %d creations acknowledged over %d runs", len(acked), kills)
+	}
+	want := map[string]string{
+		samples.HelloSequence: `["Hello Tokyo!","Hello Seattle!","Hello London!"]`,
+		samples.FanOutFanIn:   "2870",
+		crashSleeperName:      `"woke"`,
+	}
+	for id, name := range acked {
+		s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads(), durable.WithHistory())
+		if err != nil {
+			t.Fatalf("acknowledged %s (%s): %v", id, name, err)
+		}
+		if s.RuntimeStatus != core.StatusCompleted {
+			t.Fatalf("acknowledged %s (%s): %s %v", id, name, s.RuntimeStatus, s.Failure)
+		}
+		if w, ok := want[name]; ok && string(s.Output) != w {
+			t.Fatalf("%s (%s): output %s, want %s", id, name, s.Output, w)
+		}
+		scheduled, completed, ended := map[int32]int{}, map[int32]int{}, 0
+		for _, e := range s.History {
+			switch e.Kind {
+			case core.EventTaskScheduled:
+				scheduled[e.EventID]++
+			case core.EventTaskCompleted, core.EventTaskFailed:
+				completed[e.TaskScheduledID]++
+			case core.EventExecutionCompleted:
+				ended++
+			}
+		}
+		if ended != 1 {
+			t.Fatalf("%s: %d completion events", id, ended)
+		}
+		for seq, n := range scheduled {
+			if n != 1 || completed[seq] != 1 {
+				t.Fatalf("%s: task %d scheduled %d times, result recorded %d times", id, seq, n, completed[seq])
+			}
+		}
+	}
+	total := 0
+	for i := 0; i < crashAccounts; i++ {
+		m, err := c.GetEntity(ctx, core.NewEntityID(samples.Account, crashAccount(i)), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bal int
+		_ = m.ReadState(&bal)
+		total += bal
+	}
+	if total != crashAccounts*crashInitial {
+		t.Fatalf("bank total %d after %d kills, want %d", total, kills, crashAccounts*crashInitial)
+	}
+	t.Logf("%d kills, %d acknowledged orchestrations all completed exactly once; bank total conserved", kills, len(acked))
+}

@@ -1,0 +1,112 @@
+package partitions
+
+import (
+	"log/slog"
+	"time"
+)
+
+// CheckpointStore is a commit log that also keeps checkpoints: snapshots
+// of the partition state that cover the log up to a mark, after which the
+// log before the mark can be dropped.
+type CheckpointStore interface {
+	CommitLog
+	// Mark is the log position after everything appended so far. Only the
+	// log worker calls it, between appends.
+	Mark() int64
+	// SaveCheckpoint durably records snapshot as the state after the
+	// event at lastPos (having read the input queue up to inputPos),
+	// covering the log up to mark, and then truncates the log before mark.
+	SaveCheckpoint(snapshot []byte, lastPos, inputPos uint64, mark int64) error
+	// LogBytes counts the bytes appended so far, for the checkpoint
+	// policy. Safe for concurrent use.
+	LogBytes() int64
+}
+
+// CheckpointPolicy says when a partition takes a checkpoint: after this
+// many events or bytes of log since the last one, or when it has been idle
+// this long with changes. Zero fields take the defaults (10,000 events,
+// 20 MB, 60 s).
+type CheckpointPolicy struct {
+	Events int
+	Bytes  int64
+	Idle   time.Duration
+}
+
+func (c *CheckpointPolicy) normalize() {
+	if c.Events <= 0 {
+		c.Events = 10000
+	}
+	if c.Bytes <= 0 {
+		c.Bytes = 20 << 20
+	}
+	if c.Idle <= 0 {
+		c.Idle = 60 * time.Second
+	}
+}
+
+type checkpointJob struct {
+	snapshot []byte
+	lastPos  uint64
+	inputPos uint64
+	mark     int64
+	done     chan error
+}
+
+// maybeCheckpoint starts a checkpoint if the policy (or force) says so.
+// The snapshot is encoded here, on the loop, so it is consistent; writing
+// it happens in the background while events keep being applied.
+func (p *Partition) maybeCheckpoint(force bool, done chan error) {
+	if p.ckptStore == nil || p.ckptBusy.Load() || len(p.unapplied) > 0 {
+		if done != nil {
+			done <- errCheckpointBusy
+		}
+		return
+	}
+	changes := p.state.LastPos - p.ckptPos
+	pol := p.cfg.Checkpoints
+	due := force ||
+		changes >= uint64(pol.Events) ||
+		p.ckptStore.LogBytes()-p.ckptBytes >= pol.Bytes ||
+		(changes > 0 && time.Since(p.lastEvent) >= pol.Idle)
+	if !due || (changes == 0 && !force) {
+		if done != nil {
+			done <- nil
+		}
+		return
+	}
+	t0 := time.Now()
+	snap, err := EncodeState(p.state)
+	if err != nil {
+		p.log.Error("checkpoint: encode state", slog.Any("error", err))
+		if done != nil {
+			done <- err
+		}
+		return
+	}
+	p.ckptBusy.Store(true)
+	p.ckptPos, p.ckptBytes = p.state.LastPos, p.ckptStore.LogBytes()
+	p.flushLog()
+	p.logCh <- logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos, done: done}}
+	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap)),
+		slog.Duration("encode", time.Since(t0)))
+}
+
+// checkpointer writes checkpoints handed over by the log worker.
+func (p *Partition) checkpointer() {
+	defer close(p.ckptDone)
+	for {
+		select {
+		case job := <-p.ckptCh:
+			err := p.ckptStore.SaveCheckpoint(job.snapshot, job.lastPos, job.inputPos, job.mark)
+			if err != nil {
+				p.log.Error("checkpoint failed", slog.Uint64("pos", job.lastPos), slog.Any("error", err))
+			}
+			p.ckptBusy.Store(false)
+			if job.done != nil {
+				job.done <- err
+			}
+		case <-p.ctx.Done():
+			return
+		}
+	}
+}

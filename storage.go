@@ -1,0 +1,141 @@
+package netherite
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/faster"
+	"github.com/netherite-go/netherite/partitions"
+)
+
+// StorageFormatVersion is the version of the persisted formats this build
+// reads and writes.
+const StorageFormatVersion = 1
+
+// TaskHubParameters describe a task hub; they are recorded in
+// taskhubparameters.json when the hub is created and checked at every
+// start.
+type TaskHubParameters struct {
+	TaskHubName    string    `json:"taskHubName"`
+	TaskHubGUID    string    `json:"taskHubGuid"`
+	PartitionCount int       `json:"partitionCount"`
+	FormatVersion  int       `json:"formatVersion"`
+	CreatedAt      time.Time `json:"createdAt"`
+}
+
+const taskHubParametersName = "taskhubparameters.json"
+
+// Local directory layout (mirrors the blob layout of DESIGN.md §5):
+//
+//	<dir>/taskhubparameters.json
+//	<dir>/<task hub GUID>/pNN/LOCK                  held while a host runs the partition
+//	<dir>/<task hub GUID>/pNN/commit-log/commit-log.NNNNNN
+//	<dir>/<task hub GUID>/pNN/commit-log.meta       committed tail of the log
+//	<dir>/<task hub GUID>/pNN/last-checkpoint.json
+//	<dir>/<task hub GUID>/pNN/checkpoint-<position> partition state snapshot
+const (
+	localSectorSize  = 512
+	localSegmentSize = 64 << 20
+)
+
+// openTaskHub creates the task hub in dir, or checks the one there.
+// partitionCount 0 adopts the hub's count.
+func openTaskHub(dir, name string, partitionCount int) (*TaskHubParameters, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("netherite: storage directory %s: %w", dir, err)
+	}
+	meta, err := faster.NewDirMeta(dir)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: storage directory %s: %w", dir, err)
+	}
+	b, err := meta.ReadFile(taskHubParametersName)
+	if errors.Is(err, faster.ErrNotExist) {
+		if partitionCount == 0 {
+			partitionCount = DefaultPartitionCount
+		}
+		p := &TaskHubParameters{TaskHubName: name, TaskHubGUID: durable.NewUUID(), PartitionCount: partitionCount,
+			FormatVersion: StorageFormatVersion, CreatedAt: time.Now().UTC()}
+		b, _ := json.MarshalIndent(p, "", "  ")
+		if err := meta.WriteFile(taskHubParametersName, b); err != nil {
+			return nil, fmt.Errorf("netherite: create task hub %q in %s: %w", name, dir, err)
+		}
+		return p, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netherite: task hub in %s: %w", dir, err)
+	}
+	var p TaskHubParameters
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("netherite: %s in %s is not valid: %w", taskHubParametersName, dir, err)
+	}
+	switch {
+	case p.FormatVersion != StorageFormatVersion:
+		return nil, fmt.Errorf("netherite: task hub %q in %s has storage format %d; this build reads format %d",
+			p.TaskHubName, dir, p.FormatVersion, StorageFormatVersion)
+	case partitionCount != 0 && p.PartitionCount != partitionCount:
+		return nil, fmt.Errorf("netherite: task hub %q in %s has %d partitions, but Options.PartitionCount is %d (the count is fixed when a hub is created)",
+			p.TaskHubName, dir, p.PartitionCount, partitionCount)
+	case p.TaskHubName != name:
+		return nil, fmt.Errorf("netherite: directory %s holds task hub %q, not %q", dir, p.TaskHubName, name)
+	case p.PartitionCount < 1 || p.PartitionCount > MaxPartitionCount:
+		return nil, fmt.Errorf("netherite: task hub %q in %s has an invalid partition count %d", p.TaskHubName, dir, p.PartitionCount)
+	}
+	return &p, nil
+}
+
+// localPartition is one partition's storage in a local directory.
+type localPartition struct {
+	store *partitions.DurableStore
+	lock  *os.File
+}
+
+func openLocalPartition(dir string, hub *TaskHubParameters, i int) (*localPartition, *partitions.State, error) {
+	pdir := filepath.Join(dir, hub.TaskHubGUID, fmt.Sprintf("p%02d", i))
+	if err := os.MkdirAll(filepath.Join(pdir, "commit-log"), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(pdir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("netherite: partition %d in %s is in use by another host (%v)", i, pdir, err)
+	}
+	dev, err := faster.NewFileDevice(filepath.Join(pdir, "commit-log"), "commit-log", localSectorSize, localSegmentSize)
+	if err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	}
+	meta, err := faster.NewDirMeta(pdir)
+	if err != nil {
+		dev.Close()
+		lock.Close()
+		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	}
+	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), dev, meta)
+	if err != nil {
+		dev.Close()
+		lock.Close()
+		return nil, nil, err
+	}
+	st, err := store.Recover(i, hub.PartitionCount)
+	if err != nil {
+		store.Close()
+		lock.Close()
+		return nil, nil, err
+	}
+	return &localPartition{store: store, lock: lock}, st, nil
+}
+
+func (l *localPartition) close() error {
+	err := l.store.Close()
+	l.lock.Close()
+	return err
+}
