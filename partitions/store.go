@@ -20,8 +20,10 @@ type DurableStore struct {
 	dev  faster.Device
 	log  *faster.Log
 
-	mu    sync.Mutex // serializes appends and truncation
-	bytes atomic.Int64
+	mu      sync.Mutex // serializes appends and truncation
+	bytes   atomic.Int64
+	appends atomic.Int64
+	entries atomic.Int64
 }
 
 const (
@@ -114,8 +116,13 @@ func (s *DurableStore) Append(entries []LogEntry) error {
 		s.log.Append(b)
 		s.bytes.Add(int64(len(b)))
 	}
+	s.appends.Add(1)
+	s.entries.Add(int64(len(entries)))
 	return s.log.Commit()
 }
+
+// Stats returns the number of group commits and of events logged.
+func (s *DurableStore) Stats() (commits, entries int64) { return s.appends.Load(), s.entries.Load() }
 
 // Mark is the log position after everything appended so far.
 func (s *DurableStore) Mark() int64 {
