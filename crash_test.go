@@ -58,7 +58,7 @@ func crashRegistry() *durable.Registry {
 }
 
 func crashOptions(dir string) netherite.Options {
-	return netherite.Options{Storage: dir, PartitionCount: crashPartitions,
+	return netherite.Options{Storage: dir, PartitionCount: crashPartitions, StateCacheBytes: 1 << 20,
 		Checkpoints: partitions.CheckpointPolicy{Events: 300}}
 }
 

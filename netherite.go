@@ -57,6 +57,10 @@ type Options struct {
 	// InstanceCacheBytes bounds the orchestration executions kept in
 	// memory between episodes (default 256 MiB; negative disables).
 	InstanceCacheBytes int64
+	// StateCacheBytes bounds the partition state kept in memory with
+	// local storage (decoded instances and store pages, shared out over
+	// the partitions; default 256 MiB). State beyond it lives on disk.
+	StateCacheBytes int64
 	// MaxPayloadBytes bounds inputs, outputs and event payloads (default
 	// 16 MiB).
 	MaxPayloadBytes int
@@ -131,6 +135,9 @@ func (o *Options) defaults() {
 	def(&o.EntityBatchLimit, 1000)
 	if o.InstanceCacheBytes == 0 {
 		o.InstanceCacheBytes = DefaultCacheBytes
+	}
+	if o.StateCacheBytes <= 0 {
+		o.StateCacheBytes = DefaultCacheBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -210,7 +217,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				h.local[k], states[k], errs[k] = openLocalPartition(opts.Storage, h.hub, i)
+				h.local[k], states[k], errs[k] = openLocalPartition(opts.Storage, h.hub, i, opts.StateCacheBytes/int64(opts.PartitionCount))
 				if errs[k] == nil {
 					logs[k] = h.local[k].store
 				}
@@ -265,6 +272,16 @@ func (h *Host) Stats() (logWrites, eventsLogged int64) {
 			logWrites += a
 			eventsLogged += e
 		}
+	}
+	return
+}
+
+// StateStats sums the partitions' state-memory statistics: bytes of
+// instances resident, instances read back from storage, and evicted.
+func (h *Host) StateStats() (resident, loads, evictions int64) {
+	for _, p := range h.parts {
+		r, l, e := p.StateStats()
+		resident, loads, evictions = resident+r, loads+l, evictions+e
 	}
 	return
 }

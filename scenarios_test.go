@@ -446,7 +446,8 @@ func forEachPartitionCountOpts(t *testing.T, opts netherite.Options, fn func(t *
 				o.PartitionCount = n
 				o.Storage = "memory"
 				if storage == "disk" {
-					o.Storage = t.TempDir()
+					// A small cache, so instances are evicted and read back.
+					o.Storage, o.StateCacheBytes = t.TempDir(), 2<<20
 				}
 				h := startScenarioHost(t, o)
 				fn(t, h.Client(), h)

@@ -37,8 +37,8 @@ const taskHubParametersName = "taskhubparameters.json"
 //	<dir>/<task hub GUID>/pNN/LOCK                  held while a host runs the partition
 //	<dir>/<task hub GUID>/pNN/commit-log/commit-log.NNNNNN
 //	<dir>/<task hub GUID>/pNN/commit-log.meta       committed tail of the log
-//	<dir>/<task hub GUID>/pNN/last-checkpoint.json
-//	<dir>/<task hub GUID>/pNN/checkpoint-<position> partition state snapshot
+//	<dir>/<task hub GUID>/pNN/store/store.NNNNNN     the instances (hybrid-log KV)
+//	<dir>/<task hub GUID>/pNN/store/...             KV checkpoints: index and latest record
 const (
 	localSectorSize  = 512
 	localSegmentSize = 64 << 20
@@ -95,10 +95,12 @@ type localPartition struct {
 	lock  *os.File
 }
 
-func openLocalPartition(dir string, hub *TaskHubParameters, i int) (*localPartition, *partitions.State, error) {
+func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes int64) (*localPartition, *partitions.State, error) {
 	pdir := filepath.Join(dir, hub.TaskHubGUID, fmt.Sprintf("p%02d", i))
-	if err := os.MkdirAll(filepath.Join(pdir, "commit-log"), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	for _, sub := range []string{"commit-log", "store"} {
+		if err := os.MkdirAll(filepath.Join(pdir, sub), 0o755); err != nil {
+			return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+		}
 	}
 	lock, err := os.OpenFile(filepath.Join(pdir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -119,9 +121,19 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int) (*localPartit
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
 	}
-	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), dev, meta)
+	kvDev, err := faster.NewFileDevice(filepath.Join(pdir, "store"), "store", localSectorSize, localSegmentSize)
 	if err != nil {
 		dev.Close()
+		lock.Close()
+		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	}
+	// Half the partition's share of the cache for decoded instances, half
+	// for the store's log pages.
+	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), dev, meta, partitions.StoreOptions{
+		KVDevice: kvDev, KVMemoryBytes: max(cacheBytes/2, 1<<20), ResidentBytes: cacheBytes / 2})
+	if err != nil {
+		dev.Close()
+		kvDev.Close()
 		lock.Close()
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package faster
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -353,6 +354,26 @@ func (kv *KV) Len() int {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	return len(kv.index)
+}
+
+// Keys returns the live keys, sorted.
+func (kv *KV) Keys() []string {
+	kv.mu.Lock()
+	keys := make([]string, 0, len(kv.index))
+	for k := range kv.index {
+		keys = append(keys, k)
+	}
+	kv.mu.Unlock()
+	slices.Sort(keys)
+	return keys
+}
+
+// Has reports whether key is live, without reading its value.
+func (kv *KV) Has(key string) bool {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	_, ok := kv.index[key]
+	return ok
 }
 
 // Stats returns the store's addresses and counters.

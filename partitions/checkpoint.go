@@ -13,10 +13,15 @@ type CheckpointStore interface {
 	// Mark is the log position after everything appended so far. Only the
 	// log worker calls it, between appends.
 	Mark() int64
-	// SaveCheckpoint durably records snapshot as the state after the
-	// event at lastPos (having read the input queue up to inputPos),
-	// covering the log up to mark, and then truncates the log before mark.
-	SaveCheckpoint(snapshot []byte, lastPos, inputPos uint64, mark int64) error
+	// Snapshot captures the state for a checkpoint. It runs on the
+	// partition's loop, so the state does not change meanwhile; it should
+	// do no slow I/O.
+	Snapshot(s *State) (*Snapshot, error)
+	// SaveCheckpoint durably records snap as the state after the event at
+	// lastPos (having read the input queue up to inputPos), covering the
+	// log up to mark, and then truncates the log before mark. It runs in
+	// the background.
+	SaveCheckpoint(snap *Snapshot, lastPos, inputPos uint64, mark int64) error
 	// LogBytes counts the bytes appended so far, for the checkpoint
 	// policy. Safe for concurrent use.
 	LogBytes() int64
@@ -44,8 +49,16 @@ func (c *CheckpointPolicy) normalize() {
 	}
 }
 
+// Snapshot is a captured partition state: the encoded state (without its
+// instances when they live in a key-value store) and the instances with
+// work to do.
+type Snapshot struct {
+	State   []byte
+	Pending []string
+}
+
 type checkpointJob struct {
-	snapshot []byte
+	snapshot *Snapshot
 	lastPos  uint64
 	inputPos uint64
 	mark     int64
@@ -67,6 +80,7 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 	due := force ||
 		changes >= uint64(pol.Events) ||
 		p.ckptStore.LogBytes()-p.ckptBytes >= pol.Bytes ||
+		(p.state.overBudget() && time.Since(p.ckptAt) >= 500*time.Millisecond) ||
 		(changes > 0 && time.Since(p.lastEvent) >= pol.Idle)
 	if !due || (changes == 0 && !force) {
 		if done != nil {
@@ -75,7 +89,7 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 		return
 	}
 	t0 := time.Now()
-	snap, err := EncodeState(p.state)
+	snap, err := p.ckptStore.Snapshot(p.state)
 	if err != nil {
 		p.log.Error("checkpoint: encode state", slog.Any("error", err))
 		if done != nil {
@@ -84,10 +98,10 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 		return
 	}
 	p.ckptBusy.Store(true)
-	p.ckptPos, p.ckptBytes = p.state.LastPos, p.ckptStore.LogBytes()
+	p.ckptPos, p.ckptBytes, p.ckptAt = p.state.LastPos, p.ckptStore.LogBytes(), time.Now()
 	p.flushLog()
 	p.logCh <- logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos, done: done}}
-	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap)),
+	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap.State)),
 		slog.Duration("encode", time.Since(t0)))
 }
 

@@ -129,6 +129,28 @@ func EncodeState(s *State) ([]byte, error) {
 	return encode("state", p)
 }
 
+// EncodeInstance encodes one instance (for a store of instances).
+func EncodeInstance(inst *Instance) ([]byte, error) {
+	p, err := instanceToProto(inst)
+	if err != nil {
+		return nil, fmt.Errorf("partitions: encode instance: %w", err)
+	}
+	return encode("instance", p)
+}
+
+// DecodeInstance decodes an instance encoded by EncodeInstance.
+func DecodeInstance(b []byte) (*Instance, error) {
+	p := &partitionspb.Instance{}
+	if err := decode("instance", b, p); err != nil {
+		return nil, err
+	}
+	inst, err := instanceFromProto(p)
+	if err != nil {
+		return nil, fmt.Errorf("partitions: decode instance: %w", err)
+	}
+	return inst, nil
+}
+
 // DecodeState decodes a blob written by EncodeState.
 func DecodeState(b []byte) (*State, error) {
 	var p partitionspb.State

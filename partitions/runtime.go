@@ -92,10 +92,13 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
+	stats struct{ resident, loads, evictions atomic.Int64 }
+
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
 	ckptPos   uint64
 	ckptBytes int64
+	ckptAt    time.Time
 	ckptDone  chan struct{}
 	lastEvent time.Time
 
@@ -192,6 +195,13 @@ func Start(cfg Config, state *State) *Partition {
 	return p
 }
 
+// StateStats reports the bytes of instances resident in memory, and how
+// many were read back from storage and evicted so far. Safe for
+// concurrent use.
+func (p *Partition) StateStats() (resident, loads, evictions int64) {
+	return p.stats.resident.Load(), p.stats.loads.Load(), p.stats.evictions.Load()
+}
+
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
 
@@ -274,6 +284,17 @@ func (p *Partition) loop() {
 			return
 		}
 		p.dispatch()
+		p.state.Evict(p.busy)
+		res, loads, evicts := p.state.BackingStats()
+		p.stats.resident.Store(res)
+		p.stats.loads.Store(loads)
+		p.stats.evictions.Store(evicts)
+		if err := p.state.BackingErr(); err != nil && p.failed == nil {
+			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
+			p.failed = fmt.Errorf("partition %d: %w", p.cfg.Partition, err)
+			p.cancel()
+			return
+		}
 	}
 }
 
@@ -420,7 +441,7 @@ func (p *Partition) apply(e LogEntry) {
 	}
 	if done != "" {
 		delete(p.busy, done)
-		if inst := p.state.Instances[done]; inst != nil && len(inst.Pending) > 0 {
+		if inst := p.state.Lookup(done); inst != nil && len(inst.Pending) > 0 {
 			p.markReady(done)
 		}
 	}
@@ -551,7 +572,7 @@ func (p *Partition) dispatch() {
 			if p.busy[id] {
 				continue // it becomes ready again when the work item ends
 			}
-			inst := p.state.Instances[id]
+			inst := p.state.Lookup(id)
 			if inst == nil || len(inst.Pending) == 0 || inst.WaitingForStart {
 				continue
 			}
@@ -741,7 +762,7 @@ var ErrStopped = errors.New("partition stopped")
 // --- reads ---
 
 func (p *Partition) read(req *transport.ClientRequest) {
-	inst := p.state.Instances[req.InstanceID]
+	inst := p.state.Lookup(req.InstanceID)
 	switch req.Kind {
 	case transport.RequestStatus:
 		if inst == nil || inst.IsEntity {
@@ -784,7 +805,7 @@ func (p *Partition) checkWaiters(id string, pos uint64) {
 	if len(ws) == 0 {
 		return
 	}
-	inst := p.state.Instances[id]
+	inst := p.state.Lookup(id)
 	keep := ws[:0]
 	for _, w := range ws {
 		var r *transport.ClientResponse
@@ -847,19 +868,21 @@ func pageSize(f *transport.Filter) int {
 
 func (p *Partition) query(req *transport.ClientRequest) *transport.ClientResponse {
 	f := req.Filter
-	var ids []string
-	for id, inst := range p.state.Instances {
-		if !inst.IsEntity && matches(inst, f, false) {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
 	r := &transport.ClientResponse{}
-	if n := pageSize(f); len(ids) > n {
-		ids, r.More = ids[:n], true
-	}
-	for _, id := range ids {
-		r.Instances = append(r.Instances, statusOf(p.state.Instances[id], req.IncludePayloads, false))
+	n := pageSize(f)
+	for _, id := range p.state.IDs() {
+		if f != nil && f.After != "" && id <= f.After {
+			continue
+		}
+		inst := p.state.peek(id)
+		if inst == nil || inst.IsEntity || !matches(inst, f, false) {
+			continue
+		}
+		if len(r.Instances) == n {
+			r.More = true
+			break
+		}
+		r.Instances = append(r.Instances, statusOf(inst, req.IncludePayloads, false))
 	}
 	return r
 }
@@ -870,10 +893,16 @@ func (p *Partition) listEntities(req *transport.ClientRequest) *transport.Client
 		f = &transport.Filter{}
 	}
 	var ids []string
-	for id, inst := range p.state.Instances {
-		if !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+	insts := map[string]*Instance{}
+	for _, id := range p.state.IDs() {
+		if !core.IsEntityInstanceID(id) || (f.After != "" && id <= f.After) {
 			continue
 		}
+		inst := p.state.peek(id)
+		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+			continue
+		}
+		insts[id] = inst
 		eid, err := core.ParseEntityID(id)
 		if err != nil || (f.EntityName != "" && eid.Name != f.EntityName) ||
 			(f.InstanceIDPrefix != "" && !hasPrefix(eid.Key, f.InstanceIDPrefix)) || (f.After != "" && id <= f.After) {
@@ -891,7 +920,7 @@ func (p *Partition) listEntities(req *transport.ClientRequest) *transport.Client
 		ids, r.More = ids[:n], true
 	}
 	for _, id := range ids {
-		r.Entities = append(r.Entities, entityStatusOf(p.state.Instances[id], req.IncludePayloads))
+		r.Entities = append(r.Entities, entityStatusOf(insts[id], req.IncludePayloads))
 	}
 	return r
 }

@@ -44,6 +44,9 @@ type State struct {
 	// NextGeneration numbers sessions, so that a work item's result is not
 	// applied to an instance that was replaced meanwhile.
 	NextGeneration uint64
+
+	// backing, if set, holds the instances that are not resident.
+	backing *backing
 }
 
 // Instance is one orchestration or entity: its record, its history or
@@ -144,6 +147,7 @@ func NewState(partition, count int) *State {
 func (s *State) Apply(pos uint64, at time.Time, ev Event, fx *Effects) {
 	s.LastPos = pos
 	a := &applier{s: s, pos: pos, at: at.UTC(), fx: fx}
+	defer func() { s.changed(a.touched) }()
 	switch e := ev.(type) {
 	case *ClientRequestReceived:
 		s.NextInputPos = e.InputPos
@@ -183,6 +187,23 @@ type applier struct {
 	fx  *Effects
 	// out collects messages for other partitions, by destination.
 	out map[int][]*core.TaskMessage
+	// touched lists the instances this event read or changed.
+	touched []string
+}
+
+// get returns an instance (reading it back if needed) and notes it as
+// touched by the event.
+func (a *applier) get(id string) *Instance {
+	inst := a.s.Lookup(id)
+	if inst != nil {
+		a.touched = append(a.touched, id)
+	}
+	return inst
+}
+
+func (a *applier) set(inst *Instance) {
+	a.s.setInstance(inst)
+	a.touched = append(a.touched, inst.ID)
 }
 
 func (a *applier) respond(req *transport.ClientRequest, r *transport.ClientResponse) {
@@ -195,7 +216,7 @@ func (a *applier) fail(req *transport.ClientRequest, code transport.ErrorCode, m
 }
 
 func (a *applier) clientRequest(req *transport.ClientRequest) {
-	inst := a.s.Instances[req.InstanceID]
+	inst := a.get(req.InstanceID)
 	switch req.Kind {
 	case transport.RequestCreate:
 		a.create(req, inst)
@@ -240,9 +261,9 @@ func (a *applier) clientRequest(req *transport.ClientRequest) {
 		a.respond(req, &transport.ClientResponse{Count: 1})
 	case transport.RequestPurgeWhere:
 		n := 0
-		for _, id := range a.s.sortedIDs() {
-			inst := a.s.Instances[id]
-			if !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, req.Filter, true) {
+		for _, id := range a.s.IDs() {
+			inst := a.get(id)
+			if inst != nil && !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, req.Filter, true) {
 				a.remove(inst)
 				n++
 			}
@@ -290,7 +311,7 @@ type ReusePolicy = transport.ReusePolicy
 // startExecution creates (or replaces) an orchestration instance whose
 // first message is start.
 func (a *applier) startExecution(id string, start *core.HistoryEvent) *Instance {
-	if old := a.s.Instances[id]; old != nil {
+	if old := a.get(id); old != nil {
 		a.remove(old)
 	}
 	a.s.NextGeneration++
@@ -300,7 +321,7 @@ func (a *applier) startExecution(id string, start *core.HistoryEvent) *Instance 
 		Status: core.StatusPending, CreatedAt: a.at, LastUpdatedAt: a.at,
 		Input: start.Input, Parent: start.Parent, Tags: start.Tags,
 	}
-	a.s.Instances[id] = inst
+	a.set(inst)
 	a.fx.Changed = append(a.fx.Changed, id)
 	if !start.FireAt.IsZero() && start.FireAt.After(a.at) {
 		inst.Record.ScheduledStartAt = start.FireAt
@@ -313,7 +334,7 @@ func (a *applier) startExecution(id string, start *core.HistoryEvent) *Instance 
 }
 
 func (a *applier) remove(inst *Instance) {
-	delete(a.s.Instances, inst.ID)
+	a.s.deleteInstance(inst.ID)
 	a.fx.Dropped = append(a.fx.Dropped, inst.ID)
 	a.fx.Changed = append(a.fx.Changed, inst.ID)
 }
@@ -358,7 +379,7 @@ func (a *applier) deliverNow(m *core.TaskMessage) {
 		return
 	}
 	id := m.Target.InstanceID
-	inst := a.s.Instances[id]
+	inst := a.get(id)
 	if core.IsEntityInstanceID(id) {
 		if inst == nil {
 			a.s.NextGeneration++
@@ -367,7 +388,7 @@ func (a *applier) deliverNow(m *core.TaskMessage) {
 			if eid, err := core.ParseEntityID(id); err == nil {
 				inst.Record.Name = eid.Name
 			}
-			a.s.Instances[id] = inst
+			a.set(inst)
 		}
 		a.enqueue(inst, e)
 		return
@@ -454,7 +475,7 @@ func (a *applier) ackReceived(ack *transport.Ack) {
 }
 
 func (a *applier) batchProcessed(e *BatchProcessed) {
-	inst := a.s.Instances[e.InstanceID]
+	inst := a.get(e.InstanceID)
 	if inst == nil || inst.Generation != e.Generation || e.Consumed > len(inst.Pending) {
 		return // the instance was replaced or purged meanwhile
 	}
@@ -511,7 +532,7 @@ func (a *applier) batchProcessed(e *BatchProcessed) {
 }
 
 func (a *applier) entityBatchProcessed(e *EntityBatchProcessed) {
-	inst := a.s.Instances[e.InstanceID]
+	inst := a.get(e.InstanceID)
 	if inst == nil || inst.Generation != e.Generation || e.Consumed > len(inst.Pending) {
 		return
 	}
@@ -522,7 +543,7 @@ func (a *applier) entityBatchProcessed(e *EntityBatchProcessed) {
 		a.deliver(m)
 	}
 	if e.State == nil && len(inst.Pending) == 0 {
-		delete(a.s.Instances, inst.ID)
+		a.s.deleteInstance(inst.ID)
 		a.fx.Changed = append(a.fx.Changed, inst.ID)
 		return
 	}
@@ -534,11 +555,7 @@ func (a *applier) entityBatchProcessed(e *EntityBatchProcessed) {
 // recoveryCompleted asks the runtime to restart all volatile work.
 func (a *applier) recoveryCompleted() {
 	s := a.s
-	for _, id := range s.sortedIDs() {
-		if inst := s.Instances[id]; len(inst.Pending) > 0 && !inst.WaitingForStart {
-			a.fx.Ready = append(a.fx.Ready, id)
-		}
-	}
+	a.fx.Ready = append(a.fx.Ready, s.pendingIDs()...)
 	a.fx.Timers = append(a.fx.Timers, sortedKeys(s.Timers)...)
 	a.fx.Activities = append(a.fx.Activities, sortedKeys(s.Activities)...)
 	a.fx.Outbox = append(a.fx.Outbox, s.Outbox...)
@@ -551,15 +568,6 @@ func sortedKeys[V any](m map[uint64]V) []uint64 {
 	}
 	slices.Sort(ks)
 	return ks
-}
-
-func (s *State) sortedIDs() []string {
-	ids := make([]string, 0, len(s.Instances))
-	for id := range s.Instances {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 // matches reports whether an orchestration instance passes a filter.

@@ -9,16 +9,26 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/netherite-go/netherite/faster"
+	"github.com/netherite-go/netherite/partitions/partitionspb"
 )
 
 // DurableStore keeps one partition's commit log and checkpoints on a
 // faster device and metadata store. It implements CheckpointStore.
+//
+// Without a key-value store, a checkpoint is a snapshot of the whole state
+// in the metadata store. With one (StoreOptions.KVDevice), instances live
+// in a faster hybrid-log KV, only the instances changed since the last
+// checkpoint are written, and memory holds a bounded set of them.
 type DurableStore struct {
 	name string
 	meta faster.MetaStore
 	dev  faster.Device
 	log  *faster.Log
+	kv   *faster.KV
+	opts StoreOptions
 
 	mu      sync.Mutex // serializes appends and truncation
 	bytes   atomic.Int64
@@ -26,10 +36,21 @@ type DurableStore struct {
 	entries atomic.Int64
 }
 
+// StoreOptions configure the instance store of a DurableStore.
+type StoreOptions struct {
+	// KVDevice, if set, holds the instances in a hybrid-log KV.
+	KVDevice faster.Device
+	// KVMemoryBytes bounds the KV's in-memory log pages.
+	KVMemoryBytes int64
+	// ResidentBytes bounds the decoded instances kept in memory.
+	ResidentBytes int64
+}
+
 const (
 	lastCheckpointName = "last-checkpoint.json"
 	checkpointPrefix   = "checkpoint-"
 	commitLogMetaName  = "commit-log.meta"
+	storeMetaPrefix    = "store/"
 )
 
 // lastCheckpoint is the document that names the latest checkpoint.
@@ -43,12 +64,24 @@ type lastCheckpoint struct {
 
 // OpenDurableStore opens (or creates) a partition's store. name appears in
 // every error (for example "partition 3").
-func OpenDurableStore(name string, dev faster.Device, meta faster.MetaStore) (*DurableStore, error) {
+func OpenDurableStore(name string, dev faster.Device, meta faster.MetaStore, opts ...StoreOptions) (*DurableStore, error) {
 	log, err := faster.OpenLog(faster.LogOptions{Name: name + " commit log", Device: dev, Meta: meta, MetaName: commitLogMetaName})
 	if err != nil {
 		return nil, err
 	}
-	return &DurableStore{name: name, meta: meta, dev: dev, log: log}, nil
+	s := &DurableStore{name: name, meta: meta, dev: dev, log: log}
+	if len(opts) > 0 {
+		s.opts = opts[0]
+	}
+	if s.opts.KVDevice != nil {
+		s.kv, err = faster.OpenKV(faster.KVOptions{Name: name + " store", Device: s.opts.KVDevice, Meta: meta,
+			MetaPrefix: storeMetaPrefix, MemoryBudget: s.opts.KVMemoryBytes})
+		if err != nil {
+			log.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Recover loads the latest checkpoint (or an empty state) and applies the
@@ -56,6 +89,13 @@ func OpenDurableStore(name string, dev faster.Device, meta faster.MetaStore) (*D
 func (s *DurableStore) Recover(partition, count int) (*State, error) {
 	st := NewState(partition, count)
 	from := s.log.Begin()
+	if s.kv != nil {
+		var err error
+		if st, from, err = s.recoverKV(partition, count); err != nil {
+			return nil, err
+		}
+		return st, s.replay(st, from)
+	}
 	b, err := s.meta.ReadFile(lastCheckpointName)
 	switch {
 	case err == nil:
@@ -82,8 +122,43 @@ func (s *DurableStore) Recover(partition, count int) (*State, error) {
 	default:
 		return nil, fmt.Errorf("%s: recover: %w", s.name, err)
 	}
+	return st, s.replay(st, from)
+}
+
+// recoverKV loads the state saved with the KV's latest checkpoint.
+func (s *DurableStore) recoverKV(partition, count int) (*State, int64, error) {
+	st := NewState(partition, count)
+	from := s.log.Begin()
+	token, meta, err := s.kv.LatestCheckpoint()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: recover: %w", s.name, err)
+	}
+	var pending []string
+	if token != "" {
+		var ck partitionspb.StoreCheckpoint
+		if err := proto.Unmarshal(meta, &ck); err != nil {
+			return nil, 0, fmt.Errorf("%s: recover: checkpoint %s: %w", s.name, token, err)
+		}
+		if st, err = DecodeState(ck.State); err != nil {
+			return nil, 0, fmt.Errorf("%s: recover: checkpoint %s: %w", s.name, token, err)
+		}
+		if st.Partition != partition || st.Count != count {
+			return nil, 0, fmt.Errorf("%s: recover: checkpoint %s is of partition %d of %d, not %d of %d",
+				s.name, token, st.Partition, st.Count, partition, count)
+		}
+		if st.Instances == nil {
+			st.Instances = map[string]*Instance{}
+		}
+		from, pending = ck.LogMark, ck.Pending
+	}
+	st.AttachBacking(s.kv, s.opts.ResidentBytes, pending)
+	return st, from, nil
+}
+
+// replay applies the logged events after the state's last position.
+func (s *DurableStore) replay(st *State, from int64) error {
 	var fx Effects
-	err = s.log.Scan(from, func(at int64, payload []byte) error {
+	err := s.log.Scan(from, func(at int64, payload []byte) error {
 		e, err := DecodeLogEntry(payload)
 		if err != nil {
 			return fmt.Errorf("log record at %d: %w", at, err)
@@ -96,12 +171,16 @@ func (s *DurableStore) Recover(partition, count int) (*State, error) {
 		}
 		st.Apply(e.Pos, e.At, e.Event, &fx)
 		fx = Effects{}
+		if err := st.BackingErr(); err != nil {
+			return err
+		}
+		st.Evict(nil)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: recover: replay commit log: %w", s.name, err)
+		return fmt.Errorf("%s: recover: replay commit log: %w", s.name, err)
 	}
-	return st, nil
+	return nil
 }
 
 // Append logs entries durably (one group commit).
@@ -134,11 +213,45 @@ func (s *DurableStore) Mark() int64 {
 // LogBytes counts the bytes appended.
 func (s *DurableStore) LogBytes() int64 { return s.bytes.Load() }
 
+// Snapshot captures the state: all of it, or, with a KV, the instances
+// changed since the last checkpoint go to the KV and the snapshot holds the
+// rest.
+func (s *DurableStore) Snapshot(st *State) (*Snapshot, error) {
+	if s.kv == nil {
+		b, err := EncodeState(st)
+		return &Snapshot{State: b}, err
+	}
+	pending, err := st.FlushDirty()
+	if err != nil {
+		return nil, fmt.Errorf("%s: checkpoint: write instances: %w", s.name, err)
+	}
+	rest := *st
+	rest.Instances, rest.backing = nil, nil
+	b, err := EncodeState(&rest)
+	return &Snapshot{State: b, Pending: pending}, err
+}
+
 // SaveCheckpoint writes a snapshot, makes it the latest, removes older
 // ones and truncates the log before mark.
-func (s *DurableStore) SaveCheckpoint(snapshot []byte, lastPos, inputPos uint64, mark int64) error {
+func (s *DurableStore) SaveCheckpoint(snap *Snapshot, lastPos, inputPos uint64, mark int64) error {
 	token := fmt.Sprintf("%020d", lastPos)
-	if err := s.meta.WriteFile(checkpointPrefix+token, snapshot); err != nil {
+	if s.kv != nil {
+		meta, err := proto.Marshal(&partitionspb.StoreCheckpoint{State: snap.State, Pending: snap.Pending,
+			LastPos: lastPos, LogMark: mark, InputPos: inputPos})
+		if err != nil {
+			return fmt.Errorf("%s: checkpoint %s: %w", s.name, token, err)
+		}
+		if _, err := s.kv.Checkpoint(meta); err != nil {
+			return fmt.Errorf("%s: checkpoint %s: %w", s.name, token, err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.log.Truncate(mark); err != nil {
+			return fmt.Errorf("%s: checkpoint %s: truncate log: %w", s.name, token, err)
+		}
+		return nil
+	}
+	if err := s.meta.WriteFile(checkpointPrefix+token, snap.State); err != nil {
 		return fmt.Errorf("%s: checkpoint %s: %w", s.name, token, err)
 	}
 	b, _ := json.Marshal(lastCheckpoint{Token: token, LastPos: lastPos, LogMark: mark, Input: inputPos, Written: time.Now().UTC()})
@@ -162,5 +275,19 @@ func (s *DurableStore) SaveCheckpoint(snapshot []byte, lastPos, inputPos uint64,
 	return nil
 }
 
-// Close closes the log and its device.
-func (s *DurableStore) Close() error { return errors.Join(s.log.Close(), s.dev.Close()) }
+// Close closes the log, the KV and their devices.
+func (s *DurableStore) Close() error {
+	errs := []error{s.log.Close(), s.dev.Close()}
+	if s.kv != nil {
+		errs = append(errs, s.kv.Close(), s.opts.KVDevice.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// KVStats reports the instance store's statistics (zero without a KV).
+func (s *DurableStore) KVStats() faster.KVStats {
+	if s.kv == nil {
+		return faster.KVStats{}
+	}
+	return s.kv.Stats()
+}

@@ -76,7 +76,7 @@ func TestStoreRecoversCheckpointAndLogSuffix(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 30 {
-			snap, err := EncodeState(reference(all[:40]))
+			snap, err := s.Snapshot(reference(all[:40]))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +213,7 @@ func TestStoreReadFaultDuringRecovery(t *testing.T) {
 func TestStoreRejectsOtherPartitionsCheckpoint(t *testing.T) {
 	f := newStoreFixture(t)
 	s, _ := f.open()
-	snap, _ := EncodeState(NewState(3, 8))
+	snap, _ := s.Snapshot(NewState(3, 8))
 	if err := s.SaveCheckpoint(snap, 0, 0, s.Mark()); err != nil {
 		t.Fatal(err)
 	}

@@ -2118,6 +2118,86 @@ func (x *DedupEntry) GetSub() uint32 {
 	return 0
 }
 
+// StoreCheckpoint is the metadata of a checkpoint of a partition whose
+// instances live in a key-value store: the partition state without its
+// instances, the instances with work to do, and what the checkpoint
+// covers.
+type StoreCheckpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         []byte                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Pending       []string               `protobuf:"bytes,2,rep,name=pending,proto3" json:"pending,omitempty"`
+	LastPos       uint64                 `protobuf:"varint,3,opt,name=last_pos,json=lastPos,proto3" json:"last_pos,omitempty"`
+	LogMark       int64                  `protobuf:"varint,4,opt,name=log_mark,json=logMark,proto3" json:"log_mark,omitempty"`
+	InputPos      uint64                 `protobuf:"varint,5,opt,name=input_pos,json=inputPos,proto3" json:"input_pos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreCheckpoint) Reset() {
+	*x = StoreCheckpoint{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreCheckpoint) ProtoMessage() {}
+
+func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreCheckpoint.ProtoReflect.Descriptor instead.
+func (*StoreCheckpoint) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StoreCheckpoint) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *StoreCheckpoint) GetPending() []string {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *StoreCheckpoint) GetLastPos() uint64 {
+	if x != nil {
+		return x.LastPos
+	}
+	return 0
+}
+
+func (x *StoreCheckpoint) GetLogMark() int64 {
+	if x != nil {
+		return x.LogMark
+	}
+	return 0
+}
+
+func (x *StoreCheckpoint) GetInputPos() uint64 {
+	if x != nil {
+		return x.InputPos
+	}
+	return 0
+}
+
 var File_partitions_partitionspb_partitions_proto protoreflect.FileDescriptor
 
 const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
@@ -2301,7 +2381,13 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"DedupEntry\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x12R\x06origin\x12\x10\n" +
 	"\x03pos\x18\x02 \x01(\x04R\x03pos\x12\x10\n" +
-	"\x03sub\x18\x03 \x01(\rR\x03subB;Z9github.com/netherite-go/netherite/partitions/partitionspbb\x06proto3"
+	"\x03sub\x18\x03 \x01(\rR\x03sub\"\x94\x01\n" +
+	"\x0fStoreCheckpoint\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\x12\x18\n" +
+	"\apending\x18\x02 \x03(\tR\apending\x12\x19\n" +
+	"\blast_pos\x18\x03 \x01(\x04R\alastPos\x12\x19\n" +
+	"\blog_mark\x18\x04 \x01(\x03R\alogMark\x12\x1b\n" +
+	"\tinput_pos\x18\x05 \x01(\x04R\binputPosB;Z9github.com/netherite-go/netherite/partitions/partitionspbb\x06proto3"
 
 var (
 	file_partitions_partitionspb_partitions_proto_rawDescOnce sync.Once
@@ -2315,7 +2401,7 @@ func file_partitions_partitionspb_partitions_proto_rawDescGZIP() []byte {
 	return file_partitions_partitionspb_partitions_proto_rawDescData
 }
 
-var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Time)(nil),                    // 0: netherite.partitions.v1.Time
 	(*LogEntry)(nil),                // 1: netherite.partitions.v1.LogEntry
@@ -2346,14 +2432,15 @@ var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*OutboxBatch)(nil),             // 26: netherite.partitions.v1.OutboxBatch
 	(*DedupMap)(nil),                // 27: netherite.partitions.v1.DedupMap
 	(*DedupEntry)(nil),              // 28: netherite.partitions.v1.DedupEntry
-	(*corepb.HistoryEvent)(nil),     // 29: netherite.core.v1.HistoryEvent
-	(corepb.RuntimeStatus)(0),       // 30: netherite.core.v1.RuntimeStatus
-	(*corepb.HistoryEventList)(nil), // 31: netherite.core.v1.HistoryEventList
-	(*corepb.FailureDetails)(nil),   // 32: netherite.core.v1.FailureDetails
-	(*corepb.TaskMessage)(nil),      // 33: netherite.core.v1.TaskMessage
-	(*corepb.EntityState)(nil),      // 34: netherite.core.v1.EntityState
-	(*corepb.ParentInstance)(nil),   // 35: netherite.core.v1.ParentInstance
-	(*corepb.Tag)(nil),              // 36: netherite.core.v1.Tag
+	(*StoreCheckpoint)(nil),         // 29: netherite.partitions.v1.StoreCheckpoint
+	(*corepb.HistoryEvent)(nil),     // 30: netherite.core.v1.HistoryEvent
+	(corepb.RuntimeStatus)(0),       // 31: netherite.core.v1.RuntimeStatus
+	(*corepb.HistoryEventList)(nil), // 32: netherite.core.v1.HistoryEventList
+	(*corepb.FailureDetails)(nil),   // 33: netherite.core.v1.FailureDetails
+	(*corepb.TaskMessage)(nil),      // 34: netherite.core.v1.TaskMessage
+	(*corepb.EntityState)(nil),      // 35: netherite.core.v1.EntityState
+	(*corepb.ParentInstance)(nil),   // 36: netherite.core.v1.ParentInstance
+	(*corepb.Tag)(nil),              // 37: netherite.core.v1.Tag
 }
 var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	0,  // 0: netherite.partitions.v1.LogEntry.at:type_name -> netherite.partitions.v1.Time
@@ -2367,29 +2454,29 @@ var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	14, // 8: netherite.partitions.v1.LogEntry.recovery_completed:type_name -> netherite.partitions.v1.RecoveryCompleted
 	3,  // 9: netherite.partitions.v1.ClientRequestReceived.request:type_name -> netherite.partitions.v1.ClientRequest
 	0,  // 10: netherite.partitions.v1.ClientRequest.timestamp:type_name -> netherite.partitions.v1.Time
-	29, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
+	30, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
 	4,  // 12: netherite.partitions.v1.ClientRequest.filter:type_name -> netherite.partitions.v1.Filter
 	0,  // 13: netherite.partitions.v1.Filter.created_from:type_name -> netherite.partitions.v1.Time
 	0,  // 14: netherite.partitions.v1.Filter.created_to:type_name -> netherite.partitions.v1.Time
 	5,  // 15: netherite.partitions.v1.Filter.statuses:type_name -> netherite.partitions.v1.RuntimeStatusList
-	30, // 16: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
+	31, // 16: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
 	7,  // 17: netherite.partitions.v1.MessagesReceived.batch:type_name -> netherite.partitions.v1.MessageBatch
 	15, // 18: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
 	9,  // 19: netherite.partitions.v1.AckReceived.ack:type_name -> netherite.partitions.v1.Ack
-	31, // 20: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
+	32, // 20: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
 	15, // 21: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
 	15, // 22: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
 	15, // 23: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	30, // 24: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
-	32, // 25: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
-	29, // 26: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
-	31, // 27: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
+	31, // 24: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
+	33, // 25: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
+	30, // 26: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
+	32, // 27: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
 	17, // 28: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
 	15, // 29: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	33, // 30: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
+	34, // 30: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
 	16, // 31: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
-	33, // 32: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
-	34, // 33: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
+	34, // 32: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
+	35, // 33: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
 	19, // 34: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
 	23, // 35: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
 	23, // 36: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
@@ -2397,19 +2484,19 @@ var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	27, // 38: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
 	20, // 39: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
 	21, // 40: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
-	31, // 41: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
+	32, // 41: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
 	17, // 42: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
-	31, // 43: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
-	30, // 44: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
+	32, // 43: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
+	31, // 44: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
 	0,  // 45: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
 	0,  // 46: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
 	0,  // 47: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
-	32, // 48: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
-	35, // 49: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
+	33, // 48: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
+	36, // 49: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
 	22, // 50: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
-	36, // 51: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
+	37, // 51: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
 	24, // 52: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
-	33, // 53: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
+	34, // 53: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
 	26, // 54: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
 	15, // 55: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
 	28, // 56: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
@@ -2443,7 +2530,7 @@ func file_partitions_partitionspb_partitions_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partitions_partitionspb_partitions_proto_rawDesc), len(file_partitions_partitionspb_partitions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
