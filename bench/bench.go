@@ -11,7 +11,10 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +25,7 @@ import (
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank"}
+var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "recovery", "hold"}
 
 // Config selects a workload and the host it runs on.
 type Config struct {
@@ -33,6 +36,8 @@ type Config struct {
 	// Rate is the start rate per second for hello3-latency.
 	Rate              float64
 	PersistStepsFirst bool
+	// CacheBytes bounds the partition state in memory (0: the default).
+	CacheBytes int64
 	// Progress, if set, receives a progress line as work completes.
 	Progress io.Writer
 }
@@ -61,6 +66,12 @@ type Result struct {
 	HeapBytesPerInstance float64 `json:"heap_bytes_per_instance,omitempty"`
 	// Conserved reports the bank invariant (bank only).
 	Conserved *bool `json:"conserved,omitempty"`
+	// RecoverySeconds is how long a restart took, from Start to the
+	// first answered status (recovery only).
+	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
+	// RSSBytes is the process's resident memory after the run, with the
+	// completed instances held (hold only).
+	RSSBytes int64 `json:"rss_bytes,omitempty"`
 }
 
 // Register adds the benchmark functions to r.
@@ -82,6 +93,7 @@ func Register(r *durable.Registry) {
 		}
 	}
 	durable.RegisterOrchestrator(r, "BenchHello5", seq(5))
+	durable.RegisterOrchestrator(r, "BenchInline", func(ctx durable.OrchestrationContext, in string) (string, error) { return in, nil })
 	durable.RegisterOrchestrator(r, "BenchHello3", seq(3))
 	one := durable.RegisterActivity(r, "BenchOne", func(ctx durable.ActivityContext, i int) (int, error) { return i, nil })
 	durable.RegisterOrchestrator(r, "BenchFanOut", func(ctx durable.OrchestrationContext, n int) (int, error) {
@@ -155,12 +167,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	h, err := netherite.Start(ctx, netherite.Options{PartitionCount: cfg.Partitions, Storage: cfg.Storage,
-		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256}, r)
+	opts := netherite.Options{PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
+		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256}
+	h, err := netherite.Start(ctx, opts, r)
 	if err != nil {
 		return nil, err
 	}
-	defer h.Stop(context.Background())
+	defer func() { h.Stop(context.Background()) }()
 	o := h.Options()
 	res := &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: o.Storage, PersistFirst: o.PersistStepsFirst}
 	c := h.Client()
@@ -179,6 +192,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		lat, err = runFanOut(ctx, c, cfg, res)
 	case "bank":
 		lat, err = runBank(ctx, c, cfg, res)
+	case "recovery", "hold":
+		lat, err = runMany(ctx, c, cfg, res, "BenchInline", 0)
 	default:
 		return nil, fmt.Errorf("bench: unknown workload %q (want one of %v)", cfg.Workload, Workloads)
 	}
@@ -193,6 +208,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.LogWrites, res.EventsLogged = h.Stats()
 	if res.LogWrites > 0 {
 		res.StepsPerWrite = float64(res.EventsLogged) / float64(res.LogWrites)
+	}
+	switch cfg.Workload {
+	case "recovery":
+		// Stop cleanly (with checkpoints) and time the restart.
+		if err := h.Stop(ctx); err != nil {
+			return res, err
+		}
+		t1 := time.Now()
+		if h, err = netherite.Start(ctx, opts, r); err != nil {
+			return res, err
+		}
+		page, err := h.Client().Query(ctx, durable.InstanceQuery{PageSize: 1})
+		if err != nil || len(page.Instances) == 0 {
+			return res, fmt.Errorf("recovery: no instance after restart (%v)", err)
+		}
+		res.RecoverySeconds = time.Since(t1).Seconds()
+	case "hold":
+		runtime.GC()
+		debug.FreeOSMemory()
+		res.RSSBytes = rss()
 	}
 	if cfg.Workload == "hello5" && res.Completed > 0 {
 		var after runtime.MemStats
@@ -405,4 +440,19 @@ func (p *progress) finish() {
 	if p.w != nil {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// rss reads the process's resident set size from /proc (0 elsewhere).
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -42,8 +42,14 @@ type StoreOptions struct {
 	KVDevice faster.Device
 	// KVMemoryBytes bounds the KV's in-memory log pages.
 	KVMemoryBytes int64
+	// KVPageSize is the KV's page size (default 64 KiB).
+	KVPageSize int
 	// ResidentBytes bounds the decoded instances kept in memory.
 	ResidentBytes int64
+	// CompactBytes: when the KV's log spans more than this and less than
+	// half of it is live, checkpoints compact its older half (default
+	// 64 MiB).
+	CompactBytes int64
 }
 
 const (
@@ -75,7 +81,7 @@ func OpenDurableStore(name string, dev faster.Device, meta faster.MetaStore, opt
 	}
 	if s.opts.KVDevice != nil {
 		s.kv, err = faster.OpenKV(faster.KVOptions{Name: name + " store", Device: s.opts.KVDevice, Meta: meta,
-			MetaPrefix: storeMetaPrefix, MemoryBudget: s.opts.KVMemoryBytes})
+			MetaPrefix: storeMetaPrefix, MemoryBudget: s.opts.KVMemoryBytes, PageSize: s.opts.KVPageSize})
 		if err != nil {
 			log.Close()
 			return nil, err
@@ -224,6 +230,17 @@ func (s *DurableStore) Snapshot(st *State) (*Snapshot, error) {
 	pending, err := st.FlushDirty()
 	if err != nil {
 		return nil, fmt.Errorf("%s: checkpoint: write instances: %w", s.name, err)
+	}
+	// Compaction copies live records to the tail; the checkpoint that
+	// follows lets the store drop the segments below.
+	limit := s.opts.CompactBytes
+	if limit <= 0 {
+		limit = 64 << 20
+	}
+	if ks := s.kv.Stats(); ks.Tail-ks.Begin > limit && 2*ks.LiveBytes < ks.Tail-ks.Begin {
+		if err := s.kv.Compact(ks.Begin + (ks.Tail-ks.Begin)/2); err != nil {
+			return nil, fmt.Errorf("%s: checkpoint: compact: %w", s.name, err)
+		}
 	}
 	rest := *st
 	rest.Instances, rest.backing = nil, nil

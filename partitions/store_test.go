@@ -221,3 +221,75 @@ func TestStoreRejectsOtherPartitionsCheckpoint(t *testing.T) {
 		t.Fatalf("recover with another partition's checkpoint: %v", err)
 	}
 }
+
+// With instances in a KV: checkpoints write changed instances, compaction
+// drops dead records, and recovery (checkpoint + log) gives the reference
+// state, through crashes.
+func TestStoreWithKV(t *testing.T) {
+	f := newStoreFixture(t)
+	kvDev := faster.NewFaultDevice(faster.NewMemoryDevice("kv", 512, 16<<10))
+	open := func() *DurableStore {
+		s, err := OpenDurableStore("partition 0", f.dev, f.meta, StoreOptions{KVDevice: kvDev,
+			KVMemoryBytes: 64 << 10, KVPageSize: 4 << 10, ResidentBytes: 16 << 10, CompactBytes: 32 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	st := mustRecover(t, s)
+	var all []LogEntry
+	pos := uint64(0)
+	// Create instances, then purge them again and again: dead records pile
+	// up in the KV and compaction must clear them.
+	for round := 0; round < 8; round++ {
+		var batch []LogEntry
+		for i := 0; i < 30; i++ {
+			pos++
+			e := createReq(fmt.Sprintf("i%d", i), "O", fmt.Sprintf(`"%s"`, strings.Repeat("y", 200+round)), pos)
+			e.Request.Reuse = ReuseTerminate
+			batch = append(batch, LogEntry{Pos: pos, At: t0, Event: e})
+		}
+		for _, e := range batch {
+			st.Apply(e.Pos, e.At, e.Event, &Effects{})
+			st.Evict(nil)
+		}
+		if err := s.Append(batch); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, batch...)
+		snap, err := s.Snapshot(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveCheckpoint(snap, st.LastPos, st.NextInputPos, s.Mark()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ks := s.KVStats(); ks.Compactions == 0 || ks.Begin == 0 {
+		t.Fatalf("no compaction: %+v", ks)
+	}
+	// More events after the last checkpoint, then a crash of both devices.
+	tail := entries(pos, 10)
+	if err := s.Append(tail); err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, tail...)
+	_ = f.dev.Crash()
+	_ = kvDev.Crash()
+	f.dev.Restart()
+	kvDev.Restart()
+	s = open()
+	got := mustRecover(t, s)
+	want := reference(all)
+	if got.LastPos != want.LastPos || got.InstanceCount() != want.InstanceCount() {
+		t.Fatalf("recovered %d instances at %d, want %d at %d", got.InstanceCount(), got.LastPos, want.InstanceCount(), want.LastPos)
+	}
+	for _, id := range want.IDs() {
+		a, _ := EncodeInstance(got.Lookup(id))
+		b, _ := EncodeInstance(want.Lookup(id))
+		if string(a) != string(b) {
+			t.Fatalf("instance %s differs after recovery", id)
+		}
+	}
+}

@@ -31,7 +31,7 @@ commands:
   demo              run the sample workflows (hello sequence, fan-out/fan-in,
                     counter entity, bank transfers) on an embedded host
   bench WORKLOAD    run a benchmark; workloads: %s
-                    flags: -n -partitions -storage -rate -persist-first -json
+                    flags: -n -partitions -storage -rate -persist-first -cache-mb -json
 
 run 'netherite <command> -h' for the flags of a command
 `, strings.Join(bench.Workloads, ", "))
@@ -75,6 +75,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	storage := fs.String("storage", "", `where state lives: a directory (default: a fresh temporary directory, removed afterwards) or "memory"`)
 	rate := fs.Float64("rate", 100, "starts per second (hello3-latency)")
 	persistFirst := fs.Bool("persist-first", false, "persist each step before applying it (no speculation)")
+	cacheMB := fs.Int64("cache-mb", 0, "memory for partition state in MiB (default 256)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
@@ -96,7 +97,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	cfg := bench.Config{Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate,
-		PersistStepsFirst: *persistFirst}
+		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20}
 	if !*asJSON && isTerminal(os.Stderr) {
 		cfg.Progress = stderr
 	}
@@ -117,6 +118,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
 		if res.HeapBytesPerInstance > 0 {
 			fmt.Fprintf(stdout, "  heap per completed instance: %.0f bytes\n", res.HeapBytesPerInstance)
+		}
+		if res.RecoverySeconds > 0 {
+			fmt.Fprintf(stdout, "  restart (recovery of %d instances): %.3fs\n", res.Completed, res.RecoverySeconds)
+		}
+		if res.RSSBytes > 0 {
+			fmt.Fprintf(stdout, "  process RSS holding %d instances: %.1f MiB\n", res.Completed, float64(res.RSSBytes)/(1<<20))
 		}
 		if res.Conserved != nil {
 			fmt.Fprintf(stdout, "  bank total conserved: %v\n", *res.Conserved)
