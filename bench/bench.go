@@ -38,6 +38,9 @@ type Config struct {
 	PersistStepsFirst bool
 	// CacheBytes bounds the partition state in memory (0: the default).
 	CacheBytes int64
+	// AfterRun, if set, is called when the workload is done and the host
+	// still runs (for profiling).
+	AfterRun func()
 	// Progress, if set, receives a progress line as work completes.
 	Progress io.Writer
 }
@@ -229,6 +232,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		debug.FreeOSMemory()
 		res.RSSBytes = rss()
 	}
+	if cfg.AfterRun != nil {
+		cfg.AfterRun()
+	}
 	if cfg.Workload == "hello5" && res.Completed > 0 {
 		var after runtime.MemStats
 		runtime.GC()
@@ -252,7 +258,16 @@ func runMany(ctx context.Context, c durable.Client, cfg Config, res *Result, nam
 		defer tick.Stop()
 	}
 	sem := make(chan struct{}, 64) // bound concurrent start requests
+	// Bound the orchestrations in flight too (not at a fixed rate), so the
+	// harness's own waiting does not grow with n.
+	var inflight chan struct{}
+	if rate <= 0 {
+		inflight = make(chan struct{}, 2048)
+	}
 	for i := 0; i < cfg.N; i++ {
+		if inflight != nil {
+			inflight <- struct{}{}
+		}
 		if tick != nil {
 			select {
 			case <-tick.C:
@@ -264,6 +279,9 @@ func runMany(ctx context.Context, c durable.Client, cfg Config, res *Result, nam
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
+			if inflight != nil {
+				defer func() { <-inflight }()
+			}
 			start := time.Now()
 			id, err := c.StartOrchestration(ctx, name, "world")
 			<-sem

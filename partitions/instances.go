@@ -296,12 +296,13 @@ func (b *backing) forget(id string) {
 
 // instanceSize estimates the memory an instance holds.
 func instanceSize(inst *Instance) int64 {
-	n := int64(256 + len(inst.ID) + len(inst.Record.Input) + len(inst.Record.Output) + len(inst.Record.CustomStatus))
+	// Sizes of the Go structs and their headers, measured roughly.
+	n := int64(512 + len(inst.ID) + len(inst.Record.Input) + len(inst.Record.Output) + len(inst.Record.CustomStatus))
 	for _, e := range inst.History {
-		n += int64(160 + len(e.Input) + len(e.Result) + len(e.Name))
+		n += int64(320 + len(e.Input) + len(e.Result) + len(e.Name))
 	}
 	for _, e := range inst.Pending {
-		n += int64(160 + len(e.Input) + len(e.Result))
+		n += int64(320 + len(e.Input) + len(e.Result))
 	}
 	if inst.Entity != nil {
 		n += int64(64 + len(inst.Entity.Value))
