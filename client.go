@@ -555,3 +555,15 @@ func (c *client) ListEntities(ctx context.Context, q durable.EntityQuery) (*dura
 	}
 	return page, nil
 }
+
+func (c *client) DeleteEntity(ctx context.Context, id core.EntityID) error {
+	if err := id.Validate(); err != nil {
+		return fmt.Errorf("netherite: DeleteEntity: %w", err)
+	}
+	_, err := c.call(ctx, c.partitionOf(id.String()), &transport.ClientRequest{Kind: transport.RequestDeleteEntity,
+		InstanceID: id.String()})
+	if errors.Is(err, durable.ErrInstanceNotFound) {
+		return fmt.Errorf("%w: %s", durable.ErrEntityNotFound, id)
+	}
+	return err
+}

@@ -60,6 +60,10 @@ type Client interface {
 	GetEntity(ctx context.Context, id core.EntityID, includeState bool) (*EntityMetadata, error)
 	// ListEntities lists entities, one page at a time.
 	ListEntities(ctx context.Context, q EntityQuery) (*EntityPage, error)
+	// DeleteEntity deletes an entity's state, as if an operation had
+	// called DeleteState; requests waiting for it are kept. An entity
+	// without state is ErrEntityNotFound.
+	DeleteEntity(ctx context.Context, id core.EntityID) error
 }
 
 // Errors the client methods wrap.

@@ -248,6 +248,19 @@ func (a *applier) clientRequest(req *transport.ClientRequest) {
 		}
 		a.enqueue(inst, req.Event)
 		a.respond(req, &transport.ClientResponse{})
+	case transport.RequestDeleteEntity:
+		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+			a.fail(req, transport.CodeNotFound, "no entity "+req.InstanceID)
+			return
+		}
+		// The state goes; a lock holder and queued requests stay, so that
+		// an orchestration in a critical section is not cut off.
+		inst.Entity.Exists, inst.Entity.Value = false, nil
+		inst.Record.LastUpdatedAt = a.at
+		if inst.Entity.IsEmpty() && len(inst.Pending) == 0 {
+			a.remove(inst)
+		}
+		a.respond(req, &transport.ClientResponse{Count: 1})
 	case transport.RequestPurge:
 		if inst == nil || inst.IsEntity {
 			a.respond(req, &transport.ClientResponse{Count: 0})

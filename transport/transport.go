@@ -79,6 +79,7 @@ const (
 	RequestQuery
 	RequestGetEntity
 	RequestListEntities
+	RequestDeleteEntity
 )
 
 var requestNames = map[RequestKind]string{
@@ -86,7 +87,7 @@ var requestNames = map[RequestKind]string{
 	RequestSuspend: "suspend", RequestResume: "resume", RequestPurge: "purge",
 	RequestPurgeWhere: "purge-where", RequestSignalEntity: "signal-entity", RequestStatus: "status",
 	RequestWaitStart: "wait-start", RequestWaitCompletion: "wait-completion", RequestQuery: "query",
-	RequestGetEntity: "get-entity", RequestListEntities: "list-entities",
+	RequestGetEntity: "get-entity", RequestListEntities: "list-entities", RequestDeleteEntity: "delete-entity",
 }
 
 func (k RequestKind) String() string {
@@ -101,7 +102,7 @@ func (k RequestKind) String() string {
 func (k RequestKind) IsUpdate() bool {
 	switch k {
 	case RequestCreate, RequestRaiseEvent, RequestTerminate, RequestSuspend, RequestResume,
-		RequestPurge, RequestPurgeWhere, RequestSignalEntity:
+		RequestPurge, RequestPurgeWhere, RequestSignalEntity, RequestDeleteEntity:
 		return true
 	}
 	return false
