@@ -1,6 +1,7 @@
 package netherite
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,4 +151,76 @@ func (l *localPartition) close() error {
 	err := l.store.Close()
 	l.lock.Close()
 	return err
+}
+
+// CreateTaskHub creates the task hub that opts describe (a no-op if it
+// exists with the same parameters) and returns its parameters.
+func CreateTaskHub(ctx context.Context, opts Options) (*TaskHubParameters, error) {
+	if err := opts.normalize(); err != nil {
+		return nil, err
+	}
+	if opts.Storage == "memory" {
+		return nil, errors.New("netherite: a memory task hub exists only inside a running host")
+	}
+	return openTaskHub(opts.Storage, opts.TaskHub, opts.PartitionCount)
+}
+
+// TaskHubInfo returns the parameters of an existing task hub.
+func TaskHubInfo(ctx context.Context, opts Options) (*TaskHubParameters, error) {
+	if err := opts.normalize(); err != nil {
+		return nil, err
+	}
+	if opts.Storage == "memory" {
+		return nil, errors.New("netherite: a memory task hub exists only inside a running host")
+	}
+	meta, err := faster.NewDirMeta(opts.Storage)
+	if err != nil {
+		return nil, err
+	}
+	b, err := meta.ReadFile(taskHubParametersName)
+	if err != nil {
+		if errors.Is(err, faster.ErrNotExist) {
+			return nil, fmt.Errorf("netherite: no task hub in %s", opts.Storage)
+		}
+		return nil, err
+	}
+	var p TaskHubParameters
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("netherite: %s in %s is not valid: %w", taskHubParametersName, opts.Storage, err)
+	}
+	return &p, nil
+}
+
+// DeleteTaskHub deletes a task hub and all its state. It fails while a
+// host runs any of its partitions.
+func DeleteTaskHub(ctx context.Context, opts Options) error {
+	p, err := TaskHubInfo(ctx, opts)
+	if err != nil {
+		return err
+	}
+	// Take every partition's lock, so no host runs while we delete.
+	var locks []*os.File
+	defer func() {
+		for _, l := range locks {
+			l.Close()
+		}
+	}()
+	for i := 0; i < p.PartitionCount; i++ {
+		pdir := filepath.Join(opts.Storage, p.TaskHubGUID, fmt.Sprintf("p%02d", i))
+		l, err := os.OpenFile(filepath.Join(pdir, "LOCK"), os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		locks = append(locks, l)
+		if err := syscall.Flock(int(l.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			return fmt.Errorf("netherite: task hub %q: partition %d is in use by a host; stop it first", p.TaskHubName, i)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(opts.Storage, p.TaskHubGUID)); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(opts.Storage, taskHubParametersName))
 }

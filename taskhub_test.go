@@ -64,3 +64,34 @@ func TestTaskHubParametersAreChecked(t *testing.T) {
 		t.Fatalf("unknown format: %v", err)
 	}
 }
+
+func TestTaskHubCreateInfoDelete(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	opts := netherite.Options{Storage: dir, PartitionCount: 3, TaskHub: "orders"}
+	p, err := netherite.CreateTaskHub(ctx, opts)
+	if err != nil || p.PartitionCount != 3 || p.TaskHubName != "orders" {
+		t.Fatalf("create: %+v %v", p, err)
+	}
+	info, err := netherite.TaskHubInfo(ctx, netherite.Options{Storage: dir, TaskHub: "orders"})
+	if err != nil || info.TaskHubGUID != p.TaskHubGUID {
+		t.Fatalf("info: %+v %v", info, err)
+	}
+	h, err := netherite.Start(ctx, netherite.Options{Storage: dir, TaskHub: "orders"}, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netherite.DeleteTaskHub(ctx, opts); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("delete while running: %v", err)
+	}
+	h.Stop(ctx)
+	if err := netherite.DeleteTaskHub(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netherite.TaskHubInfo(ctx, opts); err == nil {
+		t.Fatal("task hub still there after delete")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("left behind: %v", entries)
+	}
+}
