@@ -178,25 +178,29 @@ func (c *client) payload(what string, v any) ([]byte, error) {
 		return nil, fmt.Errorf("netherite: encode %s: %w", what, err)
 	}
 	if _, isJSON := c.conv.(durable.JSONConverter); isJSON && b != nil && !json.Valid(b) {
-		return nil, fmt.Errorf("netherite: %s is not valid JSON", what)
+		return nil, fmt.Errorf("netherite: %w: %s is not valid JSON", durable.ErrInvalidArgument, what)
 	}
 	if len(b) > c.maxPayload {
-		return nil, fmt.Errorf("netherite: %s is %d bytes, over the payload limit of %d bytes", what, len(b), c.maxPayload)
+		return nil, fmt.Errorf("netherite: %w: %s is %d bytes, over the payload limit of %d bytes", durable.ErrPayloadTooLarge, what, len(b), c.maxPayload)
 	}
 	return b, nil
 }
 
 func checkID(id string) error {
 	if err := core.ValidateInstanceID(id); err != nil {
-		return fmt.Errorf("netherite: %w", err)
+		return fmt.Errorf("netherite: %w: %w", durable.ErrInvalidArgument, err)
 	}
 	return nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("netherite: %w: %s", durable.ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
 
 func (c *client) StartOrchestration(ctx context.Context, name string, input any, opts ...durable.StartOption) (string, error) {
 	o := durable.CollectStartOptions(opts)
 	if name == "" {
-		return "", errors.New("netherite: StartOrchestration: empty orchestrator name")
+		return "", invalid("StartOrchestration: empty orchestrator name")
 	}
 	id := o.InstanceID
 	if id == "" {
@@ -206,7 +210,7 @@ func (c *client) StartOrchestration(ctx context.Context, name string, input any,
 		return "", err
 	}
 	if core.IsEntityInstanceID(id) {
-		return "", fmt.Errorf("netherite: instance id %q is reserved for entities (it starts with '@')", id)
+		return "", invalid("instance id %q is reserved for entities (it starts with '@')", id)
 	}
 	in, err := c.payload(fmt.Sprintf("input of orchestration %q", name), input)
 	if err != nil {
@@ -274,7 +278,7 @@ func (c *client) instanceEvent(ctx context.Context, kind transport.RequestKind, 
 
 func (c *client) RaiseEvent(ctx context.Context, id, name string, payload any) error {
 	if name == "" {
-		return errors.New("netherite: RaiseEvent: empty event name")
+		return invalid("RaiseEvent: empty event name")
 	}
 	b, err := c.payload(fmt.Sprintf("payload of event %q", name), payload)
 	if err != nil {
@@ -395,7 +399,7 @@ func (c *client) Purge(ctx context.Context, id string, opts ...durable.PurgeOpti
 func (c *client) PurgeWhere(ctx context.Context, f durable.PurgeFilter) (int, error) {
 	for _, s := range f.Statuses {
 		if !s.IsTerminal() {
-			return 0, fmt.Errorf("netherite: PurgeWhere: status %s is not final; only ended instances can be purged", s)
+			return 0, invalid("PurgeWhere: status %s is not final; only ended instances can be purged", s)
 		}
 	}
 	rs, err := c.fanOut(ctx, func() *transport.ClientRequest {
@@ -417,7 +421,7 @@ func decodeToken(tok string) (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return "", fmt.Errorf("netherite: invalid continuation token %q", tok)
+		return "", invalid("invalid continuation token %q", tok)
 	}
 	return string(b), nil
 }
@@ -461,10 +465,10 @@ func (c *client) Query(ctx context.Context, q durable.InstanceQuery) (*durable.I
 
 func (c *client) SignalEntity(ctx context.Context, id core.EntityID, op string, input any, opts ...durable.CallOption) error {
 	if err := id.Validate(); err != nil {
-		return fmt.Errorf("netherite: SignalEntity: %w", err)
+		return fmt.Errorf("netherite: SignalEntity: %w: %w", durable.ErrInvalidArgument, err)
 	}
 	if op == "" {
-		return errors.New("netherite: SignalEntity: empty operation name")
+		return invalid("SignalEntity: empty operation name")
 	}
 	if len(opts) > 0 {
 		return c.signalWithOptions(ctx, id, op, input, opts)
@@ -475,7 +479,7 @@ func (c *client) SignalEntity(ctx context.Context, id core.EntityID, op string, 
 func (c *client) signalWithOptions(ctx context.Context, id core.EntityID, op string, input any, opts []durable.CallOption) error {
 	at, err := durable.SignalTime(opts)
 	if err != nil {
-		return fmt.Errorf("netherite: SignalEntity: %w", err)
+		return fmt.Errorf("netherite: SignalEntity: %w: %w", durable.ErrInvalidArgument, err)
 	}
 	return c.signal(ctx, id, op, input, at)
 }
@@ -497,7 +501,7 @@ func (c *client) signal(ctx context.Context, id core.EntityID, op string, input 
 
 func (c *client) GetEntity(ctx context.Context, id core.EntityID, includeState bool) (*durable.EntityMetadata, error) {
 	if err := id.Validate(); err != nil {
-		return nil, fmt.Errorf("netherite: GetEntity: %w", err)
+		return nil, fmt.Errorf("netherite: GetEntity: %w: %w", durable.ErrInvalidArgument, err)
 	}
 	r, err := c.call(ctx, c.partitionOf(id.String()), &transport.ClientRequest{Kind: transport.RequestGetEntity,
 		InstanceID: id.String(), IncludePayloads: includeState})
@@ -558,7 +562,7 @@ func (c *client) ListEntities(ctx context.Context, q durable.EntityQuery) (*dura
 
 func (c *client) DeleteEntity(ctx context.Context, id core.EntityID) error {
 	if err := id.Validate(); err != nil {
-		return fmt.Errorf("netherite: DeleteEntity: %w", err)
+		return fmt.Errorf("netherite: DeleteEntity: %w: %w", durable.ErrInvalidArgument, err)
 	}
 	_, err := c.call(ctx, c.partitionOf(id.String()), &transport.ClientRequest{Kind: transport.RequestDeleteEntity,
 		InstanceID: id.String()})

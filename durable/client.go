@@ -77,6 +77,12 @@ var (
 	// ErrStillRunning is returned for operations that need an ended
 	// instance (purge) on one that has not ended.
 	ErrStillRunning = errors.New("instance is still running")
+	// ErrInvalidArgument is wrapped by errors about bad input from the
+	// caller: invalid ids, names, JSON, continuation tokens.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrPayloadTooLarge is wrapped by errors about payloads over the
+	// host's limit.
+	ErrPayloadTooLarge = errors.New("payload too large")
 )
 
 // IDReusePolicy says what StartOrchestration does when an instance with

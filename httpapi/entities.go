@@ -117,14 +117,9 @@ func (h *handler) signalEntity(w *recorder, r *http.Request, q query, name, key 
 	return nil
 }
 
-// deleteEntity serves DELETE /entities/{name}/{key}. Durable Functions
-// signals the operation "delete", which deletes the state of class-based
-// .NET entities; durable.Client has no call that deletes an entity's state
-// directly, so this handler does the same: it answers 404 if the entity
-// has no state, else signals "delete" and answers 202. The entity must
-// implement an operation "delete" that calls ctx.DeleteState() (the
-// sample Counter does); for one that does not, the operation fails as any
-// unknown operation would and the state stays.
+// deleteEntity serves DELETE /entities/{name}/{key}: it deletes the
+// entity's state (requests waiting for the entity are kept) and answers
+// 202, or 404 if the entity has no state.
 func (h *handler) deleteEntity(w *recorder, r *http.Request, name, key string) error {
 	id, err := entityID(name, key)
 	if err != nil {
@@ -132,10 +127,7 @@ func (h *handler) deleteEntity(w *recorder, r *http.Request, name, key string) e
 	}
 	ctx, cancel := callCtx(r, 0)
 	defer cancel()
-	if _, err := h.c.GetEntity(ctx, id, false); err != nil {
-		return err
-	}
-	if err := h.c.SignalEntity(ctx, id, "delete", nil); err != nil {
+	if err := h.c.DeleteEntity(ctx, id); err != nil {
 		return err
 	}
 	writeEmpty(w, http.StatusAccepted)

@@ -24,7 +24,7 @@
 //	                                                 fetchState, lastOperationTimeFrom/To, top, x-ms-continuation-token
 //	GET    /entities/{name}/{key}                    200 state; 404
 //	POST   /entities/{name}/{key}?op=...             signal: 202; 400; 404 unregistered name (with Options.Registry)
-//	DELETE /entities/{name}/{key}                    signal "delete": 202; 404 no state
+//	DELETE /entities/{name}/{key}                    delete the state: 202; 404 no state
 //
 // Any other path answers 404, a wrong method 405 with Allow. The key "$"
 // names the empty entity key. Ids containing '/' are written %2F.
@@ -44,10 +44,8 @@
 //     answers 409 then.
 //   - op is required to signal an entity (Durable Functions allows an
 //     empty operation name; the engine does not).
-//   - DELETE of an entity answers 404 if it has no state; otherwise, as
-//     in Durable Functions, it signals the operation "delete", which the
-//     entity must implement (ctx.DeleteState()); durable.Client has no
-//     call that deletes an entity's state directly.
+//   - DELETE of an entity answers 404 if it has no state; otherwise it
+//     deletes the state (durable.Client.DeleteEntity) and answers 202.
 //   - rewind answers 501 for a failed instance: the engine cannot rewind.
 //   - The check-status payload has no rewindPostUri (neither has the one
 //     Durable Functions' CreateCheckStatusResponse writes).
@@ -285,14 +283,9 @@ func (h *handler) engineError(err error) *apiError {
 		ae.status, ae.msg = http.StatusServiceUnavailable, "The engine did not answer in time"
 	case errors.Is(err, context.Canceled):
 		ae.status, ae.msg = http.StatusServiceUnavailable, "The request was canceled"
-	// The engine reports these input problems without a sentinel error;
-	// they are the caller's doing, so they are 4xx.
-	case strings.Contains(msg, "payload limit"):
+	case errors.Is(err, durable.ErrPayloadTooLarge):
 		ae.status, ae.msg = http.StatusRequestEntityTooLarge, "The payload is larger than the engine accepts"
-	case strings.Contains(msg, "invalid continuation token"):
-		ae.status, ae.msg = http.StatusBadRequest, "Invalid x-ms-continuation-token"
-	case strings.Contains(msg, "is not valid JSON"), strings.Contains(msg, "invalid instance id"),
-		strings.Contains(msg, "reserved for entities"), strings.Contains(msg, "entity id"):
+	case errors.Is(err, durable.ErrInvalidArgument):
 		ae.status, ae.msg = http.StatusBadRequest, "One or more of the arguments submitted is incorrect"
 	case strings.Contains(msg, "client is closed"):
 		ae.status, ae.msg = http.StatusServiceUnavailable, "The host is stopping"

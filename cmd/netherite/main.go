@@ -2,6 +2,7 @@
 //
 //	netherite demo                 run the sample workflows and print what happened
 //	netherite bench WORKLOAD       run a benchmark workload
+//	netherite serve                serve the Durable Functions HTTP API for the samples
 package main
 
 import (
@@ -13,13 +14,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/netherite-go/netherite"
 	"github.com/netherite-go/netherite/bench"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -30,6 +32,10 @@ func usage(w io.Writer) {
 commands:
   demo              run the sample workflows (hello sequence, fan-out/fan-in,
                     counter entity, bank transfers) on an embedded host
+  serve             run a host with the sample functions and the Durable
+                    Functions HTTP API on -addr (default 127.0.0.1:7071);
+                    -functions runs it as an Azure Functions custom handler
+  taskhub create|delete|info   manage a task hub (-storage, -taskhub, -partitions)
   bench WORKLOAD    run a benchmark; workloads: %s
                     flags: -n -partitions -storage -rate -persist-first -cache-mb -json
 
@@ -58,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "taskhub":
+		return runTaskHub(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -139,3 +149,5 @@ func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
+
+func envLookup(name string) string { return os.Getenv(name) }

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/functions"
+	"github.com/netherite-go/netherite/httpapi"
+	"github.com/netherite-go/netherite/samples"
+)
+
+// runServe runs a host with the sample functions and the Durable Functions
+// HTTP API until ctx is done (SIGINT/SIGTERM), then shuts down gracefully:
+// stop accepting, finish requests, drain work items, stop partitions.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:7071", "address to listen on (like the Functions host)")
+	partitions := fs.Int("partitions", 0, "number of partitions (1-32) of a new task hub (default 12, or the existing hub's)")
+	storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>) or "memory"`)
+	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
+	asFunctions := fs.Bool("functions", false, "run as an Azure Functions custom handler: listen on FUNCTIONS_CUSTOMHANDLER_PORT and answer the host's invocation payloads")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	opts := netherite.Options{TaskHub: *taskHub, PartitionCount: *partitions, Storage: *storage, Logger: logger}
+	if *asFunctions {
+		set, err := functions.LoadSettings(envLookup)
+		if err != nil {
+			fmt.Fprintln(stderr, "netherite serve:", err)
+			return 2
+		}
+		if set.TaskHub != "" && opts.TaskHub == "" {
+			opts.TaskHub = set.TaskHub
+		}
+		if set.PartitionCount != 0 && opts.PartitionCount == 0 {
+			opts.PartitionCount = set.PartitionCount
+		}
+		*addr = functions.Address(*addr)
+	}
+	r := durable.NewRegistry()
+	samples.Register(r)
+	if err := serve(ctx, *addr, opts, r, *asFunctions, stdout, logger); err != nil {
+		fmt.Fprintln(stderr, "netherite serve:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the HTTP API of a host for registry r on addr until ctx ends.
+func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.Registry, asFunctions bool, stdout io.Writer, logger *slog.Logger) error {
+	h, err := netherite.Start(ctx, opts, r)
+	if err != nil {
+		return err
+	}
+	o := h.Options()
+	api := httpapi.NewHandler(h.Client(), httpapi.Options{TaskHub: o.TaskHub, Logger: logger, Registry: r})
+	mux := http.NewServeMux()
+	mux.Handle("/runtime/webhooks/durabletask/", api)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	var handler http.Handler = mux
+	if asFunctions {
+		handler = functions.NewHandler(mux, functions.Options{Logger: logger})
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		h.Stop(context.Background())
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, storage %s) on http://%s\n",
+		o.TaskHub, o.PartitionCount, o.Storage, ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
+		err = serr
+	}
+	if herr := h.Stop(shutCtx); herr != nil && err == nil {
+		err = herr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/netherite-go/netherite"
+)
+
+// runTaskHub creates, deletes or shows a task hub.
+func runTaskHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "create" && args[0] != "delete" && args[0] != "info") {
+		fmt.Fprintln(stderr, "usage: netherite taskhub create|delete|info [-storage DIR] [-taskhub NAME] [-partitions N]")
+		return 2
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("taskhub "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	storage := fs.String("storage", "", "where the task hub lives: a directory (default ./netherite-data/<taskhub>)")
+	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
+	partitions := fs.Int("partitions", 0, "partition count of a new task hub (default 12)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	opts := netherite.Options{Storage: *storage, TaskHub: *taskHub, PartitionCount: *partitions}
+	var p *netherite.TaskHubParameters
+	var err error
+	switch verb {
+	case "create":
+		p, err = netherite.CreateTaskHub(ctx, opts)
+	case "info":
+		p, err = netherite.TaskHubInfo(ctx, opts)
+	case "delete":
+		err = netherite.DeleteTaskHub(ctx, opts)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "netherite taskhub "+verb+":", err)
+		return 1
+	}
+	if p != nil {
+		b, _ := json.MarshalIndent(p, "", "  ")
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		fmt.Fprintln(stdout, "deleted")
+	}
+	return 0
+}
