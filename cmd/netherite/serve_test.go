@@ -30,7 +30,9 @@ func TestServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "-addr", addr, "-storage", t.TempDir(), "-partitions", "4"}, &out, &errb) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "-addr", addr, "-storage", t.TempDir(), "-partitions", "4"}, &out, &errb)
+	}()
 	base := "http://" + addr
 	deadline := time.Now().Add(10 * time.Second)
 	for {
