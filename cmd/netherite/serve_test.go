@@ -126,3 +126,61 @@ func poll(t *testing.T, url string) map[string]any {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestServeAsFunctionsCustomHandler runs `netherite serve -functions` on
+// FUNCTIONS_CUSTOMHANDLER_PORT and sends it what the Functions host sends
+// for an HTTP-triggered function.
+func TestServeAsFunctionsCustomHandler(t *testing.T) {
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	t.Setenv("FUNCTIONS_CUSTOMHANDLER_PORT", port)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-functions", "-storage", "memory", "-partitions", "2"}, &out, &errb)
+	}()
+	base := "http://127.0.0.1:" + port
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if resp, err := http.Get(base + "/api/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("custom handler did not come up:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	invocation := `{"Data":{"req":{"Url":"http://localhost:7071/api/durabletask/orchestrators/HelloSequence",` +
+		`"Method":"POST","Query":{},"Headers":{"Content-Type":["application/json"]},"Params":{"path":"HelloSequence"},"Body":""}},` +
+		`"Metadata":{"path":"HelloSequence","sys":{"MethodName":"DurableOrchestrators","UtcNow":"2026-11-26T20:00:00Z","RandGuid":"6a3c5e0e-2b0c-4b7b-9a6e-0d3f3b1f3a11"}}}`
+	resp, err := http.Post(base+"/DurableOrchestrators", "application/json", strings.NewReader(invocation))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		Outputs struct {
+			Res struct {
+				StatusCode any               `json:"statusCode"`
+				Body       string            `json:"body"`
+				Headers    map[string]string `json:"headers"`
+			} `json:"res"`
+		}
+		Logs []string
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if fmt.Sprint(answer.Outputs.Res.StatusCode) != "202" || !strings.Contains(answer.Outputs.Res.Body, "/api/durabletask/instances/") {
+		t.Fatalf("invocation answer: %+v", answer)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve -functions exited %d: %s", code, errb.String())
+	}
+}
