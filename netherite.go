@@ -35,8 +35,10 @@ type Options struct {
 	// that share a transport each run a disjoint subset.
 	Partitions []int
 	// Storage is where partition state lives: a local directory (default
-	// "./netherite-data/<TaskHub>"), or "memory" (state lives and dies
-	// with the host).
+	// "./netherite-data/<TaskHub>"); an Azure Storage account, given as a
+	// connection string, "UseDevelopmentStorage=true" (Azurite) or an
+	// account URL (authenticated with DefaultAzureCredential); or "memory"
+	// (state lives and dies with the host).
 	Storage string
 	// Checkpoints says when partitions checkpoint (defaults: 10,000
 	// events, 20 MB of log, or 60 s idle with changes).
@@ -92,8 +94,10 @@ func (o *Options) normalize() error {
 	case "":
 		o.Storage = filepath.Join("netherite-data", o.TaskHub)
 	default:
-		if strings.Contains(o.Storage, "://") || strings.Contains(o.Storage, "AccountName=") || strings.HasPrefix(o.Storage, "UseDevelopmentStorage") {
-			return fmt.Errorf("netherite: Storage %q: Azure Storage is not supported by this build yet; use a local directory or \"memory\"", o.Storage)
+		if strings.Contains(o.Storage, "://") && !strings.HasPrefix(o.Storage, "https://") && !strings.HasPrefix(o.Storage, "http://") &&
+			!strings.Contains(o.Storage, "=") {
+			return fmt.Errorf("netherite: Storage %q: want a directory, \"memory\", an Azure Storage connection string, "+
+				"UseDevelopmentStorage=true, or an account URL", o.Storage)
 		}
 	}
 	if o.Storage == "memory" && o.PartitionCount == 0 {
@@ -153,7 +157,7 @@ type Host struct {
 	parts         []*partitions.Partition
 	logs          []partitions.CommitLog
 	hub           *TaskHubParameters
-	local         []*localPartition
+	local         []partitionStorage
 	client        *client
 	stopOnce      sync.Once
 	stopErr       error
@@ -175,14 +179,25 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		return nil, err
 	}
 	h := &Host{opts: opts, registry: r}
-	if opts.Storage != "memory" {
+	var blobHub *blobTaskHub
+	switch {
+	case opts.Storage == "memory":
+	case isAzureStorage(opts.Storage):
+		var err error
+		if blobHub, err = openBlobTaskHub(ctx, opts.Storage, opts.TaskHub, opts.PartitionCount); err != nil {
+			return nil, err
+		}
+		h.hub = blobHub.params
+	default:
 		hub, err := openTaskHub(opts.Storage, opts.TaskHub, opts.PartitionCount)
 		if err != nil {
 			return nil, err
 		}
 		h.hub = hub
-		opts.PartitionCount = hub.PartitionCount
-		h.opts.PartitionCount = hub.PartitionCount
+	}
+	if h.hub != nil {
+		opts.PartitionCount = h.hub.PartitionCount
+		h.opts.PartitionCount = h.hub.PartitionCount
 	}
 	if err := opts.checkPlacement(); err != nil {
 		return nil, err
@@ -210,16 +225,30 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 			logs[k], states[k] = &partitions.MemoryLog{}, partitions.NewState(i, opts.PartitionCount)
 		}
 	} else {
-		h.local = make([]*localPartition, len(h.partitionList))
+		h.local = make([]partitionStorage, len(h.partitionList))
 		errs := make([]error, len(h.partitionList))
+		cache := opts.StateCacheBytes / int64(opts.PartitionCount)
 		var wg sync.WaitGroup
 		for k, i := range h.partitionList {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				h.local[k], states[k], errs[k] = openLocalPartition(opts.Storage, h.hub, i, opts.StateCacheBytes/int64(opts.PartitionCount))
+				var ps partitionStorage
+				if blobHub != nil {
+					var bp *blobPartition
+					bp, states[k], errs[k] = openBlobPartition(ctx, blobHub, i, cache)
+					if errs[k] == nil {
+						ps = bp
+					}
+				} else {
+					var lp *localPartition
+					lp, states[k], errs[k] = openLocalPartition(opts.Storage, h.hub, i, cache)
+					if errs[k] == nil {
+						ps = lp
+					}
+				}
 				if errs[k] == nil {
-					logs[k] = h.local[k].store
+					h.local[k], logs[k] = ps, ps.durableStore()
 				}
 			}()
 		}

@@ -147,6 +147,14 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 	return &localPartition{store: store, lock: lock}, st, nil
 }
 
+// partitionStorage is one partition's storage: local or in blobs.
+type partitionStorage interface {
+	durableStore() *partitions.DurableStore
+	close() error
+}
+
+func (l *localPartition) durableStore() *partitions.DurableStore { return l.store }
+
 func (l *localPartition) close() error {
 	err := l.store.Close()
 	l.lock.Close()

@@ -1,0 +1,111 @@
+package netherite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/netherite-go/netherite/blobstore"
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/partitions"
+)
+
+// isAzureStorage reports whether Options.Storage names an Azure Storage
+// account (a connection string, Azurite's development storage, or an
+// account URL) rather than a local directory.
+func isAzureStorage(s string) bool {
+	return strings.Contains(s, "AccountName=") || strings.Contains(s, "BlobEndpoint=") ||
+		strings.HasPrefix(s, "UseDevelopmentStorage=") || strings.HasPrefix(s, "https://") ||
+		strings.HasPrefix(s, "http://")
+}
+
+// blobTaskHub is a task hub in an Azure Storage account.
+type blobTaskHub struct {
+	container *blobstore.Container
+	params    *TaskHubParameters
+}
+
+// openBlobTaskHub creates the task hub's container and parameters (first
+// writer wins), or checks the ones there. partitionCount 0 adopts the
+// hub's count.
+func openBlobTaskHub(ctx context.Context, connection, name string, partitionCount int) (*blobTaskHub, error) {
+	acct, err := blobstore.NewAccount(connection)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: storage: %w", err)
+	}
+	c, err := acct.TaskHubContainer(name)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: task hub %q: %w", name, err)
+	}
+	count := partitionCount
+	if count == 0 {
+		count = DefaultPartitionCount
+	}
+	mine, _ := json.MarshalIndent(&TaskHubParameters{TaskHubName: name, TaskHubGUID: durable.NewUUID(),
+		PartitionCount: count, FormatVersion: StorageFormatVersion, CreatedAt: time.Now().UTC()}, "", "  ")
+	stored, _, err := blobstore.CreateTaskHubParameters(ctx, c, mine)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: task hub %q: %w", name, err)
+	}
+	p, err := checkTaskHubParameters(stored, name, partitionCount, acct.Endpoint()+"/"+c.Name())
+	if err != nil {
+		return nil, err
+	}
+	return &blobTaskHub{container: c, params: p}, nil
+}
+
+// checkTaskHubParameters parses and checks a taskhubparameters.json.
+func checkTaskHubParameters(b []byte, name string, partitionCount int, where string) (*TaskHubParameters, error) {
+	var p TaskHubParameters
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("netherite: %s in %s is not valid: %w", taskHubParametersName, where, err)
+	}
+	switch {
+	case p.FormatVersion != StorageFormatVersion:
+		return nil, fmt.Errorf("netherite: task hub %q in %s has storage format %d; this build reads format %d",
+			p.TaskHubName, where, p.FormatVersion, StorageFormatVersion)
+	case partitionCount != 0 && p.PartitionCount != partitionCount:
+		return nil, fmt.Errorf("netherite: task hub %q in %s has %d partitions, but Options.PartitionCount is %d (the count is fixed when a hub is created)",
+			p.TaskHubName, where, p.PartitionCount, partitionCount)
+	case p.TaskHubName != name:
+		return nil, fmt.Errorf("netherite: %s holds task hub %q, not %q", where, p.TaskHubName, name)
+	case p.PartitionCount < 1 || p.PartitionCount > MaxPartitionCount:
+		return nil, fmt.Errorf("netherite: task hub %q in %s has an invalid partition count %d", p.TaskHubName, where, p.PartitionCount)
+	}
+	return &p, nil
+}
+
+// blobPartition is one partition's storage in page blobs, under its lease.
+type blobPartition struct {
+	blobs *blobstore.Partition
+	store *partitions.DurableStore
+}
+
+func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes int64) (*blobPartition, *partitions.State, error) {
+	bp, err := blobstore.OpenPartition(ctx, hub.container, hub.params.TaskHubGUID, i, blobstore.PartitionOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("netherite: %w", err)
+	}
+	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), bp.LogDevice, bp.Meta, partitions.StoreOptions{
+		KVDevice: bp.KVDevice, KVMemoryBytes: max(cacheBytes/2, 1<<20), ResidentBytes: cacheBytes / 2})
+	if err != nil {
+		bp.Close()
+		return nil, nil, err
+	}
+	st, err := store.Recover(i, hub.params.PartitionCount)
+	if err != nil {
+		store.Close()
+		bp.Close()
+		return nil, nil, err
+	}
+	return &blobPartition{blobs: bp, store: store}, st, nil
+}
+
+func (b *blobPartition) durableStore() *partitions.DurableStore { return b.store }
+
+func (b *blobPartition) close() error {
+	return errors.Join(b.store.Close(), b.blobs.Close())
+}
