@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/netherite-go/netherite/blobstore"
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/partitions"
 	"github.com/netherite-go/netherite/transport"
@@ -157,6 +158,7 @@ type Host struct {
 	parts         []*partitions.Partition
 	logs          []partitions.CommitLog
 	hub           *TaskHubParameters
+	blobAccount   *blobstore.Account
 	local         []partitionStorage
 	client        *client
 	stopOnce      sync.Once
@@ -187,7 +189,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		if blobHub, err = openBlobTaskHub(ctx, opts.Storage, opts.TaskHub, opts.PartitionCount); err != nil {
 			return nil, err
 		}
-		h.hub = blobHub.params
+		h.hub, h.blobAccount = blobHub.params, blobHub.account
 	default:
 		hub, err := openTaskHub(opts.Storage, opts.TaskHub, opts.PartitionCount)
 		if err != nil {
@@ -313,6 +315,15 @@ func (h *Host) StateStats() (resident, loads, evictions int64) {
 		resident, loads, evictions = resident+r, loads+l, evictions+e
 	}
 	return
+}
+
+// StorageRequests counts the HTTP requests made to Azure Storage (0 with
+// other storage).
+func (h *Host) StorageRequests() int64 {
+	if h.blobAccount == nil {
+		return 0
+	}
+	return h.blobAccount.Requests()
 }
 
 // TaskHub returns the task hub's parameters (nil with memory storage).

@@ -24,6 +24,7 @@ func isAzureStorage(s string) bool {
 
 // blobTaskHub is a task hub in an Azure Storage account.
 type blobTaskHub struct {
+	account   *blobstore.Account
 	container *blobstore.Container
 	params    *TaskHubParameters
 }
@@ -54,7 +55,7 @@ func openBlobTaskHub(ctx context.Context, connection, name string, partitionCoun
 	if err != nil {
 		return nil, err
 	}
-	return &blobTaskHub{container: c, params: p}, nil
+	return &blobTaskHub{account: acct, container: c, params: p}, nil
 }
 
 // checkTaskHubParameters parses and checks a taskhubparameters.json.

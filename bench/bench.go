@@ -69,6 +69,10 @@ type Result struct {
 	HeapBytesPerInstance float64 `json:"heap_bytes_per_instance,omitempty"`
 	// Conserved reports the bank invariant (bank only).
 	Conserved *bool `json:"conserved,omitempty"`
+	// StorageRequests counts requests to Azure Storage, and
+	// RequestsPerStep divides them by the orchestration steps (episodes).
+	StorageRequests int64   `json:"storage_requests,omitempty"`
+	RequestsPerStep float64 `json:"storage_requests_per_step,omitempty"`
 	// RecoverySeconds is how long a restart took, from Start to the
 	// first answered status (recovery only).
 	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
@@ -170,7 +174,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	opts := netherite.Options{PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
+	hub := ""
+	if strings.Contains(cfg.Storage, "=") || strings.HasPrefix(cfg.Storage, "http") {
+		// An Azure Storage account: a fresh task hub for every run.
+		hub = fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)
+	}
+	opts := netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
 		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256}
 	h, err := netherite.Start(ctx, opts, r)
 	if err != nil {
@@ -178,7 +187,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer func() { h.Stop(context.Background()) }()
 	o := h.Options()
-	res := &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: o.Storage, PersistFirst: o.PersistStepsFirst}
+	storage := o.Storage
+	if hub != "" {
+		storage = "azure-storage(" + hub + ")" // never print account keys
+	}
+	res := &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage, PersistFirst: o.PersistStepsFirst}
 	c := h.Client()
 	var lat []time.Duration
 	t0 := time.Now()
@@ -209,6 +222,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.P50Ms, res.P90Ms, res.P99Ms = percentile(lat, 50), percentile(lat, 90), percentile(lat, 99)
 	res.LogWrites, res.EventsLogged = h.Stats()
+	if res.StorageRequests = h.StorageRequests(); res.StorageRequests > 0 {
+		steps := map[string]int{"hello5": 6, "hello3-latency": 4, "recovery": 1, "hold": 1}[cfg.Workload]
+		if steps > 0 && res.Completed > 0 {
+			res.RequestsPerStep = float64(res.StorageRequests) / float64(steps*res.Completed)
+		}
+	}
 	if res.LogWrites > 0 {
 		res.StepsPerWrite = float64(res.EventsLogged) / float64(res.LogWrites)
 	}

@@ -129,6 +129,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if res.HeapBytesPerInstance > 0 {
 			fmt.Fprintf(stdout, "  heap per completed instance: %.0f bytes\n", res.HeapBytesPerInstance)
 		}
+		if res.StorageRequests > 0 {
+			fmt.Fprintf(stdout, "  storage requests: %d (%.3f per orchestration step)\n", res.StorageRequests, res.RequestsPerStep)
+		}
 		if res.RecoverySeconds > 0 {
 			fmt.Fprintf(stdout, "  restart (recovery of %d instances): %.3fs\n", res.Completed, res.RecoverySeconds)
 		}
