@@ -170,6 +170,13 @@ func CreateTaskHub(ctx context.Context, opts Options) (*TaskHubParameters, error
 	if opts.Storage == "memory" {
 		return nil, errors.New("netherite: a memory task hub exists only inside a running host")
 	}
+	if isAzureStorage(opts.Storage) {
+		hub, err := openBlobTaskHub(ctx, opts.Storage, opts.TaskHub, opts.PartitionCount)
+		if err != nil {
+			return nil, err
+		}
+		return hub.params, nil
+	}
 	return openTaskHub(opts.Storage, opts.TaskHub, opts.PartitionCount)
 }
 
@@ -180,6 +187,9 @@ func TaskHubInfo(ctx context.Context, opts Options) (*TaskHubParameters, error) 
 	}
 	if opts.Storage == "memory" {
 		return nil, errors.New("netherite: a memory task hub exists only inside a running host")
+	}
+	if isAzureStorage(opts.Storage) {
+		return blobTaskHubInfo(ctx, opts.Storage, opts.TaskHub)
 	}
 	meta, err := faster.NewDirMeta(opts.Storage)
 	if err != nil {
@@ -205,6 +215,9 @@ func DeleteTaskHub(ctx context.Context, opts Options) error {
 	p, err := TaskHubInfo(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if isAzureStorage(opts.Storage) {
+		return deleteBlobTaskHub(ctx, opts.Storage, p)
 	}
 	// Take every partition's lock, so no host runs while we delete.
 	var locks []*os.File

@@ -110,3 +110,53 @@ func (b *blobPartition) durableStore() *partitions.DurableStore { return b.store
 func (b *blobPartition) close() error {
 	return errors.Join(b.store.Close(), b.blobs.Close())
 }
+
+// blobTaskHubInfo reads the parameters of a task hub in Azure Storage.
+func blobTaskHubInfo(ctx context.Context, connection, name string) (*TaskHubParameters, error) {
+	acct, err := blobstore.NewAccount(connection)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: storage: %w", err)
+	}
+	c, err := acct.TaskHubContainer(name)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: task hub %q: %w", name, err)
+	}
+	b, err := blobstore.ReadTaskHubParameters(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("netherite: task hub %q: %w", name, err)
+	}
+	return checkTaskHubParameters(b, name, 0, acct.Endpoint()+"/"+c.Name())
+}
+
+// deleteBlobTaskHub deletes the task hub's container, with every blob in
+// it. It fails while a host holds any of the hub's partition leases.
+func deleteBlobTaskHub(ctx context.Context, connection string, p *TaskHubParameters) error {
+	acct, err := blobstore.NewAccount(connection)
+	if err != nil {
+		return fmt.Errorf("netherite: storage: %w", err)
+	}
+	c, err := acct.TaskHubContainer(p.TaskHubName)
+	if err != nil {
+		return err
+	}
+	// Taking every lease proves that no host runs the hub.
+	var leases []*blobstore.Lease
+	defer func() {
+		for _, l := range leases {
+			l.Release()
+		}
+	}()
+	for i := 0; i < p.PartitionCount; i++ {
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		l, err := blobstore.AcquireLease(short, c, blobstore.PartitionPrefix(p.TaskHubGUID, i)+blobstore.LeaseBlob, blobstore.LeaseOptions{})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("netherite: task hub %q: partition %d is in use by a host; stop it first (%v)", p.TaskHubName, i, err)
+		}
+		leases = append(leases, l)
+	}
+	if err := c.Delete(ctx); err != nil {
+		return fmt.Errorf("netherite: delete task hub %q: %w", p.TaskHubName, err)
+	}
+	return nil
+}

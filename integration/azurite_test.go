@@ -201,3 +201,31 @@ func TestLeaseHandover(t *testing.T) {
 	wait(t, ctx, bc, id)
 	fmt.Println("lease handover: A stopped writing; B recovered", len(ids), "instances")
 }
+
+func TestTaskHubCommandsOnAzurite(t *testing.T) {
+	conn := blobtest.Connection(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opts := netherite.Options{Storage: conn, TaskHub: hubName(t), PartitionCount: 2}
+	p, err := netherite.CreateTaskHub(ctx, opts)
+	if err != nil || p.PartitionCount != 2 {
+		t.Fatalf("create: %+v %v", p, err)
+	}
+	info, err := netherite.TaskHubInfo(ctx, opts)
+	if err != nil || info.TaskHubGUID != p.TaskHubGUID {
+		t.Fatalf("info: %+v %v", info, err)
+	}
+	h := start(t, ctx, opts)
+	if err := netherite.DeleteTaskHub(ctx, opts); err == nil {
+		t.Fatal("deleted a task hub while a host runs it")
+	}
+	if err := h.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := netherite.DeleteTaskHub(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netherite.TaskHubInfo(ctx, opts); err == nil {
+		t.Fatal("task hub still there after delete")
+	}
+}

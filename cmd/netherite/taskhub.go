@@ -19,7 +19,7 @@ func runTaskHub(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	verb := args[0]
 	fs := flag.NewFlagSet("taskhub "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	storage := fs.String("storage", "", "where the task hub lives: a directory (default ./netherite-data/<taskhub>)")
+	storage := fs.String("storage", "", "where the task hub lives: a directory (default ./netherite-data/<taskhub>) or an Azure Storage connection string")
 	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
 	partitions := fs.Int("partitions", 0, "partition count of a new task hub (default 12)")
 	if err := fs.Parse(args[1:]); err != nil {
