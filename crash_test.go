@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/blobstore/blobtest"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/partitions"
@@ -35,6 +36,8 @@ import (
 const (
 	crashChildEnv    = "NETHERITE_CRASH_CHILD"
 	crashRunEnv      = "NETHERITE_CRASH_RUN"
+	crashStorageEnv  = "NETHERITE_CRASH_STORAGE"
+	crashHubEnv      = "NETHERITE_CRASH_HUB"
 	crashPartitions  = 4
 	crashAccounts    = 8
 	crashInitial     = 1000
@@ -58,8 +61,13 @@ func crashRegistry() *durable.Registry {
 }
 
 func crashOptions(dir string) netherite.Options {
-	return netherite.Options{Storage: dir, PartitionCount: crashPartitions, StateCacheBytes: 1 << 20,
+	o := netherite.Options{Storage: dir, PartitionCount: crashPartitions, StateCacheBytes: 1 << 20,
 		Checkpoints: partitions.CheckpointPolicy{Events: 300}}
+	// On Azure Storage: the account and task hub come from the environment.
+	if s := os.Getenv(crashStorageEnv); s != "" {
+		o.Storage, o.TaskHub, o.LeaseDuration = s, os.Getenv(crashHubEnv), 15*time.Second
+	}
+	return o
 }
 
 func crashAccount(i int) string { return fmt.Sprintf("acct%d!%d", i, i%crashPartitions) }
@@ -106,6 +114,9 @@ func TestCrashChild(t *testing.T) {
 					to := (from + 1 + rng.Intn(crashAccounts-1)) % crashAccounts
 					name, input = samples.Transfer, samples.TransferRequest{From: crashAccount(from), To: crashAccount(to), Amount: 1 + rng.Intn(5)}
 				}
+				if os.Getenv(crashStorageEnv) != "" {
+					time.Sleep(20 * time.Millisecond) // keep the backlog small on remote storage
+				}
 				if _, err := c.StartOrchestration(ctx, name, input, durable.WithStartInstanceID(id)); err != nil {
 					continue
 				}
@@ -129,6 +140,31 @@ func TestCrashRecovery(t *testing.T) {
 	if s := os.Getenv("NETHERITE_CRASH_KILLS"); s != "" {
 		kills, _ = strconv.Atoi(s)
 	}
+	crashRun(t, kills, 150, 500)
+}
+
+// TestCrashRecoveryAzurite is the crash test on Azure Storage (Azurite):
+// fewer kills, because a killed host keeps its leases until they expire
+// (15 s here) and the next run waits for them.
+func TestCrashRecoveryAzurite(t *testing.T) {
+	if os.Getenv(crashChildEnv) != "" {
+		t.Skip("child")
+	}
+	if testing.Short() {
+		t.Skip("crash test skipped in -short mode")
+	}
+	conn := blobtest.Connection(t)
+	kills := 3
+	if s := os.Getenv("NETHERITE_CRASH_KILLS_AZURITE"); s != "" {
+		kills, _ = strconv.Atoi(s)
+	}
+	t.Setenv(crashStorageEnv, conn)
+	t.Setenv(crashHubEnv, fmt.Sprintf("crash%d", time.Now().UnixNano()%1e9))
+	// Each child first waits for its dead predecessor's leases to expire.
+	crashRun(t, kills, 17000, 3000)
+}
+
+func crashRun(t *testing.T, kills, minMs, spreadMs int) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -156,7 +192,7 @@ func TestCrashRecovery(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(150+rng.Intn(500)) * time.Millisecond)
+		time.Sleep(time.Duration(minMs+rng.Intn(spreadMs)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		err := cmd.Wait()
 		var ee *exec.ExitError

@@ -85,8 +85,12 @@ type blobPartition struct {
 	store *partitions.DurableStore
 }
 
-func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes int64) (*blobPartition, *partitions.State, error) {
-	bp, err := blobstore.OpenPartition(ctx, hub.container, hub.params.TaskHubGUID, i, blobstore.PartitionOptions{})
+func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes int64, lease time.Duration) (*blobPartition, *partitions.State, error) {
+	var lopts blobstore.LeaseOptions
+	if lease > 0 {
+		lopts = blobstore.LeaseOptions{Duration: lease, RenewEvery: lease * 2 / 3, Guard: lease * 8 / 9}
+	}
+	bp, err := blobstore.OpenPartition(ctx, hub.container, hub.params.TaskHubGUID, i, blobstore.PartitionOptions{Lease: lopts})
 	if err != nil {
 		return nil, nil, fmt.Errorf("netherite: %w", err)
 	}
