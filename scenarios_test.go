@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/blobstore/blobtest"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/samples"
@@ -435,19 +436,26 @@ func startScenarioHost(t *testing.T, opts netherite.Options) *netherite.Host {
 }
 
 // forEachPartitionCountOpts runs fn as subtests on hosts with 1 and with 12
-// partitions, with memory and with local-directory storage, each host with
-// opts otherwise.
+// partitions, with memory, local-directory and Azure Storage (Azurite)
+// storage, each host with opts otherwise.
 func forEachPartitionCountOpts(t *testing.T, opts netherite.Options, fn func(t *testing.T, c durable.Client, h *netherite.Host)) {
 	t.Helper()
-	for _, storage := range []string{"memory", "disk"} {
+	for _, storage := range []string{"memory", "disk", "azurite"} {
 		for _, n := range []int{1, 12} {
 			t.Run(fmt.Sprintf("%s/partitions=%d", storage, n), func(t *testing.T) {
 				o := opts
 				o.PartitionCount = n
-				o.Storage = "memory"
-				if storage == "disk" {
+				switch storage {
+				case "memory":
+					o.Storage = "memory"
+				case "disk":
 					// A small cache, so instances are evicted and read back.
 					o.Storage, o.StateCacheBytes = t.TempDir(), 2<<20
+				case "azurite":
+					// Page blobs in Azurite (skipped unless configured;
+					// required in CI), a fresh task hub per test.
+					o.Storage = blobtest.Connection(t)
+					o.TaskHub = fmt.Sprintf("sc%d", time.Now().UnixNano()%1e12)
 				}
 				h := startScenarioHost(t, o)
 				fn(t, h.Client(), h)

@@ -106,7 +106,8 @@ type Partition struct {
 	ctx     context.Context
 	done    chan struct{}
 	logDone chan struct{}
-	failed  error
+	failMu  sync.Mutex
+	failed  error // first fatal error; guarded by failMu
 }
 
 type intakeItem struct {
@@ -289,9 +290,9 @@ func (p *Partition) loop() {
 		p.stats.resident.Store(res)
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
-		if err := p.state.BackingErr(); err != nil && p.failed == nil {
+		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
-			p.failed = fmt.Errorf("partition %d: %w", p.cfg.Partition, err)
+			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
 			p.cancel()
 			return
 		}
@@ -390,7 +391,7 @@ func (p *Partition) logWorker() {
 func (p *Partition) appendEntries(entries []LogEntry) bool {
 	if err := p.cfg.Log.Append(entries); err != nil {
 		p.log.Error("commit log append failed; stopping partition", slog.Any("error", err))
-		p.failed = fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err)
+		p.fail(fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err))
 		p.cancel()
 		return false
 	}
@@ -713,7 +714,7 @@ func (p *Partition) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	p.timers.stop()
-	if p.ckptStore != nil && p.failed == nil {
+	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
 		if err := p.Checkpoint(ctx); err != nil {
@@ -726,6 +727,21 @@ func (p *Partition) Stop(ctx context.Context) error {
 	if p.ckptDone != nil {
 		<-p.ckptDone
 	}
+	return p.failure()
+}
+
+// fail records the partition's first fatal error.
+func (p *Partition) fail(err error) {
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
+	if p.failed == nil {
+		p.failed = err
+	}
+}
+
+func (p *Partition) failure() error {
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
 	return p.failed
 }
 
