@@ -71,23 +71,7 @@ func openTaskHub(dir, name string, partitionCount int) (*TaskHubParameters, erro
 	if err != nil {
 		return nil, fmt.Errorf("netherite: task hub in %s: %w", dir, err)
 	}
-	var p TaskHubParameters
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("netherite: %s in %s is not valid: %w", taskHubParametersName, dir, err)
-	}
-	switch {
-	case p.FormatVersion != StorageFormatVersion:
-		return nil, fmt.Errorf("netherite: task hub %q in %s has storage format %d; this build reads format %d",
-			p.TaskHubName, dir, p.FormatVersion, StorageFormatVersion)
-	case partitionCount != 0 && p.PartitionCount != partitionCount:
-		return nil, fmt.Errorf("netherite: task hub %q in %s has %d partitions, but Options.PartitionCount is %d (the count is fixed when a hub is created)",
-			p.TaskHubName, dir, p.PartitionCount, partitionCount)
-	case p.TaskHubName != name:
-		return nil, fmt.Errorf("netherite: directory %s holds task hub %q, not %q", dir, p.TaskHubName, name)
-	case p.PartitionCount < 1 || p.PartitionCount > MaxPartitionCount:
-		return nil, fmt.Errorf("netherite: task hub %q in %s has an invalid partition count %d", p.TaskHubName, dir, p.PartitionCount)
-	}
-	return &p, nil
+	return checkTaskHubParameters(b, name, partitionCount, dir)
 }
 
 // localPartition is one partition's storage in a local directory.
@@ -128,10 +112,7 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
 	}
-	// Half the partition's share of the cache for decoded instances, half
-	// for the store's log pages.
-	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), dev, meta, partitions.StoreOptions{
-		KVDevice: kvDev, KVMemoryBytes: max(cacheBytes/2, 1<<20), ResidentBytes: cacheBytes / 2})
+	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), dev, meta, storeOptions(kvDev, cacheBytes))
 	if err != nil {
 		dev.Close()
 		kvDev.Close()
@@ -145,6 +126,12 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 		return nil, nil, err
 	}
 	return &localPartition{store: store, lock: lock}, st, nil
+}
+
+// storeOptions gives half a partition's share of the cache to decoded
+// instances and half to the instance store's log pages.
+func storeOptions(kv faster.Device, cacheBytes int64) partitions.StoreOptions {
+	return partitions.StoreOptions{KVDevice: kv, KVMemoryBytes: max(cacheBytes/2, 1<<20), ResidentBytes: cacheBytes / 2}
 }
 
 // partitionStorage is one partition's storage: local or in blobs.
@@ -202,11 +189,7 @@ func TaskHubInfo(ctx context.Context, opts Options) (*TaskHubParameters, error) 
 		}
 		return nil, err
 	}
-	var p TaskHubParameters
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("netherite: %s in %s is not valid: %w", taskHubParametersName, opts.Storage, err)
-	}
-	return &p, nil
+	return checkTaskHubParameters(b, opts.TaskHub, 0, opts.Storage)
 }
 
 // DeleteTaskHub deletes a task hub and all its state. It fails while a

@@ -94,8 +94,7 @@ func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes 
 	if err != nil {
 		return nil, nil, fmt.Errorf("netherite: %w", err)
 	}
-	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), bp.LogDevice, bp.Meta, partitions.StoreOptions{
-		KVDevice: bp.KVDevice, KVMemoryBytes: max(cacheBytes/2, 1<<20), ResidentBytes: cacheBytes / 2})
+	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), bp.LogDevice, bp.Meta, storeOptions(bp.KVDevice, cacheBytes))
 	if err != nil {
 		bp.Close()
 		return nil, nil, err

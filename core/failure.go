@@ -47,14 +47,13 @@ func (f *FailureDetails) Clone() *FailureDetails {
 
 // Failure kinds produced by the engine and the SDK.
 const (
-	FailureNonDeterminism  = "NonDeterminismError"
-	FailureNotRegistered   = "NotRegisteredError"
-	FailureInvalidInput    = "InvalidInputError"
-	FailurePanic           = "panic"
-	FailureTimeout         = "TimeoutError"
-	FailureLockingRules    = "LockingRulesViolation"
-	FailureTaskFailed      = "TaskFailedError"
-	FailureSerialization   = "SerializationError"
-	FailureTerminated      = "Terminated"
-	FailureExecutorAborted = "ExecutorAborted"
+	FailureNonDeterminism = "NonDeterminismError"
+	FailureNotRegistered  = "NotRegisteredError"
+	FailureInvalidInput   = "InvalidInputError"
+	FailurePanic          = "panic"
+	FailureTimeout        = "TimeoutError"
+	FailureLockingRules   = "LockingRulesViolation"
+	FailureTaskFailed     = "TaskFailedError"
+	FailureSerialization  = "SerializationError"
+	FailureTerminated     = "Terminated"
 )

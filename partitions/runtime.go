@@ -206,10 +206,6 @@ func (p *Partition) StateStats() (resident, loads, evictions int64) {
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
 
-// Submit hands an update event to the partition (used by tests and by the
-// host for locally produced events).
-func (p *Partition) Submit(ev Event) bool { return p.put(intakeItem{update: ev}) }
-
 func (p *Partition) put(it intakeItem) bool {
 	select {
 	case p.intake <- it:
@@ -891,7 +887,7 @@ func (p *Partition) query(req *transport.ClientRequest) *transport.ClientRespons
 			continue
 		}
 		inst := p.state.peek(id)
-		if inst == nil || inst.IsEntity || !matches(inst, f, false) {
+		if inst == nil || inst.IsEntity || !matches(inst, f) {
 			continue
 		}
 		if len(r.Instances) == n {

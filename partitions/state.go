@@ -276,7 +276,7 @@ func (a *applier) clientRequest(req *transport.ClientRequest) {
 		n := 0
 		for _, id := range a.s.IDs() {
 			inst := a.get(id)
-			if inst != nil && !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, req.Filter, true) {
+			if inst != nil && !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, req.Filter) {
 				a.remove(inst)
 				n++
 			}
@@ -583,8 +583,9 @@ func sortedKeys[V any](m map[uint64]V) []uint64 {
 	return ks
 }
 
-// matches reports whether an orchestration instance passes a filter.
-func matches(inst *Instance, f *transport.Filter, ignorePaging bool) bool {
+// matches reports whether an orchestration instance passes a filter's
+// conditions (paging is the caller's).
+func matches(inst *Instance, f *transport.Filter) bool {
 	if f == nil {
 		return true
 	}
@@ -599,9 +600,6 @@ func matches(inst *Instance, f *transport.Filter, ignorePaging bool) bool {
 		return false
 	}
 	if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, r.Status) {
-		return false
-	}
-	if !ignorePaging && f.After != "" && inst.ID <= f.After {
 		return false
 	}
 	return true
