@@ -444,3 +444,33 @@ func TestOwnerLevels(t *testing.T) {
 		t.Fatalf("non-epoch receiver refused after the epoch receiver left: %v", err)
 	}
 }
+
+func TestDecorateReplacesOurAnnotations(t *testing.T) {
+	raw := testMessage(t, "y", amqp.Annotations{annSequenceNumber: int64(99), annOffset: "5", annPartitionKey: "old", int64(7): "numeric key"})
+	out, err := decorate(raw, eventMeta{seq: 1, offset: 2, enqueued: time.UnixMilli(3), key: "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m amqp.Message
+	if err := m.UnmarshalBinary(out); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Annotations) != 5 || m.Annotations[annSequenceNumber] != int64(1) || m.Annotations[annOffset] != "2" ||
+		m.Annotations[annPartitionKey] != "new" || m.Annotations[int64(7)] != "numeric key" {
+		t.Fatalf("annotations %v", m.Annotations)
+	}
+}
+
+func FuzzDecorate(f *testing.F) {
+	f.Add(testMessage(f, "seed", amqp.Annotations{"k": "v"}))
+	f.Add([]byte{0x00, 0x53, 0x72, 0xc1, 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, err := decorate(raw, eventMeta{seq: 1, offset: 2, enqueued: time.UnixMilli(3)})
+		if err != nil {
+			return
+		}
+		if _, err := splitSections(out); err != nil {
+			t.Fatalf("decorate made an invalid message from %x: %v", raw, err)
+		}
+	})
+}
