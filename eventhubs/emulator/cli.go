@@ -69,6 +69,7 @@ flags:
 	fmt.Fprintf(stdout, "event hubs emulator: AMQP on %s, admin and /health on %s, events %s, hubs %v\n", e.Addr, e.AdminURL, where, e.Hubs())
 	if cfg.Key == DefaultKey {
 		fmt.Fprintf(stdout, "export NETHERITE_EVENTHUBS='%s'\n", e.ConnectionString)
+		fmt.Fprintf(stdout, "export NETHERITE_EVENTHUBS_ADMIN='%s'\n", e.AdminURL)
 	} else {
 		// A key of one's own is a secret: it is not printed.
 		fmt.Fprintf(stdout, "connection string: Endpoint=sb://%s;SharedAccessKeyName=%s;SharedAccessKey=<the -key value>;UseDevelopmentEmulator=true\n", clientAddr(e.Addr), cfg.KeyName)
