@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 	--data=*) data=${1#--data=}; shift ;;
 	--strict-auth) strict=-strict-auth; shift ;;
 	--timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
-	-h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+	-h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
 	*) echo "eventhubs start: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
