@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ flags:
 	retentionMB := fs.Int64("retention-mb", DefaultRetentionBytes>>20, "default size limit of a partition's retained events, MiB")
 	verbose := fs.Bool("v", false, "log every hub change and connection")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
