@@ -474,3 +474,18 @@ func FuzzDecorate(f *testing.F) {
 		}
 	})
 }
+
+func FuzzUnpack(f *testing.F) {
+	env := &amqp.Message{Annotations: amqp.Annotations{annPartitionKey: "key"}, Data: [][]byte{testMessage(f, "a", nil)}}
+	payload, _ := env.MarshalBinary()
+	f.Add(payload)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		events, _, err := unpack(BatchFormat, payload)
+		if err != nil {
+			return
+		}
+		for _, ev := range events {
+			decorate(ev, eventMeta{})
+		}
+	})
+}

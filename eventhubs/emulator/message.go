@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/Azure/go-amqp"
 )
 
 // Event Hubs annotations the emulator sets on every stored event.
@@ -287,19 +285,76 @@ func appendString(dst []byte, s string) []byte {
 
 // unpack returns the events of a delivery: the Data sections of a batch
 // envelope, or the message itself; and the partition key of the envelope.
+// The events share the payload's memory.
 func unpack(format uint32, payload []byte) (events [][]byte, key string, err error) {
-	if format != BatchFormat {
-		var msg amqp.Message
-		if err := msg.UnmarshalBinary(payload); err != nil {
-			return nil, "", fmt.Errorf("%w: %v", errBadMessage, err)
+	secs, err := splitSections(payload)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, s := range secs {
+		v := s.raw[sectionDescriptorLen(s.raw):]
+		switch s.code {
+		case secMessageAnnotations:
+			if key, err = annotationString(v, annPartitionKey); err != nil {
+				return nil, "", err
+			}
+		case secData:
+			if format == BatchFormat {
+				b, err := binaryValue(v)
+				if err != nil {
+					return nil, "", err
+				}
+				events = append(events, b)
+			}
 		}
-		k, _ := msg.Annotations[annPartitionKey].(string)
-		return [][]byte{payload}, k, nil
 	}
-	var env amqp.Message
-	if err := env.UnmarshalBinary(payload); err != nil {
-		return nil, "", fmt.Errorf("%w: batch envelope: %v", errBadMessage, err)
+	if format != BatchFormat {
+		events = [][]byte{payload}
 	}
-	k, _ := env.Annotations[annPartitionKey].(string)
-	return env.Data, k, nil
+	return events, key, nil
+}
+
+// secData is the descriptor of a Data section.
+const secData = 0x75
+
+// binaryValue returns the bytes of an encoded binary value.
+func binaryValue(v []byte) ([]byte, error) {
+	n, err := skipValue(v)
+	if err != nil {
+		return nil, err
+	}
+	switch v[0] {
+	case 0xa0:
+		return v[2:n:n], nil
+	case 0xb0:
+		return v[5:n:n], nil
+	}
+	return nil, fmt.Errorf("%w: a Data section holds type 0x%02x", errBadMessage, v[0])
+}
+
+// annotationString returns the string value of the annotation key in an
+// encoded annotations map ("" when absent or not a string).
+func annotationString(m []byte, key string) (string, error) {
+	body, n, err := mapBody(m)
+	if err != nil {
+		return "", err
+	}
+	for range n / 2 {
+		kn, err := skipValue(body)
+		if err != nil {
+			return "", err
+		}
+		vn, err := skipValue(body[kn:])
+		if err != nil {
+			return "", err
+		}
+		if symbolText(body[:kn]) == key {
+			if v := body[kn : kn+vn]; v[0] == 0xa1 || v[0] == 0xb1 {
+				return symbolText(v), nil
+			}
+			return "", nil
+		}
+		body = body[kn+vn:]
+	}
+	return "", nil
 }
