@@ -397,7 +397,7 @@ func TestOwnerLevels(t *testing.T) {
 	var mu sync.Mutex
 	kicked := map[string]bool{}
 	slot := func(name string, epoch *int64) *receiverSlot {
-		s := &receiverSlot{name: name, kick: func(string) { mu.Lock(); kicked[name] = true; mu.Unlock() }}
+		s := &receiverSlot{name: name, kick: func(string, string) { mu.Lock(); kicked[name] = true; mu.Unlock() }}
 		if epoch != nil {
 			s.hasEpoch, s.epoch = true, *epoch
 		}
