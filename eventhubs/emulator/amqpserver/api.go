@@ -83,8 +83,9 @@ type Delivery struct {
 	Payload []byte
 	Settled bool // the peer sent it pre-settled
 
-	link *link
-	id   uint32
+	link     *link
+	id       uint32
+	disposed bool // guarded by conn.mu
 }
 
 // Server is an AMQP 1.0 server.

@@ -192,3 +192,23 @@ func AppendFrame(b []byte, typ uint8, channel uint16, p Performative) ([]byte, e
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b, nil
 }
+
+// AppendTransferFrame is AppendFrame for a transfer, without the interface conversion (the hot path).
+func AppendTransferFrame(b []byte, channel uint16, t *Transfer) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, 2, TypeAMQP, byte(channel>>8), byte(channel))
+	b, _ = t.AppendTo(b) // a transfer without State cannot fail to encode
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// TransferOverhead is the size of a frame header plus the transfer performative t (with More set), so
+// that a payload of maxFrame-TransferOverhead bytes fits into one frame.
+func TransferOverhead(t *Transfer) int {
+	var buf [128]byte
+	more, payload := t.More, t.Payload
+	t.More, t.Payload = true, nil
+	b, _ := t.AppendTo(buf[:0])
+	t.More, t.Payload = more, payload
+	return HeaderSize + len(b)
+}
