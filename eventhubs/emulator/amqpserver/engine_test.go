@@ -524,8 +524,8 @@ func TestFiltersAndProperties(t *testing.T) {
 	c := dial(t, ts.addr, nil)
 	ctx := ctxT(t)
 	_, err := newSession(t, c).NewReceiver(ctx, "hub/ConsumerGroups/$Default/Partitions/0", &amqp.ReceiverOptions{
-		Filters: []amqp.LinkFilter{amqp.NewSelectorFilter("amqp.annotation.x-opt-offset > '-1'")},
-		Properties: map[string]any{"com.microsoft:epoch": int64(5), "com.microsoft:receiver-name": "r1"},
+		Filters:             []amqp.LinkFilter{amqp.NewSelectorFilter("amqp.annotation.x-opt-offset > '-1'")},
+		Properties:          map[string]any{"com.microsoft:epoch": int64(5), "com.microsoft:receiver-name": "r1"},
 		DesiredCapabilities: []string{"com.microsoft:georeplication"},
 		SettlementMode:      amqp.ReceiverSettleModeFirst.Ptr(),
 		TargetAddress:       "me",
