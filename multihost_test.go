@@ -130,12 +130,12 @@ func TestRedactStorage(t *testing.T) {
 		"memory":    "memory",
 		"/var/data": "/var/data",
 		"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=s3cr3t==;EndpointSuffix=core.windows.net": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=REDACTED;EndpointSuffix=core.windows.net",
-		"BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022&sig=s3cr3t":         "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=REDACTED",
-		"BlobEndpoint=https://acct.blob.core.windows.net/?sv=1&sig=s3cr3t":                                  "BlobEndpoint=REDACTED",
-		"https://acct.blob.core.windows.net/?sv=2022&sig=s3cr3t":                                            "https://acct.blob.core.windows.net/?REDACTED",
-		"https://acct.blob.core.windows.net":                                                                "https://acct.blob.core.windows.net",
-		"UseDevelopmentStorage=true":                                                                        "UseDevelopmentStorage=true",
-		"AccountName=a;accountkey=s3cr3t":                                                                   "AccountName=a;accountkey=REDACTED",
+		"BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022&sig=s3cr3t":           "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=REDACTED",
+		"BlobEndpoint=https://acct.blob.core.windows.net/?sv=1&sig=s3cr3t":                                    "BlobEndpoint=REDACTED",
+		"https://acct.blob.core.windows.net/?sv=2022&sig=s3cr3t":                                              "https://acct.blob.core.windows.net/?REDACTED",
+		"https://acct.blob.core.windows.net":                                                                  "https://acct.blob.core.windows.net",
+		"UseDevelopmentStorage=true":                                                                          "UseDevelopmentStorage=true",
+		"AccountName=a;accountkey=s3cr3t":                                                                     "AccountName=a;accountkey=REDACTED",
 	} {
 		if got := netherite.RedactStorage(in); got != want {
 			t.Errorf("RedactStorage(%q) = %q, want %q", in, got, want)
