@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -66,9 +67,16 @@ type Options struct {
 	// InstanceCacheBytes bounds the orchestration executions kept in
 	// memory between episodes (default 256 MiB; negative disables).
 	InstanceCacheBytes int64
-	// StateCacheBytes bounds the partition state kept in memory with
-	// local storage (decoded instances and store pages, shared out over
-	// the partitions; default 256 MiB). State beyond it lives on disk.
+	// StateCacheBytes is the memory budget for partition state with local
+	// or Azure storage (default 256 MiB). It is divided equally over the
+	// partitions this host runs; each share goes half to decoded instances
+	// and half to the instance store's in-memory pages, and state beyond it
+	// is read back from storage when needed. It does not bound instances
+	// changed since the last checkpoint (dirty ones stay in memory until a
+	// checkpoint writes them, so a burst of writes can exceed it), nor the
+	// executions kept by InstanceCacheBytes, queued messages, outboxes or
+	// log buffers. With "memory" storage all state is in memory and it has
+	// no effect.
 	StateCacheBytes int64
 	// MaxPayloadBytes bounds inputs, outputs and event payloads (default
 	// 16 MiB).
@@ -94,7 +102,7 @@ func (o *Options) normalize() error {
 		o.TaskHub = "default"
 	}
 	if o.PartitionCount < 0 || o.PartitionCount > MaxPartitionCount {
-		return fmt.Errorf("netherite: PartitionCount must be between 1 and %d, got %d", MaxPartitionCount, o.PartitionCount)
+		return fmt.Errorf("netherite: Options.PartitionCount must be between 1 and %d, got %d", MaxPartitionCount, o.PartitionCount)
 	}
 	switch o.Storage {
 	case "memory":
@@ -103,12 +111,37 @@ func (o *Options) normalize() error {
 	default:
 		if strings.Contains(o.Storage, "://") && !strings.HasPrefix(o.Storage, "https://") && !strings.HasPrefix(o.Storage, "http://") &&
 			!strings.Contains(o.Storage, "=") {
-			return fmt.Errorf("netherite: Storage %q: want a directory, \"memory\", an Azure Storage connection string, "+
-				"UseDevelopmentStorage=true, or an account URL", o.Storage)
+			return fmt.Errorf("netherite: Options.Storage %s: want a directory, \"memory\", an Azure Storage connection string, "+
+				"UseDevelopmentStorage=true, or an account URL", RedactStorage(o.Storage))
 		}
 	}
 	if o.LeaseDuration != 0 && (o.LeaseDuration < 15*time.Second || o.LeaseDuration > 60*time.Second) {
-		return fmt.Errorf("netherite: LeaseDuration must be between 15s and 60s, got %v", o.LeaseDuration)
+		return fmt.Errorf("netherite: Options.LeaseDuration must be between 15s and 60s, got %v", o.LeaseDuration)
+	}
+	if o.LeaseDuration != 0 && !isAzureStorage(o.Storage) {
+		return fmt.Errorf("netherite: Options.LeaseDuration applies to Azure Storage only; storage %s has no leases", RedactStorage(o.Storage))
+	}
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxConcurrentOrchestrations", int64(o.MaxConcurrentOrchestrations)},
+		{"MaxConcurrentEntities", int64(o.MaxConcurrentEntities)},
+		{"MaxConcurrentActivities", int64(o.MaxConcurrentActivities)},
+		{"MaxPayloadBytes", int64(o.MaxPayloadBytes)},
+		{"EntityBatchLimit", int64(o.EntityBatchLimit)},
+		{"StateCacheBytes", o.StateCacheBytes},
+	} {
+		if c.v < 0 {
+			return fmt.Errorf("netherite: Options.%s must not be negative (0 means the default), got %d", c.name, c.v)
+		}
+	}
+	seen := map[int]bool{}
+	for _, p := range o.Partitions {
+		if seen[p] {
+			return fmt.Errorf("netherite: Options.Partitions lists partition %d twice", p)
+		}
+		seen[p] = true
 	}
 	if o.Storage == "memory" && o.PartitionCount == 0 {
 		o.PartitionCount = DefaultPartitionCount
@@ -117,7 +150,7 @@ func (o *Options) normalize() error {
 	case "", "memory":
 		o.Transport = "memory"
 	default:
-		return fmt.Errorf("netherite: unknown Transport %q (this build supports \"memory\")", o.Transport)
+		return fmt.Errorf("netherite: unknown Options.Transport %q (this build supports \"memory\")", o.Transport)
 	}
 	return nil
 }
@@ -125,13 +158,18 @@ func (o *Options) normalize() error {
 // checkPlacement checks the options that need the final partition count.
 func (o *Options) checkPlacement() error {
 	if o.SharedTransport != nil && o.SharedTransport.PartitionCount() != o.PartitionCount {
-		return fmt.Errorf("netherite: SharedTransport has %d partitions, Options.PartitionCount is %d",
+		return fmt.Errorf("netherite: Options.SharedTransport has %d partitions, Options.PartitionCount is %d",
 			o.SharedTransport.PartitionCount(), o.PartitionCount)
 	}
 	for _, p := range o.Partitions {
 		if p < 0 || p >= o.PartitionCount {
-			return fmt.Errorf("netherite: Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
+			return fmt.Errorf("netherite: Options.Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
 		}
+	}
+	if o.Partitions != nil && len(o.Partitions) < o.PartitionCount && o.SharedTransport == nil {
+		return fmt.Errorf("netherite: Options.Partitions runs %d of the %d partitions, which needs Options.SharedTransport "+
+			"(the transport shared with the hosts that run the others); without it requests for the others are never answered",
+			len(o.Partitions), o.PartitionCount)
 	}
 	return nil
 }
@@ -238,7 +276,8 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	} else {
 		h.local = make([]partitionStorage, len(h.partitionList))
 		errs := make([]error, len(h.partitionList))
-		cache := opts.StateCacheBytes / int64(opts.PartitionCount)
+		// The budget is shared by the partitions this host runs.
+		cache := opts.StateCacheBytes / int64(len(h.partitionList))
 		var wg sync.WaitGroup
 		for k, i := range h.partitionList {
 			wg.Add(1)
@@ -294,7 +333,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	}
 	h.client = c
 	opts.Logger.Debug("netherite host started", slog.String("taskHub", opts.TaskHub),
-		slog.Int("partitions", opts.PartitionCount), slog.String("storage", opts.Storage))
+		slog.Int("partitions", opts.PartitionCount), slog.String("storage", RedactStorage(opts.Storage)))
 	return h, nil
 }
 
@@ -374,4 +413,41 @@ func (h *Host) stopPartitions(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// RedactStorage returns Options.Storage fit for logs and output: the
+// values of AccountKey, SharedAccessSignature and any other key or
+// signature in a connection string, and the query (a SAS) of an account
+// URL, are replaced by "REDACTED".
+func RedactStorage(s string) string {
+	if strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://") {
+		if u, err := url.Parse(s); err == nil {
+			if u.RawQuery != "" {
+				u.RawQuery = "REDACTED"
+			}
+			if u.User != nil {
+				u.User = url.User("REDACTED")
+			}
+			return u.String()
+		}
+		return "(an account URL that does not parse)"
+	}
+	if !strings.Contains(s, "=") {
+		return s // a directory or "memory"
+	}
+	parts := strings.Split(s, ";")
+	for i, part := range parts {
+		k, _, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		switch key := strings.ToLower(strings.TrimSpace(k)); {
+		case key == "accountname", key == "defaultendpointsprotocol", key == "endpointsuffix",
+			key == "usedevelopmentstorage", key == "developmentstorageproxyuri",
+			strings.HasSuffix(key, "endpoint") && !strings.Contains(part, "?"):
+		default:
+			parts[i] = k + "=REDACTED"
+		}
+	}
+	return strings.Join(parts, ";")
 }

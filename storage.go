@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/netherite-go/netherite/durable"
@@ -91,7 +90,7 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 	if err != nil {
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockFile(lock); err != nil {
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d in %s is in use by another host (%v)", i, pdir, err)
 	}
@@ -219,7 +218,7 @@ func DeleteTaskHub(ctx context.Context, opts Options) error {
 			return err
 		}
 		locks = append(locks, l)
-		if err := syscall.Flock(int(l.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := lockFile(l); err != nil {
 			return fmt.Errorf("netherite: task hub %q: partition %d is in use by a host; stop it first", p.TaskHubName, i)
 		}
 	}

@@ -26,7 +26,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7071", "address to listen on (like the Functions host)")
 	partitions := fs.Int("partitions", 0, "number of partitions (1-32) of a new task hub (default 12, or the existing hub's)")
-	storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>) or "memory"`)
+	storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>), "memory", `+
+		`an Azure Storage connection string, "UseDevelopmentStorage=true" (Azurite) or an account URL`)
 	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
 	asFunctions := fs.Bool("functions", false, "run as an Azure Functions custom handler: listen on FUNCTIONS_CUSTOMHANDLER_PORT and answer the host's invocation payloads")
 	if err := fs.Parse(args); err != nil {
@@ -46,6 +47,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if set.PartitionCount != 0 && opts.PartitionCount == 0 {
 			opts.PartitionCount = set.PartitionCount
 		}
+		if !set.InProcessQueues() {
+			fmt.Fprintf(stderr, "netherite serve: app setting %s names an Event Hubs namespace, but this build has only in-process queues "+
+				"(the Event Hubs transport is not in it yet); set it to SingleHost or remove it\n", functions.DefaultEventHubsConnectionName)
+			return 2
+		}
+		opts.Storage = set.StorageFor(opts.Storage)
 		*addr = functions.Address(*addr)
 	}
 	r := durable.NewRegistry()
@@ -81,8 +88,9 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 		return err
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// The storage may be a connection string: never print its key.
 	fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, storage %s) on http://%s\n",
-		o.TaskHub, o.PartitionCount, o.Storage, ln.Addr())
+		o.TaskHub, o.PartitionCount, netherite.RedactStorage(o.Storage), ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
