@@ -365,6 +365,16 @@ func (h *Host) StateStats() (resident, loads, evictions int64) {
 	return
 }
 
+// SyncLoads sums the instances the partitions read from storage
+// synchronously on their event loops (zero: loads are prefetched).
+func (h *Host) SyncLoads() int64 {
+	var n int64
+	for _, p := range h.parts {
+		n += p.SyncLoads()
+	}
+	return n
+}
+
 // StorageRequests counts the HTTP requests made to Azure Storage (0 with
 // other storage).
 func (h *Host) StorageRequests() int64 {

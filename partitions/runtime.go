@@ -92,7 +92,8 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads atomic.Int64 }
+	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
@@ -183,6 +184,8 @@ func Start(cfg Config, state *State) *Partition {
 		logDone:    make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
+	state.GoLive()
+	p.pf = newPrefetcher(state)
 	p.ckptStore, _ = cfg.Log.(CheckpointStore)
 	if p.ckptStore != nil {
 		p.ckptDone = make(chan struct{})
@@ -202,6 +205,10 @@ func Start(cfg Config, state *State) *Partition {
 func (p *Partition) StateStats() (resident, loads, evictions int64) {
 	return p.stats.resident.Load(), p.stats.loads.Load(), p.stats.evictions.Load()
 }
+
+// SyncLoads counts the instances read from storage synchronously on the
+// partition's loop; prefetching keeps it at zero. Safe for concurrent use.
+func (p *Partition) SyncLoads() int64 { return p.stats.syncLoads.Load() }
 
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
@@ -256,18 +263,20 @@ func (p *Partition) loop() {
 	for {
 		select {
 		case it := <-p.intake:
-			p.handle(it)
+			p.arrive(it)
 		drain:
 			for n := 0; n < 4096; n++ {
 				select {
 				case it = <-p.intake:
-					p.handle(it)
+					p.arrive(it)
 				default:
 					break drain
 				}
 			}
 			p.flushLog()
 			p.maybeCheckpoint(false, nil)
+		case r := <-p.loadResults():
+			p.loaded(r)
 		case <-p.durableSig:
 			p.durableMu.Lock()
 			d := p.durableMsg
@@ -286,6 +295,7 @@ func (p *Partition) loop() {
 		p.stats.resident.Store(res)
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
+		p.stats.syncLoads.Store(p.state.SyncLoads())
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -568,6 +578,10 @@ func (p *Partition) dispatch() {
 			delete(p.ready, id)
 			if p.busy[id] {
 				continue // it becomes ready again when the work item ends
+			}
+			if !p.state.Resident(id) {
+				p.wakeWhenLoaded(id) // ready again once loaded
+				continue
 			}
 			inst := p.state.Lookup(id)
 			if inst == nil || len(inst.Pending) == 0 || inst.WaitingForStart {
