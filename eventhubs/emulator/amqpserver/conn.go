@@ -98,6 +98,9 @@ func classify(err error) *protoError {
 		return &protoError{cond: condFramingError, err: err}
 	case errors.Is(err, w.ErrDecode):
 		return &protoError{cond: condDecodeError, err: err}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The peer stopped sending in the middle of a frame; it may still read our close.
+		return &protoError{cond: condFramingError, err: fmt.Errorf("truncated frame: %w", err)}
 	}
 	return nil
 }
