@@ -106,6 +106,10 @@ func (s *session) handleLocked(body any) error {
 			return nil
 		}
 		delete(s.links, p.Handle)
+		if !l.attached {
+			// The handler is still deciding: the peer must see our attach before our detach.
+			l.sendAttachLocked(true)
+		}
 		if !l.detachSent {
 			s.c.queueLocked(s.channel, &w.Detach{Handle: l.handle, Closed: p.Closed})
 			l.detachSent = true
