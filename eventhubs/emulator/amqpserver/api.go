@@ -28,7 +28,7 @@ func (e *Error) Error() string {
 type Config struct {
 	ContainerID  string        // sent in our open
 	MaxFrameSize uint32        // our max-frame-size (default 65536); larger peer frames close the connection
-	IdleTimeout  time.Duration // our idle-time-out advertised (default 60s); heartbeats go at half the peer's
+	IdleTimeout  time.Duration // our idle-time-out (default 60s, negative = none); heartbeats go at half the peer's
 	// Authenticate decides SASL. Mechanisms offered: ANONYMOUS and PLAIN. nil accepts everything.
 	Authenticate func(mechanism, user, password string) bool
 	Handler      Handler

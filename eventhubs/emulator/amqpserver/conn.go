@@ -128,7 +128,11 @@ func (c *conn) run() {
 
 // handshake runs the protocol headers, SASL and the open exchange synchronously.
 func (c *conn) handshake() (bool, error) {
-	c.nc.SetDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+	hs := c.srv.cfg.IdleTimeout
+	if hs <= 0 {
+		hs = defaultIdleTimeout
+	}
+	c.nc.SetDeadline(time.Now().Add(hs))
 	var hdr [8]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 		return false, fmt.Errorf("protocol header: %w", err)
@@ -184,7 +188,7 @@ func (c *conn) handshake() (bool, error) {
 		ContainerID:  c.srv.cfg.ContainerID,
 		MaxFrameSize: c.srv.cfg.MaxFrameSize,
 		ChannelMax:   65535,
-		IdleTimeout:  uint32(c.srv.cfg.IdleTimeout / time.Millisecond),
+		IdleTimeout:  uint32(max(c.srv.cfg.IdleTimeout, 0) / time.Millisecond),
 	}
 	b, err := w.AppendFrame(nil, w.TypeAMQP, 0, reply)
 	if err == nil {
@@ -288,7 +292,7 @@ func (c *conn) readLoop() error {
 			c.mu.Lock()
 			closing := c.closeSent
 			c.mu.Unlock()
-			if now := time.Now(); !closing && now.Sub(deadlineSet) > idle/8 {
+			if now := time.Now(); idle > 0 && !closing && now.Sub(deadlineSet) > idle/8 {
 				c.nc.SetReadDeadline(now.Add(idle))
 				deadlineSet = now
 			}
