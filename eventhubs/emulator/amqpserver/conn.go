@@ -24,7 +24,8 @@ const (
 	condUnattachedHandle = "amqp:session:unattached-handle"
 	condHandleInUse      = "amqp:session:handle-in-use"
 	condMessageSize      = "amqp:link:message-size-exceeded"
-	condNotImplemented   = "amqp:not-implemented"
+	condTransferLimit    = "amqp:link:transfer-limit-exceeded"
+	condWindowViolation  = "amqp:session:window-violation"
 )
 
 var (

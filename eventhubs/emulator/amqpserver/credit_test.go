@@ -200,3 +200,35 @@ func TestServerDetachDuringAttachRefuses(t *testing.T) {
 		t.Fatalf("receiver: %v", err)
 	}
 }
+
+func TestTransferWithoutCreditDetaches(t *testing.T) {
+	ts := startServer(t, Config{Handler: HandlerFunc(func(l *Link) error { return nil })}) // never receives
+	r := dialRaw(t, ts.addr)
+	r.handshake()
+	r.frame(w.TypeAMQP, 0, &w.Begin{IncomingWindow: 100, OutgoingWindow: 100})
+	r.read()
+	r.frame(w.TypeAMQP, 0, &w.Attach{Name: "greedy", Handle: 0, Role: w.RoleSender, Source: &w.Source{}, Target: &w.Target{Address: "q"}})
+	r.read() // attach
+	f, ok := r.read().(*w.Flow)
+	if !ok || f.LinkCredit != linkCreditWindow {
+		t.Fatalf("flow %#v", f)
+	}
+	var buf []byte
+	for i := uint32(0); i <= linkCreditWindow; i++ {
+		buf = append(buf, frames(t, 0, &w.Transfer{Handle: 0, HasDeliveryID: true, DeliveryID: i, DeliveryTag: []byte{1}, Settled: true, Payload: []byte{0x40}})...)
+	}
+	r.write(buf)
+	for {
+		switch p := r.read().(type) {
+		case *w.Flow: // session window re-grants
+			continue
+		case *w.Detach:
+			if p.Error == nil || p.Error.Condition != condTransferLimit {
+				t.Fatalf("detach %#v", p.Error)
+			}
+			return
+		default:
+			t.Fatalf("unexpected %#v", p)
+		}
+	}
+}

@@ -12,7 +12,9 @@
 // directions, drain and echo; multi-frame transfers both ways (split to the peer's max-frame-size,
 // reassembled, aborted transfers discarded); max-message-size; heartbeats and our own idle timeout;
 // protocol errors closing the connection (amqp:connection:framing-error, amqp:decode-error,
-// amqp:not-allowed) or ending the session (amqp:session:unattached-handle, handle-in-use).
+// amqp:not-allowed), ending the session (amqp:session:unattached-handle, handle-in-use, window-violation)
+// or detaching the link (amqp:link:transfer-limit-exceeded for a transfer without credit). A delivery is
+// never buffered beyond MaxMessageSize (256 MiB when the handler sets none).
 //
 // Not implemented:
 //   - transactions (coordinator links, transactional states) and any link recovery or resumption:

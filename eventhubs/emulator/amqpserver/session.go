@@ -187,9 +187,12 @@ func (s *session) wakeSendersLocked() {
 
 func (s *session) transferLocked(t *w.Transfer) {
 	s.nextIncomingID++
-	if s.incomingWindow > 0 {
-		s.incomingWindow--
+	if s.incomingWindow == 0 {
+		// We re-grant at half the window, so only a peer ignoring it gets here.
+		s.endLocked(condWindowViolation, "transfer beyond the incoming window")
+		return
 	}
+	s.incomingWindow--
 	if s.incomingWindow < sessionWindow/2 {
 		s.flowLocked(nil, false)
 	}
