@@ -17,14 +17,14 @@ import (
 // partition 0 of "hub": $cbs accepts every token, batches are unpacked, consumers get every event from
 // the start. It checks the engine against the client the emulator serves, not Event Hubs semantics.
 type miniHub struct {
-	t       *testing.T
+	t       testing.TB
 	mu      sync.Mutex
 	cond    *sync.Cond
 	replies map[string]*Link
 	events  [][]byte
 }
 
-func newMiniHub(t *testing.T) *miniHub {
+func newMiniHub(t testing.TB) *miniHub {
 	h := &miniHub{t: t, replies: map[string]*Link{}}
 	h.cond = sync.NewCond(&h.mu)
 	return h
