@@ -120,7 +120,11 @@ func (c *Conn) Drop() { c.c.drop() }
 func (c *Conn) RemoteAddr() net.Addr { return c.c.nc.RemoteAddr() }
 
 // Hostname is the hostname from the peer's open.
-func (c *Conn) Hostname() string { return c.c.hostname }
+func (c *Conn) Hostname() string {
+	c.c.mu.Lock()
+	defer c.c.mu.Unlock()
+	return c.c.hostname
+}
 
 // Receive blocks for the next delivery on a PeerSends link. Credit is granted automatically.
 func (l *Link) Receive(ctx context.Context) (*Delivery, error) { return l.l.receive(ctx) }

@@ -45,11 +45,11 @@ type conn struct {
 	br  *bufio.Reader
 
 	// Set during the handshake, read-only after.
-	hostname     string
 	peerMaxFrame uint32
 	peerIdle     time.Duration
 
 	mu        sync.Mutex
+	hostname  string // from the peer's open
 	out       []byte // frames waiting for the writer
 	wake      chan struct{}
 	wrote     bool // something was written since the last heartbeat tick
@@ -179,7 +179,9 @@ func (c *conn) handshake() (bool, error) {
 		c.sendCloseNow(wireErr(condNotAllowed, "expected open, got %T", body))
 		return false, fmt.Errorf("expected open, got %T", body)
 	}
+	c.mu.Lock()
 	c.hostname = open.Hostname
+	c.mu.Unlock()
 	c.peerMaxFrame = open.MaxFrameSize
 	if c.peerMaxFrame < w.MinMaxFrameSize {
 		c.peerMaxFrame = w.MinMaxFrameSize

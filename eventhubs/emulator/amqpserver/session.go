@@ -72,8 +72,7 @@ func (s *session) endLinksLocked(err error) {
 func (s *session) handleLocked(body any) error {
 	if s.endSent {
 		// Waiting for the peer's end: transfers still count for the windows, the rest is ignored.
-		if t, ok := body.(*w.Transfer); ok {
-			_ = t
+		if _, ok := body.(*w.Transfer); ok {
 			s.nextIncomingID++
 		}
 		if _, ok := body.(*w.End); ok {
