@@ -28,7 +28,7 @@ func (e *Error) Error() string {
 type Config struct {
 	ContainerID  string        // sent in our open
 	MaxFrameSize uint32        // our max-frame-size (default 65536); larger peer frames close the connection
-	IdleTimeout  time.Duration // our idle-time-out advertised (default 60s); heartbeats go at half the peer's
+	IdleTimeout  time.Duration // our idle-time-out (default 60s, negative = none); heartbeats go at half the peer's
 	// Authenticate decides SASL. Mechanisms offered: ANONYMOUS and PLAIN. nil accepts everything.
 	Authenticate func(mechanism, user, password string) bool
 	Handler      Handler
@@ -120,7 +120,11 @@ func (c *Conn) Drop() { c.c.drop() }
 func (c *Conn) RemoteAddr() net.Addr { return c.c.nc.RemoteAddr() }
 
 // Hostname is the hostname from the peer's open.
-func (c *Conn) Hostname() string { return c.c.hostname }
+func (c *Conn) Hostname() string {
+	c.c.mu.Lock()
+	defer c.c.mu.Unlock()
+	return c.c.hostname
+}
 
 // Receive blocks for the next delivery on a PeerSends link. Credit is granted automatically.
 func (l *Link) Receive(ctx context.Context) (*Delivery, error) { return l.l.receive(ctx) }

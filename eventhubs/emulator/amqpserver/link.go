@@ -243,6 +243,10 @@ func (l *link) transferLocked(t *w.Transfer) {
 			l.detachLocked(&w.Error{Condition: condNotAllowed, Description: "first transfer of a delivery without delivery-id"})
 			return
 		}
+		if l.rcvCredit == 0 {
+			l.detachLocked(&w.Error{Condition: condTransferLimit, Description: "transfer without link credit"})
+			return
+		}
 		d = &Delivery{Format: t.MessageFormat, Settled: t.Settled, link: l, id: t.DeliveryID}
 		if !t.More {
 			d.Payload = make([]byte, len(t.Payload))
@@ -262,7 +266,7 @@ func (l *link) transferLocked(t *w.Transfer) {
 	if d.Payload == nil && t.More {
 		d.Payload = append(make([]byte, 0, 4*len(t.Payload)), t.Payload...)
 	}
-	if max := l.pub.MaxMessageSize; max != 0 && uint64(len(d.Payload)) > max {
+	if max := l.maxMessageSize(); uint64(len(d.Payload)) > max {
 		l.tooBig = true
 		d.Payload = nil
 	}
@@ -279,7 +283,7 @@ func (l *link) transferLocked(t *w.Transfer) {
 		if !d.Settled {
 			l.s.c.queueLocked(l.s.channel, &w.Disposition{Role: w.RoleReceiver, First: d.id, Settled: true,
 				State: &w.Rejected{Error: &w.Error{Condition: condMessageSize,
-					Description: fmt.Sprintf("message larger than %d bytes", l.pub.MaxMessageSize)}}})
+					Description: fmt.Sprintf("message larger than %d bytes", l.maxMessageSize())}}})
 		}
 		d.disposed = true
 		l.topUpLocked()
@@ -290,6 +294,15 @@ func (l *link) transferLocked(t *w.Transfer) {
 	case l.notify <- struct{}{}:
 	default:
 	}
+}
+
+// maxMessageSize is the handler's limit, or without one a hard cap so that a peer cannot make us buffer
+// an endless delivery.
+func (l *link) maxMessageSize() uint64 {
+	if l.pub.MaxMessageSize != 0 {
+		return l.pub.MaxMessageSize
+	}
+	return unlimitedMessageCap
 }
 
 // topUpLocked re-grants credit once half of the window is used up.
