@@ -375,3 +375,16 @@ func (h *Host) stopPartitions(ctx context.Context) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// Replayed reports the commit log that recovery replayed when this host
+// opened its partitions: events applied after the checkpoints, and their
+// bytes (0 with memory storage).
+func (h *Host) Replayed() (events, bytes int64) {
+	for _, l := range h.local {
+		if l != nil {
+			e, b := l.durableStore().Replayed()
+			events, bytes = events+e, bytes+b
+		}
+	}
+	return events, bytes
+}
