@@ -28,6 +28,7 @@ import (
 	"github.com/netherite-go/netherite"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/partitions"
 )
 
 // Workloads lists the workload names.
@@ -56,6 +57,9 @@ type Config struct {
 	PersistStepsFirst bool
 	// CacheBytes bounds the partition state in memory (0: the default).
 	CacheBytes int64
+	// CheckpointEvents, if positive, checkpoints each partition after this
+	// many events (default: the host's, 10,000).
+	CheckpointEvents int
 	// Timeout bounds the run; what is not done by then fails as a timeout
 	// (0: no bound).
 	Timeout time.Duration
@@ -277,7 +281,8 @@ func isAzure(storage string) bool {
 // the task hub name ("" for the default).
 func hostOptions(cfg Config, hub string) netherite.Options {
 	return netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
-		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256}
+		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
+		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}}
 }
 
 // newResult describes the host a run uses; never an account key.
