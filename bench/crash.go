@@ -252,7 +252,11 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 	res.Seed, res.KillAfterS = cfg.Seed, kill.Seconds()
 	log.mu.Lock()
 	acked := append([]string(nil), log.acked...)
-	res.AckedBeforeKill, res.CompletedBeforeKill = len(acked), len(log.done)
+	done := make(map[string]bool, len(log.done))
+	for id := range log.done {
+		done[id] = true
+	}
+	res.AckedBeforeKill, res.CompletedBeforeKill = len(acked), len(done)
 	log.mu.Unlock()
 	if len(acked) == 0 {
 		return res, fmt.Errorf("crash-recovery: the child acknowledged no start in %v: %s", kill, stderr)
@@ -275,27 +279,24 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 	res.ReplayedEvents, res.ReplayedBytes = h.Replayed()
 
 	// Every acknowledged start must complete, exactly as if no crash had
-	// happened; latencies count from the restart.
+	// happened. Those in flight at the kill come first: their latencies,
+	// from the restart, and DrainSeconds tell how long recovery took to
+	// finish them. Then those the child saw complete, whose completion
+	// must have survived (counted, not timed).
 	c := h.Client()
-	rec := newRecorder(nil)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
+	var inFlight, finished []string
 	for _, id := range acked {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := waitCompleted(ctx, c, id); err != nil {
-				rec.fail(err, 1)
-				return
-			}
-			rec.ok(time.Since(t1))
-		}()
+		if done[id] {
+			finished = append(finished, id)
+		} else {
+			inFlight = append(inFlight, id)
+		}
 	}
-	wg.Wait()
+	rec := newRecorder(nil)
+	checkAll(ctx, c, inFlight, rec, t1)
 	res.DrainSeconds = time.Since(t1).Seconds()
-	res.Seconds = kill.Seconds() + res.DrainSeconds
+	checkAll(ctx, c, finished, rec, time.Time{})
+	res.Seconds = time.Since(t1).Seconds() + kill.Seconds()
 	st := rec.stats()
 	st.fill(res, t1)
 	res.AchievedPerS = float64(res.AckedBeforeKill) / kill.Seconds()
@@ -304,6 +305,31 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("crash-recovery: %d of %d acknowledged starts did not complete after the restart (first: %v)", res.Failed, len(acked), st.First)
 	}
 	return res, nil
+}
+
+// checkAll waits for the instances ids to complete, 256 at a time, and
+// records each outcome in rec, with its latency from since (a failure,
+// or a success that is not timed, when since is zero).
+func checkAll(ctx context.Context, c durable.Client, ids []string, rec *recorder, since time.Time) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			switch err := waitCompleted(ctx, c, id); {
+			case err != nil:
+				rec.fail(err, 1)
+			case since.IsZero():
+				rec.okUntimed()
+			default:
+				rec.ok(time.Since(since))
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // redact keeps account keys out of messages.

@@ -57,7 +57,8 @@ func errorKind(err error) string {
 // recorder collects the outcomes of ops; safe for concurrent use.
 type recorder struct {
 	mu       sync.Mutex
-	lat      []time.Duration // of the ops that succeeded
+	lat      []time.Duration // of the timed ops that succeeded
+	untimed  int             // ops that succeeded without a latency sample
 	errs     map[string]int
 	first    error
 	failed   int
@@ -92,6 +93,13 @@ func (r *recorder) ok(d time.Duration) {
 	if t.After(r.lastDone) {
 		r.lastDone = t
 	}
+	r.mu.Unlock()
+}
+
+// okUntimed counts an op that succeeded without a latency sample.
+func (r *recorder) okUntimed() {
+	r.mu.Lock()
+	r.untimed++
 	r.mu.Unlock()
 }
 
@@ -134,7 +142,7 @@ func (r *recorder) stats() stats {
 	for k, v := range r.errs {
 		errs[k] = v
 	}
-	return stats{Completed: len(r.lat), Failed: r.failed, Acks: r.acks, Errors: errs, First: r.first,
+	return stats{Completed: len(r.lat) + r.untimed, Failed: r.failed, Acks: r.acks, Errors: errs, First: r.first,
 		Lat: append([]time.Duration(nil), r.lat...), LastAck: r.lastAck, LastDone: r.lastDone, MaxLag: r.maxLag}
 }
 
