@@ -488,3 +488,16 @@ func RedactStorage(s string) string {
 	}
 	return strings.Join(parts, ";")
 }
+
+// Replayed reports the commit log that recovery replayed when this host
+// opened its partitions: events applied after the checkpoints, and their
+// bytes (0 with memory storage).
+func (h *Host) Replayed() (events, bytes int64) {
+	for _, l := range h.local {
+		if l != nil {
+			e, b := l.durableStore().Replayed()
+			events, bytes = events+e, bytes+b
+		}
+	}
+	return events, bytes
+}
