@@ -807,7 +807,7 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		}
 		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
 	case transport.RequestQuery:
-		p.respondRead(req, p.query(req))
+		p.query(req)
 	case transport.RequestGetEntity:
 		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
 			p.respondRead(req, &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "no entity " + req.InstanceID})
@@ -815,7 +815,7 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		}
 		p.respondRead(req, &transport.ClientResponse{Entities: []*transport.EntityStatus{entityStatusOf(inst, req.IncludePayloads)}})
 	case transport.RequestListEntities:
-		p.respondRead(req, p.listEntities(req))
+		p.listEntities(req)
 	}
 }
 
@@ -892,63 +892,57 @@ func pageSize(f *transport.Filter) int {
 	return f.PageSize
 }
 
-func (p *Partition) query(req *transport.ClientRequest) *transport.ClientResponse {
+// query answers an instance query, one page, without loading on the loop
+// (scanPage).
+func (p *Partition) query(req *transport.ClientRequest) {
 	f := req.Filter
-	r := &transport.ClientResponse{}
-	n := pageSize(f)
-	for _, id := range p.state.IDs() {
-		if f != nil && f.After != "" && id <= f.After {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || inst.IsEntity || !matches(inst, f) {
-			continue
-		}
-		if len(r.Instances) == n {
-			r.More = true
-			break
-		}
-		r.Instances = append(r.Instances, statusOf(inst, req.IncludePayloads, false))
+	after := ""
+	if f != nil {
+		after = f.After
 	}
-	return r
+	p.scanPage(req, after, pageSize(f),
+		func(id string) bool { return f == nil || hasPrefix(id, f.InstanceIDPrefix) },
+		func(inst *Instance) bool { return !inst.IsEntity && matches(inst, f) },
+		func(inst *Instance) any { return statusOf(inst, req.IncludePayloads, false) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Instances = append(r.Instances, e.v.(*transport.InstanceStatus))
+			}
+			return r
+		})
 }
 
-func (p *Partition) listEntities(req *transport.ClientRequest) *transport.ClientResponse {
+// listEntities answers an entity listing, one page, like query.
+func (p *Partition) listEntities(req *transport.ClientRequest) {
 	f := req.Filter
 	if f == nil {
 		f = &transport.Filter{}
 	}
-	var ids []string
-	insts := map[string]*Instance{}
-	for _, id := range p.state.IDs() {
-		if !core.IsEntityInstanceID(id) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
-			continue
-		}
-		insts[id] = inst
-		eid, err := core.ParseEntityID(id)
-		if err != nil || (f.EntityName != "" && eid.Name != f.EntityName) ||
-			(f.InstanceIDPrefix != "" && !hasPrefix(eid.Key, f.InstanceIDPrefix)) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		if (!f.CreatedFrom.IsZero() && inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) ||
-			(!f.CreatedTo.IsZero() && !inst.Record.LastUpdatedAt.Before(f.CreatedTo)) {
-			continue
-		}
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	r := &transport.ClientResponse{}
-	if n := pageSize(f); len(ids) > n {
-		ids, r.More = ids[:n], true
-	}
-	for _, id := range ids {
-		r.Entities = append(r.Entities, entityStatusOf(insts[id], req.IncludePayloads))
-	}
-	return r
+	p.scanPage(req, f.After, pageSize(f),
+		func(id string) bool {
+			if !core.IsEntityInstanceID(id) {
+				return false
+			}
+			eid, err := core.ParseEntityID(id)
+			return err == nil && (f.EntityName == "" || eid.Name == f.EntityName) &&
+				(f.InstanceIDPrefix == "" || hasPrefix(eid.Key, f.InstanceIDPrefix))
+		},
+		func(inst *Instance) bool {
+			if !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+				return false
+			}
+			return (f.CreatedFrom.IsZero() || !inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) &&
+				(f.CreatedTo.IsZero() || inst.Record.LastUpdatedAt.Before(f.CreatedTo))
+		},
+		func(inst *Instance) any { return entityStatusOf(inst, req.IncludePayloads) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Entities = append(r.Entities, e.v.(*transport.EntityStatus))
+			}
+			return r
+		})
 }
 
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
