@@ -408,8 +408,10 @@ func (h *Host) StateStats() (resident, loads, evictions int64) {
 // synchronously on their event loops (zero: loads are prefetched).
 func (h *Host) SyncLoads() int64 {
 	var n int64
-	for _, p := range h.parts {
-		n += p.SyncLoads()
+	for _, m := range h.managers {
+		if inc := m.current(); inc != nil {
+			n += inc.part.SyncLoads()
+		}
 	}
 	return n
 }
@@ -493,9 +495,9 @@ func RedactStorage(s string) string {
 // opened its partitions: events applied after the checkpoints, and their
 // bytes (0 with memory storage).
 func (h *Host) Replayed() (events, bytes int64) {
-	for _, l := range h.local {
-		if l != nil {
-			e, b := l.durableStore().Replayed()
+	for _, m := range h.managers {
+		if inc := m.current(); inc != nil && inc.storage != nil {
+			e, b := inc.storage.durableStore().Replayed()
 			events, bytes = events+e, bytes+b
 		}
 	}
