@@ -256,7 +256,9 @@ func (f *Faulty) ListenClient(clientID string) (<-chan *Packet, func(), error) {
 }
 
 // SendToLoadMonitor passes through.
-func (f *Faulty) SendToLoadMonitor(packets ...*Packet) error { return f.inner.SendToLoadMonitor(packets...) }
+func (f *Faulty) SendToLoadMonitor(packets ...*Packet) error {
+	return f.inner.SendToLoadMonitor(packets...)
+}
 
 // PartitionCount passes through.
 func (f *Faulty) PartitionCount() int { return f.inner.PartitionCount() }
