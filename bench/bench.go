@@ -66,6 +66,9 @@ type Config struct {
 	// Seed picks the moment crash-recovery kills the host (0: from the
 	// clock); the seed used is in the result.
 	Seed int64
+	// killAfterAcks, in tests, holds the crash-recovery kill until the
+	// child acknowledged this many starts.
+	killAfterAcks int
 	// AfterRun, if set, is called when the workload is done and the host
 	// still runs (for profiling).
 	AfterRun func()
@@ -385,7 +388,7 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		res.RestartSeconds = time.Since(t1).Seconds()
 		if err := firstQuery(ctx, h.Client()); err != nil {
-			return res, fmt.Errorf("clean-restart: %w", err)
+			return res, fmt.Errorf("clean-restart: first query: %w", err)
 		}
 		res.RecoverySeconds = time.Since(t1).Seconds()
 		res.ReplayedEvents, res.ReplayedBytes = h.Replayed()
@@ -432,10 +435,10 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 func firstQuery(ctx context.Context, c durable.Client) error {
 	page, err := c.Query(ctx, durable.InstanceQuery{PageSize: 1})
 	if err != nil {
-		return fmt.Errorf("first query after restart: %w", err)
+		return err
 	}
 	if len(page.Instances) == 0 {
-		return errors.New("first query after restart: no instance")
+		return errors.New("no instance after the restart")
 	}
 	return nil
 }
