@@ -211,7 +211,7 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		stdin.Close()
 	}()
-	log := &childLog{done: map[string]bool{}, killAfter: max(1, cfg.killAfterAcks)}
+	log := &childLog{done: map[string]bool{}, killAfter: min(max(1, cfg.killAfterAcks), cfg.N)}
 	ready, enoughAcks, readDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(readDone)
