@@ -19,6 +19,7 @@ import (
 
 	"github.com/netherite-go/netherite"
 	"github.com/netherite-go/netherite/bench"
+	"github.com/netherite-go/netherite/eventhubs/emulator"
 )
 
 func main() {
@@ -38,6 +39,7 @@ commands:
                     Functions HTTP API on -addr (default 127.0.0.1:7071);
                     -functions runs it as an Azure Functions custom handler
   taskhub create|delete|info   manage a task hub (-storage, -taskhub, -partitions)
+  eventhubs-emulator  run the local Event Hubs emulator (see -h)
   bench WORKLOAD    run a benchmark; workloads: %s
                     flags: -n -partitions -storage -rate -inflight -persist-first
                     -cache-mb -timeout -seed -json
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "taskhub":
 		return runTaskHub(ctx, args[1:], stdout, stderr)
+	case "eventhubs-emulator":
+		return emulator.Run(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
