@@ -130,6 +130,9 @@ type Result struct {
 	CacheBytes   int64   `json:"cache_bytes,omitempty"`
 	StateLoads   int64   `json:"state_loads"`
 	LoadsPerStep float64 `json:"state_loads_per_step,omitempty"`
+	// SyncLoads counts the loads done synchronously on a partition's
+	// event loop (the rest were prefetched).
+	SyncLoads int64 `json:"sync_loads"`
 	// HeapBytesPerInstance is the live heap per completed instance held
 	// by the host after the run (hello5 only).
 	HeapBytesPerInstance float64 `json:"heap_bytes_per_instance,omitempty"`
@@ -422,6 +425,7 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 		res.StepsPerWrite = float64(res.EventsLogged) / float64(res.LogWrites)
 	}
 	_, res.StateLoads, _ = h.StateStats()
+	res.SyncLoads = h.SyncLoads()
 	steps := float64(stepsPer[workload] * res.Completed)
 	if steps > 0 {
 		res.LoadsPerStep = float64(res.StateLoads) / steps
