@@ -170,7 +170,7 @@ func Run(cfg Config) (Result, error) {
 		}
 	}
 	for quiet := 0; quiet < 3; {
-		if w.res.Steps > cfg.Steps+200000 {
+		if w.res.Steps > cfg.Steps+50000 {
 			return w.res, w.fail("not quiet after %d steps: %s", w.res.Steps, w.busyReport())
 		}
 		if w.idle() {
