@@ -364,6 +364,13 @@ func (m *partitionManager) logStats() (appends, entries int64) {
 	return
 }
 
+// current returns the running incarnation (nil while there is none).
+func (m *partitionManager) current() *incarnation {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur
+}
+
 // stateStats reports the running incarnation's state statistics.
 func (m *partitionManager) stateStats() (resident, loads, evictions int64) {
 	m.mu.Lock()

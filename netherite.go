@@ -404,6 +404,18 @@ func (h *Host) StateStats() (resident, loads, evictions int64) {
 	return
 }
 
+// SyncLoads sums the instances the partitions read from storage
+// synchronously on their event loops (zero: loads are prefetched).
+func (h *Host) SyncLoads() int64 {
+	var n int64
+	for _, m := range h.managers {
+		if inc := m.current(); inc != nil {
+			n += inc.part.SyncLoads()
+		}
+	}
+	return n
+}
+
 // StorageRequests counts the HTTP requests made to Azure Storage (0 with
 // other storage).
 func (h *Host) StorageRequests() int64 {
@@ -477,4 +489,17 @@ func RedactStorage(s string) string {
 		}
 	}
 	return strings.Join(parts, ";")
+}
+
+// Replayed reports the commit log that recovery replayed when this host
+// opened its partitions: events applied after the checkpoints, and their
+// bytes (0 with memory storage).
+func (h *Host) Replayed() (events, bytes int64) {
+	for _, m := range h.managers {
+		if inc := m.current(); inc != nil && inc.storage != nil {
+			e, b := inc.storage.durableStore().Replayed()
+			events, bytes = events+e, bytes+b
+		}
+	}
+	return events, bytes
 }

@@ -20,6 +20,7 @@ type runningPartition interface {
 	// Stop stops the partition gracefully and checkpoints it.
 	Stop(ctx context.Context) error
 	StateStats() (resident, loads, evictions int64)
+	SyncLoads() int64
 }
 
 // partitionFailuresVisible says whether the partitions package reports a
@@ -78,3 +79,4 @@ func (a *partitionAdapter) Err() error {
 func (a *partitionAdapter) Stop(ctx context.Context) error { return a.stop(ctx) }
 
 func (a *partitionAdapter) StateStats() (int64, int64, int64) { return a.p.StateStats() }
+func (a *partitionAdapter) SyncLoads() int64                  { return a.p.SyncLoads() }

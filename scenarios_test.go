@@ -431,6 +431,10 @@ func startScenarioHost(t *testing.T, opts netherite.Options) *netherite.Host {
 		if err := h.Stop(ctx); err != nil {
 			t.Errorf("stop host: %v", err)
 		}
+		// Storage is read off the partitions' loops (prefetch).
+		if n := h.SyncLoads(); n != 0 {
+			t.Errorf("%d instances were loaded synchronously on a partition's loop", n)
+		}
 	})
 	return h
 }

@@ -14,8 +14,8 @@ type CheckpointStore interface {
 	// log worker calls it, between appends.
 	Mark() int64
 	// Snapshot captures the state for a checkpoint. It runs on the
-	// partition's loop, so the state does not change meanwhile; it should
-	// do no slow I/O.
+	// partition's loop, so the state does not change meanwhile; it must do
+	// no storage I/O (SaveCheckpoint writes).
 	Snapshot(s *State) (*Snapshot, error)
 	// SaveCheckpoint durably records snap as the state after the event at
 	// lastPos (having read the input queue up to inputPos), covering the
@@ -55,6 +55,8 @@ func (c *CheckpointPolicy) normalize() {
 type Snapshot struct {
 	State   []byte
 	Pending []string
+	// flush holds the changed instances for the KV, if there is one.
+	flush *dirtyFlush
 }
 
 type checkpointJob struct {

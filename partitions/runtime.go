@@ -92,7 +92,8 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads atomic.Int64 }
+	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
@@ -183,6 +184,8 @@ func Start(cfg Config, state *State) *Partition {
 		logDone:    make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
+	state.GoLive()
+	p.pf = newPrefetcher(state)
 	p.ckptStore, _ = cfg.Log.(CheckpointStore)
 	if p.ckptStore != nil {
 		p.ckptDone = make(chan struct{})
@@ -202,6 +205,10 @@ func Start(cfg Config, state *State) *Partition {
 func (p *Partition) StateStats() (resident, loads, evictions int64) {
 	return p.stats.resident.Load(), p.stats.loads.Load(), p.stats.evictions.Load()
 }
+
+// SyncLoads counts the instances read from storage synchronously on the
+// partition's loop; prefetching keeps it at zero. Safe for concurrent use.
+func (p *Partition) SyncLoads() int64 { return p.stats.syncLoads.Load() }
 
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
@@ -256,18 +263,20 @@ func (p *Partition) loop() {
 	for {
 		select {
 		case it := <-p.intake:
-			p.handle(it)
+			p.arrive(it)
 		drain:
 			for n := 0; n < 4096; n++ {
 				select {
 				case it = <-p.intake:
-					p.handle(it)
+					p.arrive(it)
 				default:
 					break drain
 				}
 			}
 			p.flushLog()
 			p.maybeCheckpoint(false, nil)
+		case r := <-p.loadResults():
+			p.loaded(r)
 		case <-p.durableSig:
 			p.durableMu.Lock()
 			d := p.durableMsg
@@ -286,6 +295,7 @@ func (p *Partition) loop() {
 		p.stats.resident.Store(res)
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
+		p.stats.syncLoads.Store(p.state.SyncLoads())
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -569,6 +579,10 @@ func (p *Partition) dispatch() {
 			if p.busy[id] {
 				continue // it becomes ready again when the work item ends
 			}
+			if !p.state.Resident(id) {
+				p.wakeWhenLoaded(id) // ready again once loaded
+				continue
+			}
 			inst := p.state.Lookup(id)
 			if inst == nil || len(inst.Pending) == 0 || inst.WaitingForStart {
 				continue
@@ -793,7 +807,7 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		}
 		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
 	case transport.RequestQuery:
-		p.respondRead(req, p.query(req))
+		p.query(req)
 	case transport.RequestGetEntity:
 		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
 			p.respondRead(req, &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "no entity " + req.InstanceID})
@@ -801,7 +815,7 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		}
 		p.respondRead(req, &transport.ClientResponse{Entities: []*transport.EntityStatus{entityStatusOf(inst, req.IncludePayloads)}})
 	case transport.RequestListEntities:
-		p.respondRead(req, p.listEntities(req))
+		p.listEntities(req)
 	}
 }
 
@@ -878,63 +892,57 @@ func pageSize(f *transport.Filter) int {
 	return f.PageSize
 }
 
-func (p *Partition) query(req *transport.ClientRequest) *transport.ClientResponse {
+// query answers an instance query, one page, without loading on the loop
+// (scanPage).
+func (p *Partition) query(req *transport.ClientRequest) {
 	f := req.Filter
-	r := &transport.ClientResponse{}
-	n := pageSize(f)
-	for _, id := range p.state.IDs() {
-		if f != nil && f.After != "" && id <= f.After {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || inst.IsEntity || !matches(inst, f) {
-			continue
-		}
-		if len(r.Instances) == n {
-			r.More = true
-			break
-		}
-		r.Instances = append(r.Instances, statusOf(inst, req.IncludePayloads, false))
+	after := ""
+	if f != nil {
+		after = f.After
 	}
-	return r
+	p.scanPage(req, after, pageSize(f),
+		func(id string) bool { return f == nil || hasPrefix(id, f.InstanceIDPrefix) },
+		func(inst *Instance) bool { return !inst.IsEntity && matches(inst, f) },
+		func(inst *Instance) any { return statusOf(inst, req.IncludePayloads, false) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Instances = append(r.Instances, e.v.(*transport.InstanceStatus))
+			}
+			return r
+		})
 }
 
-func (p *Partition) listEntities(req *transport.ClientRequest) *transport.ClientResponse {
+// listEntities answers an entity listing, one page, like query.
+func (p *Partition) listEntities(req *transport.ClientRequest) {
 	f := req.Filter
 	if f == nil {
 		f = &transport.Filter{}
 	}
-	var ids []string
-	insts := map[string]*Instance{}
-	for _, id := range p.state.IDs() {
-		if !core.IsEntityInstanceID(id) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
-			continue
-		}
-		insts[id] = inst
-		eid, err := core.ParseEntityID(id)
-		if err != nil || (f.EntityName != "" && eid.Name != f.EntityName) ||
-			(f.InstanceIDPrefix != "" && !hasPrefix(eid.Key, f.InstanceIDPrefix)) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		if (!f.CreatedFrom.IsZero() && inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) ||
-			(!f.CreatedTo.IsZero() && !inst.Record.LastUpdatedAt.Before(f.CreatedTo)) {
-			continue
-		}
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	r := &transport.ClientResponse{}
-	if n := pageSize(f); len(ids) > n {
-		ids, r.More = ids[:n], true
-	}
-	for _, id := range ids {
-		r.Entities = append(r.Entities, entityStatusOf(insts[id], req.IncludePayloads))
-	}
-	return r
+	p.scanPage(req, f.After, pageSize(f),
+		func(id string) bool {
+			if !core.IsEntityInstanceID(id) {
+				return false
+			}
+			eid, err := core.ParseEntityID(id)
+			return err == nil && (f.EntityName == "" || eid.Name == f.EntityName) &&
+				(f.InstanceIDPrefix == "" || hasPrefix(eid.Key, f.InstanceIDPrefix))
+		},
+		func(inst *Instance) bool {
+			if !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+				return false
+			}
+			return (f.CreatedFrom.IsZero() || !inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) &&
+				(f.CreatedTo.IsZero() || inst.Record.LastUpdatedAt.Before(f.CreatedTo))
+		},
+		func(inst *Instance) any { return entityStatusOf(inst, req.IncludePayloads) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Entities = append(r.Entities, e.v.(*transport.EntityStatus))
+			}
+			return r
+		})
 }
 
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }

@@ -274,7 +274,7 @@ func (a *applier) clientRequest(req *transport.ClientRequest) {
 		a.respond(req, &transport.ClientResponse{Count: 1})
 	case transport.RequestPurgeWhere:
 		n := 0
-		for _, id := range a.s.IDs() {
+		for _, id := range a.s.purgeIDs() {
 			inst := a.get(id)
 			if inst != nil && !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, req.Filter) {
 				a.remove(inst)
