@@ -57,7 +57,7 @@ type Options struct {
 	// Transport is "memory": in-process queues. Hosts in one process share
 	// queues by passing the same SharedTransport.
 	Transport       string
-	SharedTransport *transport.Memory
+	SharedTransport transport.Transport
 
 	// Concurrency limits of the host (defaults 100, 100, 100).
 	MaxConcurrentOrchestrations int
