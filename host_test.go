@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,7 +252,12 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 	defer cancel()
 	opts := netherite.Options{Storage: conn, TaskHub: fmt.Sprintf("leaseloss%d", time.Now().UnixNano()%1e12),
 		PartitionCount: 1, LeaseDuration: 15 * time.Second}
-	a, err := netherite.Start(ctx, opts, r)
+	mem := transport.NewMemory(1)
+	defer mem.Close()
+	counted := &countingTransport{Transport: mem}
+	ao := opts
+	ao.SharedTransport = counted
+	a, err := netherite.Start(ctx, ao, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,8 +304,9 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 		t.Fatalf("partition 0 lost its lease with %v; want an error wrapping blobstore.ErrLeaseLost", s.Err)
 	}
 	// From now on (the host waits a lease period before trying to take the
-	// partition back) it neither writes nor answers.
+	// partition back) it neither writes, reads its queue, nor sends.
 	requests := a.StorageRequests()
+	reads, sends := counted.reads.Load(), counted.sends.Load()
 	one, cancelOne := context.WithTimeout(ctx, 2*time.Second)
 	_, err = a.Client().StartOrchestration(one, samples.HelloSequence, nil)
 	cancelOne()
@@ -308,6 +315,9 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 	}
 	if n := a.StorageRequests(); n != requests {
 		t.Fatalf("the host made %d storage requests after losing its lease", n-requests)
+	}
+	if r, s := counted.reads.Load(), counted.sends.Load(); r != reads || s != sends {
+		t.Fatalf("after losing its lease the partition read its queue %d times and sent %d packets", r-reads, s-sends)
 	}
 	stopLoad()
 	<-loadDone
@@ -328,4 +338,30 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 	if err := netherite.DeleteTaskHub(ctx, opts); err != nil {
 		t.Error(err)
 	}
+}
+
+// countingTransport counts what partitions do with a transport: reads of
+// their queues, and packets they send (everything but client requests).
+type countingTransport struct {
+	transport.Transport
+	reads, sends atomic.Int64
+}
+
+func (c *countingTransport) ReceivePartition(ctx context.Context, p int, from uint64) ([]*transport.Packet, uint64, error) {
+	c.reads.Add(1)
+	return c.Transport.ReceivePartition(ctx, p, from)
+}
+
+func (c *countingTransport) SendToPartition(p int, packets ...*transport.Packet) error {
+	for _, pk := range packets {
+		if pk.Request == nil {
+			c.sends.Add(1)
+		}
+	}
+	return c.Transport.SendToPartition(p, packets...)
+}
+
+func (c *countingTransport) SendToClient(id string, packets ...*transport.Packet) error {
+	c.sends.Add(int64(len(packets)))
+	return c.Transport.SendToClient(id, packets...)
 }
