@@ -413,3 +413,38 @@ func TestLeaseLostThenRetaken(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Done is closed by Stop, with no error after a clean stop; every
+// partition is then not owned.
+func TestHostDoneAfterStop(t *testing.T) {
+	h, err := netherite.Start(context.Background(), netherite.Options{Storage: t.TempDir(), PartitionCount: 2}, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range h.Partitions() {
+		if s.State != netherite.PartitionOK || s.Down() {
+			t.Fatalf("after Start: %+v", s)
+		}
+	}
+	select {
+	case <-h.Done():
+		t.Fatal("Done before Stop")
+	default:
+	}
+	if err := h.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.Done():
+	default:
+		t.Fatal("Done still open after Stop")
+	}
+	if h.Err() != nil {
+		t.Fatalf("Err after a clean stop: %v", h.Err())
+	}
+	for _, s := range h.Partitions() {
+		if s.State != netherite.PartitionNotOwned {
+			t.Fatalf("after Stop: %+v", s)
+		}
+	}
+}
