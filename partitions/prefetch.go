@@ -278,9 +278,12 @@ func (p *Partition) loaded(r loadResult) {
 		n++
 	}
 	pf.lanes[laneInput] = q[n:]
+	// All of it, not only the prefetch window: an item beyond the window
+	// may need only what a load just brought in, and no later load would
+	// look at it again.
 	q, keep := pf.lanes[laneLocal], pf.lanes[laneLocal][:0]
-	for i, x := range q {
-		if i < prefetchWindow && p.resident(x) {
+	for _, x := range q {
+		if p.resident(x) {
 			p.release(x)
 		} else {
 			keep = append(keep, x)
