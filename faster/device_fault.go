@@ -66,7 +66,7 @@ type FaultDevice struct {
 	undo    []*faultUndo // writes since the last successful Flush, in order
 	crashed bool
 	holds   [faultOps]*Hold // if set, operations of that kind wait at it
-	ops     sync.WaitGroup // reads and writes in flight
+	ops     sync.WaitGroup  // reads and writes in flight
 }
 
 // Hold stops the reads or writes of a FaultDevice until released, so that

@@ -34,7 +34,9 @@ func (counterExecutor) ExecuteEntity(_ core.EntityID, st *core.EntityState, msgs
 	return &core.EntityState{Exists: true, Value: []byte(v)}, nil
 }
 
-func (counterExecutor) ExecuteActivity(context.Context, *core.TaskMessage) *core.TaskMessage { return nil }
+func (counterExecutor) ExecuteActivity(context.Context, *core.TaskMessage) *core.TaskMessage {
+	return nil
+}
 
 // prefetchRig is one partition on a KV whose device can hold reads, and a
 // client on its transport.
