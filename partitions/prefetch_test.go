@@ -43,6 +43,9 @@ func (counterExecutor) ExecuteActivity(context.Context, *core.TaskMessage) *core
 type prefetchRig struct {
 	t      *testing.T
 	kvDev  *faster.FaultDevice
+	logDev faster.Device
+	meta   faster.MetaStore
+	opts   StoreOptions
 	tr     *transport.Memory
 	p      *Partition
 	resp   <-chan *transport.Packet
@@ -50,11 +53,12 @@ type prefetchRig struct {
 }
 
 func newPrefetchRig(t *testing.T) *prefetchRig {
-	r := &prefetchRig{t: t, kvDev: faster.NewFaultDevice(faster.NewMemoryDevice("kv", 512, 64<<10)), tr: transport.NewMemory(1)}
+	r := &prefetchRig{t: t, kvDev: faster.NewFaultDevice(faster.NewMemoryDevice("kv", 512, 64<<10)), tr: transport.NewMemory(1),
+		logDev: faster.NewMemoryDevice("log", 512, 1<<20), meta: faster.NewMemoryMeta()}
 	// Two KV pages in memory and room for a few resident instances: most
 	// instances are read back from the device.
-	store, err := OpenDurableStore("partition 0", faster.NewMemoryDevice("log", 512, 1<<20), faster.NewMemoryMeta(),
-		StoreOptions{KVDevice: r.kvDev, KVMemoryBytes: 2 * 4096, KVPageSize: 4096, ResidentBytes: 6000})
+	r.opts = StoreOptions{KVDevice: r.kvDev, KVMemoryBytes: 2 * 4096, KVPageSize: 4096, ResidentBytes: 6000}
+	store, err := OpenDurableStore("partition 0", r.logDev, r.meta, r.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,5 +198,83 @@ func TestPrefetchParksAndKeepsInputOrder(t *testing.T) {
 	}
 	if s := r.p.SyncLoads(); s != 0 {
 		t.Fatalf("%d synchronous loads on the loop", s)
+	}
+}
+
+// status reads an orchestration's status (nil if there is none).
+func (r *prefetchRig) status(id string) *transport.InstanceStatus {
+	r.t.Helper()
+	rid := r.send(&transport.ClientRequest{Kind: transport.RequestStatus, InstanceID: id})
+	select {
+	case pk := <-r.resp:
+		if pk.Response == nil || pk.Response.RequestID != rid {
+			r.t.Fatalf("got response %+v, want one to request %d", pk.Response, rid)
+		}
+		return pk.Response.Status
+	case <-time.After(failAfter):
+		r.t.Fatalf("no response to request %d", rid)
+	}
+	return nil
+}
+
+// A purge by filter on the live loop considers only resident instances,
+// after the background scan made every match resident: it purges the
+// same instances as the replay of the log at recovery, which considers
+// them all.
+func TestPurgeWhereLiveAndReplayAgree(t *testing.T) {
+	r := newPrefetchRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), failAfter)
+	defer cancel()
+	create := func(id string) {
+		start := core.NewEvent(core.EventExecutionStarted, time.Now().UTC())
+		start.Name, start.InstanceID, start.ExecutionID, start.Input = "O", id, "x-"+id, []byte(strings.Repeat("i", 500))
+		r.response(r.send(&transport.ClientRequest{Kind: transport.RequestCreate, InstanceID: id, Event: start}))
+	}
+	waitDone := func(id string) {
+		deadline := time.Now().Add(failAfter)
+		for s := r.status(id); s == nil || s.Status != core.StatusCompleted; s = r.status(id) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never completed: %+v", id, s)
+			}
+		}
+	}
+	id := func(i int) string { return fmt.Sprintf("o%02d", i) }
+	for i := range 30 {
+		create(id(i))
+	}
+	for i := range 30 {
+		waitDone(id(i))
+	}
+	if err := r.p.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	create(id(31)) // changed after the checkpoint: dirty, resident
+	waitDone(id(31))
+	resp := r.response(r.send(&transport.ClientRequest{Kind: transport.RequestPurgeWhere,
+		Filter: &transport.Filter{InstanceIDPrefix: "o1", Statuses: []core.RuntimeStatus{core.StatusCompleted}}}))
+	if resp.Count != 10 {
+		t.Fatalf("the live purge removed %d instances, want 10 (o10 to o19)", resp.Count)
+	}
+	if s := r.p.SyncLoads(); s != 0 {
+		t.Fatalf("%d synchronous loads on the loop", s)
+	}
+	// Replay the log after the checkpoint (the purge included) from
+	// storage, as recovery after a crash would.
+	store, err := OpenDurableStore("partition 0 replay", r.logDev, r.meta, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Recover(0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 32 {
+		if i != 30 && (i < 10 || i > 19) {
+			want = append(want, id(i))
+		}
+	}
+	if got := st.IDs(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("after replay the instances are\n%v\nwant\n%v", got, want)
 	}
 }
