@@ -49,8 +49,9 @@ type Config struct {
 	// MaxPayloadBytes caps orchestration outputs and custom status; larger
 	// ones fail the orchestration.
 	MaxPayloadBytes int
-	// AckInterval is how often received messages are acknowledged.
-	AckInterval time.Duration
+	// Courier tunes acks, resends and send retries (Self and Count are
+	// set from Partition and Count).
+	Courier CourierConfig
 	// Checkpoints says when to checkpoint (if Log is a CheckpointStore).
 	Checkpoints CheckpointPolicy
 	Logger      *slog.Logger
@@ -86,8 +87,9 @@ type Partition struct {
 	responses  []pendingResponse
 	waiters    map[string][]waiter
 	received   []receivedMark
-	ackUpTo    map[int]uint64
-	ackSent    map[int]uint64
+	courier    *Courier
+	sendTimer  *time.Timer
+	sendFails  int
 	timers     *timerQueue
 	draining   bool
 	inFlight   sync.WaitGroup
@@ -120,6 +122,8 @@ type intakeItem struct {
 	drain bool
 	// checkpoint asks for a checkpoint now; the result goes to the channel.
 	checkpoint chan error
+	// resend is another partition's request to resend (not logged).
+	resend *transport.ResendRequest
 }
 
 type durableMark struct {
@@ -148,9 +152,7 @@ func Start(cfg Config, state *State) *Partition {
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
-	if cfg.AckInterval <= 0 {
-		cfg.AckInterval = 50 * time.Millisecond
-	}
+	cfg.Courier.Self, cfg.Courier.Count = cfg.Partition, cfg.Count
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -176,14 +178,19 @@ func Start(cfg Config, state *State) *Partition {
 		busy:       map[string]bool{},
 		running:    map[uint64]bool{},
 		waiters:    map[string][]waiter{},
-		ackUpTo:    map[int]uint64{},
-		ackSent:    map[int]uint64{},
+		courier:    NewCourier(cfg.Courier),
+		sendTimer:  time.NewTimer(time.Hour),
 		ctx:        ctx,
 		cancel:     cancel,
 		done:       make(chan struct{}),
 		logDone:    make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
+	// The recovered dedup marks are durable: acknowledge them again, in
+	// case the acks were lost with the previous owner.
+	for origin, m := range state.Dedup {
+		p.courier.DurableMark(origin, m.Pos, time.Now())
+	}
 	state.GoLive()
 	p.pf = newPrefetcher(state)
 	p.ckptStore, _ = cfg.Log.(CheckpointStore)
@@ -224,14 +231,34 @@ func (p *Partition) put(it intakeItem) bool {
 
 // receive reads the input queue and turns packets into events.
 func (p *Partition) receive(from uint64) {
+	var fails int
+	var backoff time.Duration
 	for {
 		pkts, next, err := p.cfg.Transport.ReceivePartition(p.ctx, p.cfg.Partition, from)
 		if err != nil {
-			if p.ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
-				p.log.Error("receive failed", slog.Any("error", err))
+			switch {
+			case p.ctx.Err() != nil || errors.Is(err, transport.ErrClosed):
+				return
+			case errors.Is(err, transport.ErrPositionGone):
+				// Reading on would skip packets: exactly-once is lost.
+				p.log.Error("input queue position is gone; stopping partition", slog.Uint64("position", from), slog.Any("error", err))
+				p.fail(fmt.Errorf("partition %d: receive at input position %d: %w", p.cfg.Partition, from, err))
+				p.cancel()
+				return
 			}
-			return
+			fails++
+			backoff = min(max(2*backoff, 10*time.Millisecond), 2*time.Second)
+			if fails%5 == 0 {
+				p.log.Warn("receive failed; retrying", slog.Int("failures", fails), slog.Duration("backoff", backoff), slog.Any("error", err))
+			}
+			select {
+			case <-time.After(backoff):
+			case <-p.ctx.Done():
+				return
+			}
+			continue
 		}
+		fails, backoff = 0, 0
 		for i, pk := range pkts {
 			it := intakeItem{inputPos: from + uint64(i) + 1}
 			switch {
@@ -243,6 +270,8 @@ func (p *Partition) receive(from uint64) {
 				it.update = &MessagesReceived{InputPos: it.inputPos, Batch: pk.Messages}
 			case pk.Ack != nil:
 				it.update = &AckReceived{InputPos: it.inputPos, Ack: pk.Ack}
+			case pk.Resend != nil:
+				it.resend = pk.Resend
 			default:
 				continue
 			}
@@ -256,8 +285,7 @@ func (p *Partition) receive(from uint64) {
 
 func (p *Partition) loop() {
 	defer close(p.done)
-	acks := time.NewTicker(p.cfg.AckInterval)
-	defer acks.Stop()
+	defer p.sendTimer.Stop()
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for {
@@ -282,14 +310,14 @@ func (p *Partition) loop() {
 			d := p.durableMsg
 			p.durableMu.Unlock()
 			p.onDurable(d)
-		case <-acks.C:
-			p.sendAcks()
+		case <-p.sendTimer.C:
 		case <-idle.C:
 			p.maybeCheckpoint(false, nil)
 		case <-p.ctx.Done():
 			return
 		}
 		p.dispatch()
+		p.pump()
 		p.state.Evict(p.busy)
 		res, loads, evicts := p.state.BackingStats()
 		p.stats.resident.Store(res)
@@ -318,6 +346,8 @@ func (p *Partition) handle(it intakeItem) {
 		p.maybeCheckpoint(true, it.checkpoint)
 	case it.read != nil:
 		p.read(it.read)
+	case it.resend != nil:
+		p.courier.ResendRequested(it.resend.From, it.resend.After)
 	case it.update != nil:
 		p.lastEvent = time.Now()
 		p.pos++
@@ -474,6 +504,16 @@ func (p *Partition) apply(e LogEntry) {
 	for _, r := range fx.Received {
 		p.received = append(p.received, receivedMark{commitPos: e.Pos, origin: r.Origin, originPos: r.Pos})
 	}
+	now := time.Now()
+	for _, o := range fx.Duplicates {
+		p.courier.Duplicate(o, now)
+	}
+	for _, g := range fx.Gaps {
+		p.courier.Gap(g.Origin, g.Pos, now)
+	}
+	for _, a := range fx.Acks {
+		p.courier.Acked(a.Origin, a.Pos, now)
+	}
 }
 
 func (p *Partition) markReady(id string) {
@@ -499,22 +539,24 @@ func (p *Partition) onDurable(d durableMark) {
 		}
 		p.unapplied = p.unapplied[n:]
 	}
-	p.sendOutbox()
 	n := 0
+	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
+		n++
+	}
+	p.courier.Durable(p.unsent[:n]...)
+	p.unsent = p.unsent[n:]
+	n = 0
 	for n < len(p.responses) && p.responses[n].pos <= p.durablePos {
 		r := p.responses[n].resp
-		if err := p.cfg.Transport.SendToClient(r.ClientID, &transport.Packet{Response: r.Response}); err != nil {
-			p.log.Warn("response dropped", slog.String("client", r.ClientID), slog.Any("error", err))
-		}
+		p.courier.Respond(r.ClientID, r.Response)
 		n++
 	}
 	p.responses = p.responses[n:]
 	n = 0
+	now := time.Now()
 	for n < len(p.received) && p.received[n].commitPos <= p.durablePos {
 		r := p.received[n]
-		if r.originPos > p.ackUpTo[r.origin] {
-			p.ackUpTo[r.origin] = r.originPos
-		}
+		p.courier.DurableMark(r.origin, r.originPos, now)
 		n++
 	}
 	p.received = p.received[n:]
@@ -523,36 +565,39 @@ func (p *Partition) onDurable(d durableMark) {
 	}
 }
 
-// sendOutbox sends the batches whose step is durable, in position order,
-// one packet per batch, grouped per destination.
-func (p *Partition) sendOutbox() {
-	n := 0
-	perDest := map[int][]*transport.Packet{}
-	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
-		b := p.unsent[n]
-		perDest[b.Dest] = append(perDest[b.Dest], &transport.Packet{Messages: &transport.MessageBatch{
-			Origin: p.cfg.Partition, OriginPos: b.Pos, Messages: b.Messages}})
-		n++
-	}
-	p.unsent = p.unsent[n:]
-	dests := make([]int, 0, len(perDest))
-	for d := range perDest {
-		dests = append(dests, d)
-	}
-	sort.Ints(dests)
-	for _, d := range dests {
-		if err := p.cfg.Transport.SendToPartition(d, perDest[d]...); err != nil {
-			p.log.Error("send to partition failed", slog.Int("dest", d), slog.Any("error", err))
+// pump performs the sends the courier has due, reports their outcomes,
+// and sets the timer for the next ones. A failed send stays with the
+// courier, which retries it with backoff; nothing is dropped.
+func (p *Partition) pump() {
+	now := time.Now()
+	for _, s := range p.courier.Ready(now) {
+		var err error
+		if s.Client != "" {
+			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
+		} else {
+			err = p.cfg.Transport.SendToPartition(s.Partition, s.Packets...)
+		}
+		p.courier.Result(s, err, now)
+		if err != nil {
+			p.sendFails++
+			lvl := slog.LevelDebug
+			if p.sendFails%100 == 0 {
+				lvl = slog.LevelWarn
+			}
+			if p.log.Enabled(context.Background(), lvl) {
+				p.log.Log(context.Background(), lvl, "send failed; retrying", slog.Int("dest", s.Partition), slog.Bool("client", s.Client != ""),
+					slog.Int("failures", p.sendFails), slog.Any("error", err))
+			}
 		}
 	}
-}
-
-func (p *Partition) sendAcks() {
-	for origin, upTo := range p.ackUpTo {
-		if upTo > p.ackSent[origin] {
-			p.ackSent[origin] = upTo
-			_ = p.cfg.Transport.SendToPartition(origin, &transport.Packet{Ack: &transport.Ack{From: p.cfg.Partition, UpTo: upTo}})
+	if !p.sendTimer.Stop() {
+		select {
+		case <-p.sendTimer.C:
+		default:
 		}
+	}
+	if next := p.courier.Next(now); !next.IsZero() {
+		p.sendTimer.Reset(max(next.Sub(time.Now()), time.Millisecond))
 	}
 }
 
@@ -561,7 +606,7 @@ func (p *Partition) respondRead(req *transport.ClientRequest, r *transport.Clien
 	r.RequestID = req.RequestID
 	resp := Response{ClientID: req.ClientID, Response: r}
 	if p.state.LastPos <= p.durablePos {
-		_ = p.cfg.Transport.SendToClient(req.ClientID, &transport.Packet{Response: r})
+		p.courier.Respond(req.ClientID, r)
 		return
 	}
 	p.responses = append(p.responses, pendingResponse{pos: p.state.LastPos, resp: resp})
