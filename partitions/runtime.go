@@ -94,7 +94,7 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions, syncLoads atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads, parked atomic.Int64 }
 	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
@@ -324,6 +324,7 @@ func (p *Partition) loop() {
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
 		p.stats.syncLoads.Store(p.state.SyncLoads())
+		p.stats.parked.Store(p.pf.count())
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
