@@ -94,7 +94,7 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions, syncLoads, parked atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads, parked, outbox atomic.Int64 }
 	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
@@ -217,6 +217,10 @@ func (p *Partition) StateStats() (resident, loads, evictions int64) {
 // partition's loop; prefetching keeps it at zero. Safe for concurrent use.
 func (p *Partition) SyncLoads() int64 { return p.stats.syncLoads.Load() }
 
+// OutboxLen returns the number of batches in the outbox (not yet
+// acknowledged by their destination). Safe for concurrent use.
+func (p *Partition) OutboxLen() int { return int(p.stats.outbox.Load()) }
+
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
 
@@ -325,6 +329,7 @@ func (p *Partition) loop() {
 		p.stats.evictions.Store(evicts)
 		p.stats.syncLoads.Store(p.state.SyncLoads())
 		p.stats.parked.Store(p.pf.count())
+		p.stats.outbox.Store(int64(len(p.state.Outbox)))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
