@@ -120,8 +120,8 @@ type Partition struct {
 	ckptFails    int // consecutive checkpoint failures
 	ckptRetryAt  time.Time
 	ckptFailures atomic.Int64
-	failMu  sync.Mutex
-	failed  error // first fatal error; guarded by failMu
+	failMu       sync.Mutex
+	failed       error // first fatal error; guarded by failMu
 }
 
 type intakeItem struct {
@@ -188,28 +188,28 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		actCancel:   actCancel,
 		stopped:     make(chan struct{}),
 		ckptResults: make(chan ckptResult, 1),
-		cfg:        cfg,
-		state:      state,
-		log:        cfg.Logger.With(slog.Int("partition", cfg.Partition)),
-		intake:     make(chan intakeItem, 4096),
-		logCh:      make(chan logItem, 256),
-		ckptCh:     make(chan *checkpointJob, 1),
-		durableSig: make(chan struct{}, 1),
-		pos:        state.LastPos,
-		durablePos: state.LastPos,
-		inputSeen:  state.NextInputPos,
-		ckptPos:    state.LastPos,
-		lastEvent:  time.Now(),
-		ready:      map[string]bool{},
-		busy:       map[string]bool{},
-		running:    map[uint64]bool{},
-		waiters:    map[string][]waiter{},
-		courier:    NewCourier(cfg.Courier),
-		sendTimer:  time.NewTimer(time.Hour),
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		logDone:    make(chan struct{}),
+		cfg:         cfg,
+		state:       state,
+		log:         cfg.Logger.With(slog.Int("partition", cfg.Partition)),
+		intake:      make(chan intakeItem, 4096),
+		logCh:       make(chan logItem, 256),
+		ckptCh:      make(chan *checkpointJob, 1),
+		durableSig:  make(chan struct{}, 1),
+		pos:         state.LastPos,
+		durablePos:  state.LastPos,
+		inputSeen:   state.NextInputPos,
+		ckptPos:     state.LastPos,
+		lastEvent:   time.Now(),
+		ready:       map[string]bool{},
+		busy:        map[string]bool{},
+		running:     map[uint64]bool{},
+		waiters:     map[string][]waiter{},
+		courier:     NewCourier(cfg.Courier),
+		sendTimer:   time.NewTimer(time.Hour),
+		ctx:         ctx,
+		cancel:      cancel,
+		done:        make(chan struct{}),
+		logDone:     make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
 	// The recovered dedup marks are durable: acknowledge them again, in
