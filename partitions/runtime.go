@@ -94,7 +94,7 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions, syncLoads, parked atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64 }
 	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
@@ -109,8 +109,19 @@ type Partition struct {
 	ctx     context.Context
 	done    chan struct{}
 	logDone chan struct{}
-	failMu  sync.Mutex
-	failed  error // first fatal error; guarded by failMu
+	// stopping is closed by Stop: queued activities and work items give
+	// up their turn, running activities see their context cancelled.
+	stopping     chan struct{}
+	stopOnce     sync.Once
+	actCtx       context.Context
+	actCancel    context.CancelFunc
+	stopped      chan struct{} // closed when every goroutine has ended (Done)
+	ckptResults  chan ckptResult
+	ckptFails    int // consecutive checkpoint failures
+	ckptRetryAt  time.Time
+	ckptFailures atomic.Int64
+	failMu       sync.Mutex
+	failed       error // first fatal error; guarded by failMu
 }
 
 type intakeItem struct {
@@ -147,8 +158,17 @@ type receivedMark struct {
 	originPos uint64
 }
 
-// Start runs a partition on state (a new or recovered one).
-func Start(cfg Config, state *State) *Partition {
+// Start runs a partition on state (a new or recovered one). Cancelling ctx
+// stops it at once: no more reads, work items, activities, sends or log
+// writes, and no checkpoint (the host does so when it loses the lease).
+// Stop stops it gracefully; Done and Err report when and why it stopped.
+func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
+	if err := cfg.validate(state); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("partition %d: start: %w", cfg.Partition, err)
+	}
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
@@ -160,30 +180,36 @@ func Start(cfg Config, state *State) *Partition {
 		cfg.Log = &MemoryLog{}
 	}
 	cfg.Checkpoints.normalize()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
+	actCtx, actCancel := context.WithCancel(ctx)
 	p := &Partition{
-		cfg:        cfg,
-		state:      state,
-		log:        cfg.Logger.With(slog.Int("partition", cfg.Partition)),
-		intake:     make(chan intakeItem, 4096),
-		logCh:      make(chan logItem, 256),
-		ckptCh:     make(chan *checkpointJob, 1),
-		durableSig: make(chan struct{}, 1),
-		pos:        state.LastPos,
-		durablePos: state.LastPos,
-		inputSeen:  state.NextInputPos,
-		ckptPos:    state.LastPos,
-		lastEvent:  time.Now(),
-		ready:      map[string]bool{},
-		busy:       map[string]bool{},
-		running:    map[uint64]bool{},
-		waiters:    map[string][]waiter{},
-		courier:    NewCourier(cfg.Courier),
-		sendTimer:  time.NewTimer(time.Hour),
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		logDone:    make(chan struct{}),
+		stopping:    make(chan struct{}),
+		actCtx:      actCtx,
+		actCancel:   actCancel,
+		stopped:     make(chan struct{}),
+		ckptResults: make(chan ckptResult, 1),
+		cfg:         cfg,
+		state:       state,
+		log:         cfg.Logger.With(slog.Int("partition", cfg.Partition)),
+		intake:      make(chan intakeItem, 4096),
+		logCh:       make(chan logItem, 256),
+		ckptCh:      make(chan *checkpointJob, 1),
+		durableSig:  make(chan struct{}, 1),
+		pos:         state.LastPos,
+		durablePos:  state.LastPos,
+		inputSeen:   state.NextInputPos,
+		ckptPos:     state.LastPos,
+		lastEvent:   time.Now(),
+		ready:       map[string]bool{},
+		busy:        map[string]bool{},
+		running:     map[uint64]bool{},
+		waiters:     map[string][]waiter{},
+		courier:     NewCourier(cfg.Courier),
+		sendTimer:   time.NewTimer(time.Hour),
+		ctx:         ctx,
+		cancel:      cancel,
+		done:        make(chan struct{}),
+		logDone:     make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
 	// The recovered dedup marks are durable: acknowledge them again, in
@@ -200,11 +226,69 @@ func Start(cfg Config, state *State) *Partition {
 	}
 	go p.logWorker()
 	go p.loop()
+	go func() {
+		<-p.done
+		<-p.logDone
+		if p.ckptDone != nil {
+			<-p.ckptDone
+		}
+		p.actCancel()
+		p.timers.stop()
+		close(p.stopped)
+	}()
 	// The first event restarts what was volatile.
 	p.put(intakeItem{update: &RecoveryCompleted{}})
 	go p.receive(state.NextInputPos)
-	return p
+	return p, nil
 }
+
+// validate checks a configuration, naming the field at fault.
+func (cfg *Config) validate(state *State) error {
+	switch {
+	case cfg.Count < 1:
+		return fmt.Errorf("partitions: Config.Count must be at least 1, got %d", cfg.Count)
+	case cfg.Partition < 0 || cfg.Partition >= cfg.Count:
+		return fmt.Errorf("partitions: Config.Partition must be in 0..%d, got %d", cfg.Count-1, cfg.Partition)
+	case cfg.Executor == nil:
+		return fmt.Errorf("partitions: partition %d: Config.Executor is nil", cfg.Partition)
+	case cfg.Transport == nil:
+		return fmt.Errorf("partitions: partition %d: Config.Transport is nil", cfg.Partition)
+	case cfg.Transport.PartitionCount() != cfg.Count:
+		return fmt.Errorf("partitions: partition %d: Config.Transport has %d partitions, Config.Count is %d",
+			cfg.Partition, cfg.Transport.PartitionCount(), cfg.Count)
+	case cfg.Pools == nil:
+		return fmt.Errorf("partitions: partition %d: Config.Pools is nil", cfg.Partition)
+	case state == nil:
+		return fmt.Errorf("partitions: partition %d: state is nil", cfg.Partition)
+	case state.Partition != cfg.Partition || state.Count != cfg.Count:
+		return fmt.Errorf("partitions: state is of partition %d of %d, Config says partition %d of %d",
+			state.Partition, state.Count, cfg.Partition, cfg.Count)
+	case cfg.EntityBatchLimit < 0:
+		return fmt.Errorf("partitions: partition %d: Config.EntityBatchLimit is negative (%d)", cfg.Partition, cfg.EntityBatchLimit)
+	case cfg.MaxPayloadBytes < 0:
+		return fmt.Errorf("partitions: partition %d: Config.MaxPayloadBytes is negative (%d)", cfg.Partition, cfg.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// Done is closed when the partition has stopped, for any reason: Stop,
+// the cancellation of Start's context, or a fatal error (see Err).
+func (p *Partition) Done() <-chan struct{} { return p.stopped }
+
+// Err returns the fatal error that stopped the partition: nil while it
+// runs and after a clean Stop or a cancellation.
+func (p *Partition) Err() error {
+	select {
+	case <-p.stopped:
+		return p.failure()
+	default:
+		return nil
+	}
+}
+
+// CheckpointFailures counts the checkpoints that failed. Safe for
+// concurrent use.
+func (p *Partition) CheckpointFailures() int64 { return p.ckptFailures.Load() }
 
 // StateStats reports the bytes of instances resident in memory, and how
 // many were read back from storage and evicted so far. Safe for
@@ -216,6 +300,10 @@ func (p *Partition) StateStats() (resident, loads, evictions int64) {
 // SyncLoads counts the instances read from storage synchronously on the
 // partition's loop; prefetching keeps it at zero. Safe for concurrent use.
 func (p *Partition) SyncLoads() int64 { return p.stats.syncLoads.Load() }
+
+// OutboxLen returns the number of batches in the outbox (not yet
+// acknowledged by their destination). Safe for concurrent use.
+func (p *Partition) OutboxLen() int { return int(p.stats.outbox.Load()) }
 
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
@@ -311,7 +399,10 @@ func (p *Partition) loop() {
 			p.durableMu.Unlock()
 			p.onDurable(d)
 		case <-p.sendTimer.C:
+		case r := <-p.ckptResults:
+			p.checkpointDone(r)
 		case <-idle.C:
+			p.expireWaiters(time.Now())
 			p.maybeCheckpoint(false, nil)
 		case <-p.ctx.Done():
 			return
@@ -325,6 +416,7 @@ func (p *Partition) loop() {
 		p.stats.evictions.Store(evicts)
 		p.stats.syncLoads.Store(p.state.SyncLoads())
 		p.stats.parked.Store(p.pf.count())
+		p.stats.outbox.Store(int64(len(p.state.Outbox)))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -417,8 +509,16 @@ func (p *Partition) logWorker() {
 				select {
 				case p.ckptCh <- it.ckpt:
 				default:
-					// A checkpoint is still being written; skip this one.
+					// A checkpoint is still being written; skip this one
+					// (a caller of Checkpoint tries again).
+					select {
+					case p.ckptResults <- ckptResult{job: it.ckpt, err: errCheckpointBusy}:
+					case <-p.ctx.Done():
+					}
 					p.ckptBusy.Store(false)
+					if it.ckpt.done != nil {
+						it.ckpt.done <- errCheckpointBusy
+					}
 				}
 			}
 		}
@@ -426,6 +526,9 @@ func (p *Partition) logWorker() {
 }
 
 func (p *Partition) appendEntries(entries []LogEntry) bool {
+	if p.ctx.Err() != nil {
+		return false // stopped: no more log writes
+	}
 	if err := p.cfg.Log.Append(entries); err != nil {
 		p.log.Error("commit log append failed; stopping partition", slog.Any("error", err))
 		p.fail(fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err))
@@ -669,7 +772,11 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		st := inst.Entity
 		go func() {
 			defer p.inFlight.Done()
-			p.cfg.Pools.Entities <- struct{}{}
+			select {
+			case p.cfg.Pools.Entities <- struct{}{}:
+			case <-p.stopping:
+				return // redone from the session by the next owner
+			}
 			var ev *EntityBatchProcessed
 			if err != nil {
 				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: st}
@@ -685,7 +792,11 @@ func (p *Partition) startWorkItem(inst *Instance) {
 	history := inst.History[:len(inst.History):len(inst.History)]
 	go func() {
 		defer p.inFlight.Done()
-		p.cfg.Pools.Orchestrations <- struct{}{}
+		select {
+		case p.cfg.Pools.Orchestrations <- struct{}{}:
+		case <-p.stopping:
+			return // redone from the session by the next owner
+		}
 		cur := p.cfg.Cursors.Take(id, gen)
 		res := p.cfg.Executor.ExecuteOrchestration(&OrchestrationWork{InstanceID: id, History: history, NewEvents: pending,
 			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
@@ -740,13 +851,25 @@ func historyBytes(parts ...[]*core.HistoryEvent) int64 {
 	return n
 }
 
+// startActivity runs an activity when the pool has room. A stopping
+// partition neither starts it nor takes its result: it stays in the
+// state, and the next owner runs it.
 func (p *Partition) startActivity(id uint64, m *core.TaskMessage) {
-	p.inFlight.Add(1)
 	go func() {
-		defer p.inFlight.Done()
-		p.cfg.Pools.Activities <- struct{}{}
-		reply := p.cfg.Executor.ExecuteActivity(p.ctx, m)
+		select {
+		case p.cfg.Pools.Activities <- struct{}{}:
+		case <-p.stopping:
+			return
+		}
+		if p.actCtx.Err() != nil {
+			<-p.cfg.Pools.Activities
+			return
+		}
+		reply := p.cfg.Executor.ExecuteActivity(p.actCtx, m)
 		<-p.cfg.Pools.Activities
+		if p.actCtx.Err() != nil {
+			return // cancelled by Stop: the result may be partial
+		}
 		p.put(intakeItem{update: &ActivityCompleted{ActivityID: id, Reply: reply}})
 	}()
 }
@@ -755,34 +878,38 @@ func (p *Partition) submitTimers(ids []uint64) {
 	p.put(intakeItem{update: &TimerFired{TimerIDs: ids}})
 }
 
-// Stop stops the partition: no new work items start, running ones finish
-// (until ctx is done), the log is flushed, and the loop ends.
+// Stop stops the partition gracefully: no new work items or activities
+// start; queued activities are not run and running ones have their
+// context cancelled and their results discarded (they stay in the state,
+// for the next owner); running work items finish (until ctx is done); a
+// checkpoint is taken, so the next owner need not replay the log; then
+// everything stops. It returns the fatal error, if the partition failed.
 func (p *Partition) Stop(ctx context.Context) error {
-	stopped := make(chan struct{})
+	p.stopOnce.Do(func() {
+		close(p.stopping)
+		p.actCancel()
+	})
+	p.put(intakeItem{drain: true})
+	workDone := make(chan struct{})
 	go func() {
 		p.inFlight.Wait()
-		close(stopped)
+		close(workDone)
 	}()
-	// Let the loop absorb the results of running work items meanwhile.
-	p.put(intakeItem{drain: true})
 	select {
-	case <-stopped:
+	case <-workDone:
 	case <-ctx.Done():
+	case <-p.stopped:
 	}
 	p.timers.stop()
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
-		if err := p.Checkpoint(ctx); err != nil {
+		if err := p.Checkpoint(ctx); err != nil && !errors.Is(err, ErrStopped) {
 			p.log.Warn("final checkpoint failed", slog.Any("error", err))
 		}
 	}
 	p.cancel()
-	<-p.done
-	<-p.logDone
-	if p.ckptDone != nil {
-		<-p.ckptDone
-	}
+	<-p.stopped
 	return p.failure()
 }
 
@@ -851,7 +978,11 @@ func (p *Partition) read(req *transport.ClientRequest) {
 			p.respondRead(req, &transport.ClientResponse{Status: statusOf(inst, req.IncludePayloads, req.IncludeHistory)})
 			return
 		}
+		if !req.Deadline.IsZero() && !time.Now().Before(req.Deadline) {
+			return // the client has given up already
+		}
 		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
+		p.countWaiters()
 	case transport.RequestQuery:
 		p.query(req)
 	case transport.RequestGetEntity:
@@ -862,8 +993,59 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		p.respondRead(req, &transport.ClientResponse{Entities: []*transport.EntityStatus{entityStatusOf(inst, req.IncludePayloads)}})
 	case transport.RequestListEntities:
 		p.listEntities(req)
+	case transport.RequestCancel:
+		p.cancelWaiter(req)
 	}
 }
+
+// cancelWaiter drops the wait of a client that gave up (req names the
+// wait by its request id).
+func (p *Partition) cancelWaiter(req *transport.ClientRequest) {
+	ws := p.waiters[req.InstanceID]
+	keep := ws[:0]
+	for _, w := range ws {
+		if w.req.ClientID != req.ClientID || w.req.RequestID != req.RequestID {
+			keep = append(keep, w)
+		}
+	}
+	clear(ws[len(keep):])
+	p.setWaiters(req.InstanceID, keep)
+}
+
+// expireWaiters drops the waits whose client's deadline has passed.
+func (p *Partition) expireWaiters(now time.Time) {
+	for id, ws := range p.waiters {
+		keep := ws[:0]
+		for _, w := range ws {
+			if w.req.Deadline.IsZero() || now.Before(w.req.Deadline) {
+				keep = append(keep, w)
+			}
+		}
+		clear(ws[len(keep):])
+		p.setWaiters(id, keep)
+	}
+}
+
+func (p *Partition) setWaiters(id string, ws []waiter) {
+	if len(ws) == 0 {
+		delete(p.waiters, id)
+	} else {
+		p.waiters[id] = ws
+	}
+	p.countWaiters()
+}
+
+func (p *Partition) countWaiters() {
+	n := 0
+	for _, ws := range p.waiters {
+		n += len(ws)
+	}
+	p.stats.waiters.Store(int64(n))
+}
+
+// Waiters returns the number of clients waiting for an instance to start
+// or complete. Safe for concurrent use.
+func (p *Partition) Waiters() int { return int(p.stats.waiters.Load()) }
 
 func waitSatisfied(kind transport.RequestKind, inst *Instance) bool {
 	if kind == transport.RequestWaitStart {
@@ -893,11 +1075,7 @@ func (p *Partition) checkWaiters(id string, pos uint64) {
 		r.RequestID = w.req.RequestID
 		p.responses = append(p.responses, pendingResponse{pos: pos, resp: Response{ClientID: w.req.ClientID, Response: r}})
 	}
-	if len(keep) == 0 {
-		delete(p.waiters, id)
-	} else {
-		p.waiters[id] = keep
-	}
+	p.setWaiters(id, keep)
 }
 
 func statusOf(inst *Instance, payloads, history bool) *transport.InstanceStatus {
