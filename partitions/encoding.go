@@ -421,7 +421,7 @@ func logEntryToProto(e LogEntry) (*partitionspb.LogEntry, error) {
 				return fail(err)
 			}
 			b = &partitionspb.MessageBatch{Origin: int64(ev.Batch.Origin), OriginPos: ev.Batch.OriginPos,
-				FirstSub: ev.Batch.FirstSub, Messages: ms}
+				FirstSub: ev.Batch.FirstSub, Messages: ms, Prev: ev.Batch.Prev}
 		}
 		p.Event = &partitionspb.LogEntry_MessagesReceived{MessagesReceived: &partitionspb.MessagesReceived{
 			InputPos: ev.InputPos, Batch: b}}
@@ -515,7 +515,7 @@ func logEntryFromProto(p *partitionspb.LogEntry) (LogEntry, error) {
 			if ms, err = messagesFromProto("message", pb.Messages); err != nil {
 				break
 			}
-			b = &transport.MessageBatch{Origin: int(pb.Origin), OriginPos: pb.OriginPos, FirstSub: pb.FirstSub, Messages: ms}
+			b = &transport.MessageBatch{Origin: int(pb.Origin), OriginPos: pb.OriginPos, FirstSub: pb.FirstSub, Messages: ms, Prev: pb.Prev}
 		}
 		e.Event = &MessagesReceived{InputPos: x.GetInputPos(), Batch: b}
 	case *partitionspb.LogEntry_AckReceived:
@@ -788,7 +788,7 @@ func stateToProto(s *State) (*partitionspb.State, error) {
 			if err != nil {
 				return nil, fmt.Errorf("outbox batch %d: %w", i, err)
 			}
-			batches[i] = &partitionspb.OutboxBatch{Pos: b.Pos, Dest: int64(b.Dest), Messages: ms}
+			batches[i] = &partitionspb.OutboxBatch{Pos: b.Pos, Dest: int64(b.Dest), Messages: ms, Prev: b.Prev}
 		}
 		p.Outbox = &partitionspb.OutboxList{Batches: batches}
 	}
@@ -800,6 +800,14 @@ func stateToProto(s *State) (*partitionspb.State, error) {
 			entries[i] = &partitionspb.DedupEntry{Origin: int64(o), Pos: m.Pos, Sub: m.Sub}
 		}
 		p.Dedup = &partitionspb.DedupMap{Entries: entries}
+	}
+	if s.LastBatch != nil {
+		dests := slices.Sorted(maps.Keys(s.LastBatch))
+		entries := make([]*partitionspb.BatchChainEntry, len(dests))
+		for i, d := range dests {
+			entries[i] = &partitionspb.BatchChainEntry{Dest: int64(d), Pos: s.LastBatch[d]}
+		}
+		p.LastBatch = &partitionspb.BatchChain{Entries: entries}
 	}
 	return p, nil
 }
@@ -844,7 +852,7 @@ func stateFromProto(p *partitionspb.State) (*State, error) {
 			if err != nil {
 				return nil, fmt.Errorf("outbox batch %d: %w", i, err)
 			}
-			s.Outbox[i] = &OutboxBatch{Pos: pb.Pos, Dest: int(pb.Dest), Messages: ms}
+			s.Outbox[i] = &OutboxBatch{Pos: pb.Pos, Dest: int(pb.Dest), Messages: ms, Prev: pb.Prev}
 		}
 	}
 	if p.Dedup != nil {
@@ -855,6 +863,16 @@ func stateFromProto(p *partitionspb.State) (*State, error) {
 				return nil, fmt.Errorf("dedup origin %d appears twice", o)
 			}
 			s.Dedup[o] = DedupMark{Pos: d.GetPos(), Sub: d.GetSub()}
+		}
+	}
+	if p.LastBatch != nil {
+		s.LastBatch = make(map[int]uint64, len(p.LastBatch.Entries))
+		for _, e := range p.LastBatch.Entries {
+			d := int(e.GetDest())
+			if _, dup := s.LastBatch[d]; dup {
+				return nil, fmt.Errorf("last batch of destination %d appears twice", d)
+			}
+			s.LastBatch[d] = e.GetPos()
 		}
 	}
 	return s, nil

@@ -51,6 +51,10 @@ type Config struct {
 	MaxPayloadBytes int
 	// AckInterval is how often received messages are acknowledged.
 	AckInterval time.Duration
+	// ResendTimeout is how long batches sent to another partition wait
+	// for an ack before they are sent again (it doubles while none
+	// comes). Default 1 s.
+	ResendTimeout time.Duration
 	// Checkpoints says when to checkpoint (if Log is a CheckpointStore).
 	Checkpoints CheckpointPolicy
 	Logger      *slog.Logger
@@ -82,12 +86,10 @@ type Partition struct {
 	readyList  []string
 	busy       map[string]bool
 	running    map[uint64]bool // activities started
-	unsent     []*OutboxBatch
+	ex         *exchange
 	responses  []pendingResponse
+	respRetry  []retryResponse
 	waiters    map[string][]waiter
-	received   []receivedMark
-	ackUpTo    map[int]uint64
-	ackSent    map[int]uint64
 	timers     *timerQueue
 	draining   bool
 	inFlight   sync.WaitGroup
@@ -120,6 +122,8 @@ type intakeItem struct {
 	drain bool
 	// checkpoint asks for a checkpoint now; the result goes to the channel.
 	checkpoint chan error
+	// resend is another partition's request to send our batches again.
+	resend *transport.ResendRequest
 }
 
 type durableMark struct {
@@ -130,6 +134,13 @@ type durableMark struct {
 type pendingResponse struct {
 	pos  uint64
 	resp Response
+}
+
+// retryResponse is a client response whose send failed, due again at at.
+type retryResponse struct {
+	resp     Response
+	at       time.Time
+	attempts int
 }
 
 type waiter struct {
@@ -176,12 +187,12 @@ func Start(cfg Config, state *State) *Partition {
 		busy:       map[string]bool{},
 		running:    map[uint64]bool{},
 		waiters:    map[string][]waiter{},
-		ackUpTo:    map[int]uint64{},
-		ackSent:    map[int]uint64{},
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		logDone:    make(chan struct{}),
+		ex: newExchange(cfg.Partition, exchangeConfig{AckInterval: cfg.AckInterval, ResendTimeout: cfg.ResendTimeout},
+			state.LastPos, state.Dedup),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		logDone: make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
 	state.GoLive()
@@ -223,15 +234,33 @@ func (p *Partition) put(it intakeItem) bool {
 }
 
 // receive reads the input queue and turns packets into events.
+// A failed receive is retried with backoff; only a closed transport, the
+// partition stopping, or a position the transport no longer has (which
+// would lose packets: the partition fails) ends it.
 func (p *Partition) receive(from uint64) {
+	var backoff time.Duration
 	for {
 		pkts, next, err := p.cfg.Transport.ReceivePartition(p.ctx, p.cfg.Partition, from)
 		if err != nil {
-			if p.ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
-				p.log.Error("receive failed", slog.Any("error", err))
+			switch {
+			case p.ctx.Err() != nil || errors.Is(err, transport.ErrClosed):
+				return
+			case errors.Is(err, transport.ErrPositionGone):
+				p.log.Error("input queue position is gone; stopping partition", slog.Uint64("position", from), slog.Any("error", err))
+				p.fail(fmt.Errorf("partition %d: receive at %d: %w", p.cfg.Partition, from, err))
+				p.cancel()
+				return
 			}
-			return
+			backoff = min(max(2*backoff, 10*time.Millisecond), 2*time.Second)
+			p.log.Warn("receive failed; retrying", slog.Duration("backoff", backoff), slog.Any("error", err))
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-p.ctx.Done():
+				return
+			}
 		}
+		backoff = 0
 		for i, pk := range pkts {
 			it := intakeItem{inputPos: from + uint64(i) + 1}
 			switch {
@@ -243,6 +272,8 @@ func (p *Partition) receive(from uint64) {
 				it.update = &MessagesReceived{InputPos: it.inputPos, Batch: pk.Messages}
 			case pk.Ack != nil:
 				it.update = &AckReceived{InputPos: it.inputPos, Ack: pk.Ack}
+			case pk.Resend != nil:
+				it.resend = pk.Resend
 			default:
 				continue
 			}
@@ -283,13 +314,14 @@ func (p *Partition) loop() {
 			p.durableMu.Unlock()
 			p.onDurable(d)
 		case <-acks.C:
-			p.sendAcks()
+			p.retryResponses()
 		case <-idle.C:
 			p.maybeCheckpoint(false, nil)
 		case <-p.ctx.Done():
 			return
 		}
 		p.dispatch()
+		p.pump()
 		p.state.Evict(p.busy)
 		res, loads, evicts := p.state.BackingStats()
 		p.stats.resident.Store(res)
@@ -315,6 +347,8 @@ func (p *Partition) handle(it intakeItem) {
 	case it.checkpoint != nil:
 		p.flushLog()
 		p.maybeCheckpoint(true, it.checkpoint)
+	case it.resend != nil:
+		p.ex.OnResendRequest(it.resend.From, it.resend.After)
 	case it.read != nil:
 		p.read(it.read)
 	case it.update != nil:
@@ -463,7 +497,10 @@ func (p *Partition) apply(e LogEntry) {
 			p.timers.add(id, m.Event.FireAt)
 		}
 	}
-	p.unsent = append(p.unsent, fx.Outbox...)
+	p.ex.OnOutbox(fx.Outbox)
+	if ev, ok := e.Event.(*AckReceived); ok && ev.Ack != nil {
+		p.ex.OnAck(ev.Ack.From, ev.Ack.UpTo)
+	}
 	for _, r := range fx.Responses {
 		p.responses = append(p.responses, pendingResponse{pos: e.Pos, resp: r})
 	}
@@ -471,7 +508,13 @@ func (p *Partition) apply(e LogEntry) {
 		p.checkWaiters(id, e.Pos)
 	}
 	for _, r := range fx.Received {
-		p.received = append(p.received, receivedMark{commitPos: e.Pos, origin: r.Origin, originPos: r.Pos})
+		p.ex.OnApplied(e.Pos, r.Origin, r.Pos)
+	}
+	for _, o := range fx.Duplicates {
+		p.ex.OnDuplicate(o)
+	}
+	for _, g := range fx.Gaps {
+		p.ex.OnGap(g.Origin, g.Pos)
 	}
 }
 
@@ -498,60 +541,75 @@ func (p *Partition) onDurable(d durableMark) {
 		}
 		p.unapplied = p.unapplied[n:]
 	}
-	p.sendOutbox()
+	p.ex.OnDurable(d.pos)
 	n := 0
 	for n < len(p.responses) && p.responses[n].pos <= p.durablePos {
-		r := p.responses[n].resp
-		if err := p.cfg.Transport.SendToClient(r.ClientID, &transport.Packet{Response: r.Response}); err != nil {
-			p.log.Warn("response dropped", slog.String("client", r.ClientID), slog.Any("error", err))
-		}
+		p.sendResponse(p.responses[n].resp, 0)
 		n++
 	}
 	p.responses = p.responses[n:]
-	n = 0
-	for n < len(p.received) && p.received[n].commitPos <= p.durablePos {
-		r := p.received[n]
-		if r.originPos > p.ackUpTo[r.origin] {
-			p.ackUpTo[r.origin] = r.originPos
-		}
-		n++
-	}
-	p.received = p.received[n:]
 	if d.inputPos > 0 {
 		p.cfg.Transport.TrimPartition(p.cfg.Partition, d.inputPos)
 	}
 }
 
-// sendOutbox sends the batches whose step is durable, in position order,
-// one packet per batch, grouped per destination.
-func (p *Partition) sendOutbox() {
-	n := 0
-	perDest := map[int][]*transport.Packet{}
-	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
-		b := p.unsent[n]
-		perDest[b.Dest] = append(perDest[b.Dest], &transport.Packet{Messages: &transport.MessageBatch{
-			Origin: p.cfg.Partition, OriginPos: b.Pos, Messages: b.Messages}})
-		n++
-	}
-	p.unsent = p.unsent[n:]
-	dests := make([]int, 0, len(perDest))
-	for d := range perDest {
-		dests = append(dests, d)
-	}
-	sort.Ints(dests)
-	for _, d := range dests {
-		if err := p.cfg.Transport.SendToPartition(d, perDest[d]...); err != nil {
-			p.log.Error("send to partition failed", slog.Int("dest", d), slog.Any("error", err))
+// pump performs the sends the exchange has due, and reports their
+// results to it. A send that fails is retried by the exchange after a
+// backoff; the batches stay in the (durable) outbox meanwhile.
+func (p *Partition) pump() {
+	now := time.Now()
+	for round := 0; round < 8; round++ {
+		sends := p.ex.Tick(now)
+		if len(sends) == 0 {
+			return
+		}
+		for _, s := range sends {
+			if p.ctx.Err() != nil {
+				return // stopped: the outbox waits for the next owner
+			}
+			err := p.cfg.Transport.SendToPartition(s.Dest, s.Packets(p.cfg.Partition)...)
+			if err != nil && !errors.Is(err, transport.ErrClosed) {
+				p.log.Warn("send to partition failed; will retry", slog.Int("dest", s.Dest), slog.Any("error", err))
+			}
+			p.ex.OnSent(s, err, now)
 		}
 	}
 }
 
-func (p *Partition) sendAcks() {
-	for origin, upTo := range p.ackUpTo {
-		if upTo > p.ackSent[origin] {
-			p.ackSent[origin] = upTo
-			_ = p.cfg.Transport.SendToPartition(origin, &transport.Packet{Ack: &transport.Ack{From: p.cfg.Partition, UpTo: upTo}})
+// maxResponseAttempts bounds the retries of a client response: a client
+// that stays unreachable has given up (and retries its request).
+const maxResponseAttempts = 12
+
+// sendResponse sends a response to a client, and queues it for a retry
+// if the send fails.
+func (p *Partition) sendResponse(r Response, attempts int) {
+	err := p.cfg.Transport.SendToClient(r.ClientID, &transport.Packet{Response: r.Response})
+	if err == nil || errors.Is(err, transport.ErrClosed) {
+		return
+	}
+	attempts++
+	if attempts >= maxResponseAttempts {
+		p.log.Warn("response dropped after retries", slog.String("client", r.ClientID), slog.Any("error", err))
+		return
+	}
+	backoff := min(10*time.Millisecond<<attempts, time.Second)
+	p.respRetry = append(p.respRetry, retryResponse{resp: r, at: time.Now().Add(backoff), attempts: attempts})
+}
+
+// retryResponses sends again the responses whose retry is due.
+func (p *Partition) retryResponses() {
+	if len(p.respRetry) == 0 {
+		return
+	}
+	now := time.Now()
+	list := p.respRetry
+	p.respRetry = nil
+	for _, r := range list {
+		if now.Before(r.at) {
+			p.respRetry = append(p.respRetry, r)
+			continue
 		}
+		p.sendResponse(r.resp, r.attempts)
 	}
 }
 
@@ -560,7 +618,7 @@ func (p *Partition) respondRead(req *transport.ClientRequest, r *transport.Clien
 	r.RequestID = req.RequestID
 	resp := Response{ClientID: req.ClientID, Response: r}
 	if p.state.LastPos <= p.durablePos {
-		_ = p.cfg.Transport.SendToClient(req.ClientID, &transport.Packet{Response: r})
+		p.sendResponse(resp, 0)
 		return
 	}
 	p.responses = append(p.responses, pendingResponse{pos: p.state.LastPos, resp: resp})

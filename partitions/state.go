@@ -41,6 +41,11 @@ type State struct {
 	// sub-position) applied.
 	Dedup map[int]DedupMark
 
+	// LastBatch holds, per destination, the position of the last batch
+	// made for it: the next batch's Prev, which chains the batches to one
+	// destination so that the receiver sees a gap.
+	LastBatch map[int]uint64
+
 	// NextGeneration numbers sessions, so that a work item's result is not
 	// applied to an instance that was replaced meanwhile.
 	NextGeneration uint64
@@ -89,6 +94,8 @@ type OutboxBatch struct {
 	Pos      uint64
 	Dest     int
 	Messages []*core.TaskMessage
+	// Prev is the position of the previous batch to Dest (0 if none).
+	Prev uint64
 }
 
 // DedupMark is a high-water mark of messages applied from one origin.
@@ -122,6 +129,12 @@ type Effects struct {
 	Dropped []string
 	// Received lists origins whose messages were applied, for acks.
 	Received []DedupOrigin
+	// Duplicates lists origins that sent a batch already applied: they
+	// are acknowledged again (their ack may have been lost).
+	Duplicates []int
+	// Gaps lists origins whose batch skipped one not yet applied; Pos is
+	// the dedup mark, after which the origin is asked to resend.
+	Gaps []DedupOrigin
 }
 
 // DedupOrigin names an origin and the position applied from it.
@@ -139,6 +152,7 @@ func NewState(partition, count int) *State {
 		Activities: map[uint64]*core.TaskMessage{},
 		Timers:     map[uint64]*core.TaskMessage{},
 		Dedup:      map[int]DedupMark{},
+		LastBatch:  map[int]uint64{},
 	}
 }
 
@@ -449,30 +463,45 @@ func (a *applier) flushOutbox() {
 		dests = append(dests, d)
 	}
 	sort.Ints(dests)
+	if a.s.LastBatch == nil {
+		a.s.LastBatch = map[int]uint64{}
+	}
 	for _, d := range dests {
-		b := &OutboxBatch{Pos: a.pos, Dest: d, Messages: a.out[d]}
+		b := &OutboxBatch{Pos: a.pos, Dest: d, Messages: a.out[d], Prev: a.s.LastBatch[d]}
+		a.s.LastBatch[d] = a.pos
 		a.s.Outbox = append(a.s.Outbox, b)
 		a.fx.Outbox = append(a.fx.Outbox, b)
 	}
 	a.out = nil
 }
 
+// messagesReceived applies a batch only if it is the next one from its
+// origin: each batch names the position of the previous batch to this
+// partition (Prev), which must be the dedup mark. A batch at or below the
+// mark is a duplicate; one whose Prev is ahead of the mark follows a batch
+// that was lost or is late, and the origin is asked to resend.
 func (a *applier) messagesReceived(b *transport.MessageBatch) {
+	if a.s.Dedup == nil {
+		a.s.Dedup = map[int]DedupMark{}
+	}
 	mark := a.s.Dedup[b.Origin]
-	applied := false
+	switch {
+	case b.OriginPos <= mark.Pos:
+		a.fx.Duplicates = append(a.fx.Duplicates, b.Origin)
+		return
+	case b.Prev > mark.Pos:
+		a.fx.Gaps = append(a.fx.Gaps, DedupOrigin{Origin: b.Origin, Pos: mark.Pos})
+		return
+	}
+	// (Prev below the mark cannot happen in one chain; it is accepted as
+	// the next batch, as batches logged before Prev existed carry 0.)
 	for i, m := range b.Messages {
-		sub := b.FirstSub + uint32(i)
-		if b.OriginPos < mark.Pos || (b.OriginPos == mark.Pos && sub <= mark.Sub) {
-			continue // a duplicate
-		}
-		mark = DedupMark{Pos: b.OriginPos, Sub: sub}
+		mark = DedupMark{Pos: b.OriginPos, Sub: b.FirstSub + uint32(i)}
 		a.deliverNow(m)
-		applied = true
 	}
-	if applied {
-		a.s.Dedup[b.Origin] = mark
-		a.fx.Received = append(a.fx.Received, DedupOrigin{Origin: b.Origin, Pos: b.OriginPos})
-	}
+	mark.Pos = b.OriginPos
+	a.s.Dedup[b.Origin] = mark
+	a.fx.Received = append(a.fx.Received, DedupOrigin{Origin: b.Origin, Pos: b.OriginPos})
 }
 
 func (a *applier) ackReceived(ack *transport.Ack) {

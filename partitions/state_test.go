@@ -123,3 +123,79 @@ func TestDedupDropsDuplicates(t *testing.T) {
 		t.Fatalf("dedup mark %+v", s.Dedup[0])
 	}
 }
+
+// TestMessagesReceivedChain: a batch is applied only right after the
+// previous one from its origin; duplicates and gaps are reported, not
+// applied.
+func TestMessagesReceivedChain(t *testing.T) {
+	s := NewState(0, 2)
+	var fx Effects
+	s.Apply(1, t0, createReq("a!0", "O", "1", 1), &fx)
+	raise := func(name string) *core.TaskMessage {
+		e := core.NewEvent(core.EventEventRaised, t0)
+		e.Name = name
+		return &core.TaskMessage{Target: core.Instance{InstanceID: "a!0"}, Event: e}
+	}
+	pos := uint64(1)
+	recv := func(originPos, prev uint64, name string) Effects {
+		pos++
+		var fx Effects
+		s.Apply(pos, t0, &MessagesReceived{InputPos: pos, Batch: &transport.MessageBatch{Origin: 1, OriginPos: originPos,
+			Prev: prev, Messages: []*core.TaskMessage{raise(name)}}}, &fx)
+		return fx
+	}
+	pending := func() string {
+		var names []string
+		for _, e := range s.Instances["a!0"].Pending {
+			if e.Kind == core.EventEventRaised {
+				names = append(names, e.Name)
+			}
+		}
+		return fmt.Sprint(names)
+	}
+	if fx := recv(10, 0, "x"); len(fx.Received) != 1 || fx.Received[0] != (DedupOrigin{Origin: 1, Pos: 10}) {
+		t.Fatalf("first batch: %+v", fx)
+	}
+	if fx := recv(10, 0, "x"); len(fx.Duplicates) != 1 || fx.Duplicates[0] != 1 || len(fx.Received) != 0 {
+		t.Fatalf("duplicate: %+v", fx)
+	}
+	if fx := recv(30, 20, "z"); len(fx.Gaps) != 1 || fx.Gaps[0] != (DedupOrigin{Origin: 1, Pos: 10}) || len(fx.Received) != 0 {
+		t.Fatalf("gap: %+v", fx)
+	}
+	if got := pending(); got != "[x]" {
+		t.Fatalf("after duplicate and gap, pending %s, want [x]", got)
+	}
+	recv(20, 10, "y")
+	recv(30, 20, "z")
+	recv(20, 10, "y")
+	if got := pending(); got != "[x y z]" {
+		t.Fatalf("pending %s, want [x y z]", got)
+	}
+	if m := s.Dedup[1]; m.Pos != 30 {
+		t.Fatalf("dedup mark %+v, want 30", m)
+	}
+}
+
+// TestOutboxChain: each batch names the previous batch to its
+// destination, also across events that send nothing there.
+func TestOutboxChain(t *testing.T) {
+	s := NewState(0, 3)
+	emit := func(pos uint64, dests ...int) []*OutboxBatch {
+		var fx Effects
+		a := &applier{s: s, pos: pos, fx: &fx, out: map[int][]*core.TaskMessage{}}
+		for _, d := range dests {
+			a.out[d] = []*core.TaskMessage{{}}
+		}
+		a.flushOutbox()
+		return fx.Outbox
+	}
+	emit(4, 1, 2)
+	emit(7, 2)
+	got := emit(9, 1, 2)
+	if len(got) != 2 || got[0].Dest != 1 || got[0].Prev != 4 || got[1].Dest != 2 || got[1].Prev != 7 {
+		t.Fatalf("chain: %+v %+v", got[0], got[1])
+	}
+	if s.LastBatch[1] != 9 || s.LastBatch[2] != 9 {
+		t.Fatalf("last batch %v", s.LastBatch)
+	}
+}

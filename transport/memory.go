@@ -59,7 +59,7 @@ func (q *queue) read(ctx context.Context, from uint64) ([]*Packet, uint64, error
 		}
 		if from < q.base {
 			q.mu.Unlock()
-			return nil, from, fmt.Errorf("transport: position %d was trimmed (queue starts at %d)", from, q.base)
+			return nil, from, fmt.Errorf("position %d was trimmed (queue starts at %d): %w", from, q.base, ErrPositionGone)
 		}
 		end := q.base + uint64(len(q.items))
 		if from > end {

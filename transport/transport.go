@@ -16,6 +16,11 @@ import (
 // ErrClosed is returned by operations on a closed transport.
 var ErrClosed = errors.New("transport: closed")
 
+// ErrPositionGone is returned by ReceivePartition when the position asked
+// for is no longer available (trimmed or expired). A partition cannot
+// continue past it without losing packets, so it fails.
+var ErrPositionGone = errors.New("transport: position no longer available")
+
 // Packet is one unit delivered through a queue. Exactly one of the
 // payload fields is set.
 type Packet struct {
@@ -31,15 +36,29 @@ type Packet struct {
 	Ack *Ack
 	// Load is a report for the load monitor.
 	Load *LoadReport
+	// Resend asks a partition to send its batches for the requester again.
+	Resend *ResendRequest
 }
 
 // MessageBatch is a batch of task messages from one partition to another.
 // Message i has sub-position FirstSub+i of the origin's commit position.
+// Prev is the origin position of the previous batch to the same
+// destination (0 for the first): the receiver applies a batch only right
+// after that one, so a lost batch is noticed as a gap.
 type MessageBatch struct {
 	Origin    int
 	OriginPos uint64
 	FirstSub  uint32
 	Messages  []*core.TaskMessage
+	Prev      uint64
+}
+
+// ResendRequest asks a partition to send again its batches for partition
+// From that come after origin position After (the requester's dedup mark):
+// the requester saw a gap.
+type ResendRequest struct {
+	From  int
+	After uint64
 }
 
 // Ack tells a partition that messages it sent were durably applied.

@@ -668,11 +668,14 @@ func (x *MessagesReceived) GetBatch() *MessageBatch {
 
 // MessageBatch mirrors transport.MessageBatch.
 type MessageBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Origin        int64                  `protobuf:"zigzag64,1,opt,name=origin,proto3" json:"origin,omitempty"`
-	OriginPos     uint64                 `protobuf:"varint,2,opt,name=origin_pos,json=originPos,proto3" json:"origin_pos,omitempty"`
-	FirstSub      uint32                 `protobuf:"varint,3,opt,name=first_sub,json=firstSub,proto3" json:"first_sub,omitempty"`
-	Messages      *TaskMessageList       `protobuf:"bytes,4,opt,name=messages,proto3" json:"messages,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Origin    int64                  `protobuf:"zigzag64,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	OriginPos uint64                 `protobuf:"varint,2,opt,name=origin_pos,json=originPos,proto3" json:"origin_pos,omitempty"`
+	FirstSub  uint32                 `protobuf:"varint,3,opt,name=first_sub,json=firstSub,proto3" json:"first_sub,omitempty"`
+	Messages  *TaskMessageList       `protobuf:"bytes,4,opt,name=messages,proto3" json:"messages,omitempty"`
+	// prev is the origin position of the previous batch to the same
+	// destination (0 for the first), for gap detection.
+	Prev          uint64 `protobuf:"varint,5,opt,name=prev,proto3" json:"prev,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -733,6 +736,13 @@ func (x *MessageBatch) GetMessages() *TaskMessageList {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *MessageBatch) GetPrev() uint64 {
+	if x != nil {
+		return x.Prev
+	}
+	return 0
 }
 
 // AckReceived mirrors partitions.AckReceived.
@@ -1355,6 +1365,7 @@ type State struct {
 	Outbox         *OutboxList            `protobuf:"bytes,10,opt,name=outbox,proto3" json:"outbox,omitempty"`
 	Dedup          *DedupMap              `protobuf:"bytes,11,opt,name=dedup,proto3" json:"dedup,omitempty"`
 	NextGeneration uint64                 `protobuf:"varint,12,opt,name=next_generation,json=nextGeneration,proto3" json:"next_generation,omitempty"`
+	LastBatch      *BatchChain            `protobuf:"bytes,13,opt,name=last_batch,json=lastBatch,proto3" json:"last_batch,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1471,6 +1482,13 @@ func (x *State) GetNextGeneration() uint64 {
 		return x.NextGeneration
 	}
 	return 0
+}
+
+func (x *State) GetLastBatch() *BatchChain {
+	if x != nil {
+		return x.LastBatch
+	}
+	return nil
 }
 
 // InstanceMap is a map[string]*Instance keyed by Instance.ID, sorted by
@@ -1957,6 +1975,7 @@ type OutboxBatch struct {
 	Pos           uint64                 `protobuf:"varint,1,opt,name=pos,proto3" json:"pos,omitempty"`
 	Dest          int64                  `protobuf:"zigzag64,2,opt,name=dest,proto3" json:"dest,omitempty"`
 	Messages      *TaskMessageList       `protobuf:"bytes,3,opt,name=messages,proto3" json:"messages,omitempty"`
+	Prev          uint64                 `protobuf:"varint,4,opt,name=prev,proto3" json:"prev,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2012,6 +2031,113 @@ func (x *OutboxBatch) GetMessages() *TaskMessageList {
 	return nil
 }
 
+func (x *OutboxBatch) GetPrev() uint64 {
+	if x != nil {
+		return x.Prev
+	}
+	return 0
+}
+
+// BatchChain is a map[int]uint64 (partitions.State.LastBatch), sorted by
+// destination.
+type BatchChain struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*BatchChainEntry     `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchChain) Reset() {
+	*x = BatchChain{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchChain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchChain) ProtoMessage() {}
+
+func (x *BatchChain) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchChain.ProtoReflect.Descriptor instead.
+func (*BatchChain) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BatchChain) GetEntries() []*BatchChainEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// BatchChainEntry is the position of the last batch made for one
+// destination.
+type BatchChainEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dest          int64                  `protobuf:"zigzag64,1,opt,name=dest,proto3" json:"dest,omitempty"`
+	Pos           uint64                 `protobuf:"varint,2,opt,name=pos,proto3" json:"pos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchChainEntry) Reset() {
+	*x = BatchChainEntry{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchChainEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchChainEntry) ProtoMessage() {}
+
+func (x *BatchChainEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchChainEntry.ProtoReflect.Descriptor instead.
+func (*BatchChainEntry) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BatchChainEntry) GetDest() int64 {
+	if x != nil {
+		return x.Dest
+	}
+	return 0
+}
+
+func (x *BatchChainEntry) GetPos() uint64 {
+	if x != nil {
+		return x.Pos
+	}
+	return 0
+}
+
 // DedupMap is a map[int]partitions.DedupMark, sorted by origin.
 type DedupMap struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2022,7 +2148,7 @@ type DedupMap struct {
 
 func (x *DedupMap) Reset() {
 	*x = DedupMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2160,7 @@ func (x *DedupMap) String() string {
 func (*DedupMap) ProtoMessage() {}
 
 func (x *DedupMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2173,7 @@ func (x *DedupMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupMap.ProtoReflect.Descriptor instead.
 func (*DedupMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DedupMap) GetEntries() []*DedupEntry {
@@ -2069,7 +2195,7 @@ type DedupEntry struct {
 
 func (x *DedupEntry) Reset() {
 	*x = DedupEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2207,7 @@ func (x *DedupEntry) String() string {
 func (*DedupEntry) ProtoMessage() {}
 
 func (x *DedupEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2220,7 @@ func (x *DedupEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupEntry.ProtoReflect.Descriptor instead.
 func (*DedupEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DedupEntry) GetOrigin() int64 {
@@ -2135,7 +2261,7 @@ type StoreCheckpoint struct {
 
 func (x *StoreCheckpoint) Reset() {
 	*x = StoreCheckpoint{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2273,7 @@ func (x *StoreCheckpoint) String() string {
 func (*StoreCheckpoint) ProtoMessage() {}
 
 func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2286,7 @@ func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoreCheckpoint) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoreCheckpoint) GetState() []byte {
@@ -2251,13 +2377,14 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\bstatuses\x18\x01 \x03(\x0e2 .netherite.core.v1.RuntimeStatusR\bstatuses\"l\n" +
 	"\x10MessagesReceived\x12\x1b\n" +
 	"\tinput_pos\x18\x01 \x01(\x04R\binputPos\x12;\n" +
-	"\x05batch\x18\x02 \x01(\v2%.netherite.partitions.v1.MessageBatchR\x05batch\"\xa8\x01\n" +
+	"\x05batch\x18\x02 \x01(\v2%.netherite.partitions.v1.MessageBatchR\x05batch\"\xbc\x01\n" +
 	"\fMessageBatch\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x12R\x06origin\x12\x1d\n" +
 	"\n" +
 	"origin_pos\x18\x02 \x01(\x04R\toriginPos\x12\x1b\n" +
 	"\tfirst_sub\x18\x03 \x01(\rR\bfirstSub\x12D\n" +
-	"\bmessages\x18\x04 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\"Z\n" +
+	"\bmessages\x18\x04 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\x12\x12\n" +
+	"\x04prev\x18\x05 \x01(\x04R\x04prev\"Z\n" +
 	"\vAckReceived\x12\x1b\n" +
 	"\tinput_pos\x18\x01 \x01(\x04R\binputPos\x12.\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1c.netherite.partitions.v1.AckR\x03ack\".\n" +
@@ -2312,7 +2439,7 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\vEntityState\x124\n" +
 	"\x05state\x18\x01 \x01(\v2\x1e.netherite.core.v1.EntityStateR\x05state\x12\x1f\n" +
 	"\vqueue_empty\x18\x02 \x01(\bR\n" +
-	"queueEmpty\"\xb7\x04\n" +
+	"queueEmpty\"\xfb\x04\n" +
 	"\x05State\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x12R\x05count\x12B\n" +
@@ -2328,7 +2455,9 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x06outbox\x18\n" +
 	" \x01(\v2#.netherite.partitions.v1.OutboxListR\x06outbox\x127\n" +
 	"\x05dedup\x18\v \x01(\v2!.netherite.partitions.v1.DedupMapR\x05dedup\x12'\n" +
-	"\x0fnext_generation\x18\f \x01(\x04R\x0enextGeneration\"N\n" +
+	"\x0fnext_generation\x18\f \x01(\x04R\x0enextGeneration\x12B\n" +
+	"\n" +
+	"last_batch\x18\r \x01(\v2#.netherite.partitions.v1.BatchChainR\tlastBatch\"N\n" +
 	"\vInstanceMap\x12?\n" +
 	"\tinstances\x18\x01 \x03(\v2!.netherite.partitions.v1.InstanceR\tinstances\"\x80\x03\n" +
 	"\bInstance\x12\x0e\n" +
@@ -2370,11 +2499,18 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\v2\x1e.netherite.core.v1.TaskMessageR\amessage\"L\n" +
 	"\n" +
 	"OutboxList\x12>\n" +
-	"\abatches\x18\x01 \x03(\v2$.netherite.partitions.v1.OutboxBatchR\abatches\"y\n" +
+	"\abatches\x18\x01 \x03(\v2$.netherite.partitions.v1.OutboxBatchR\abatches\"\x8d\x01\n" +
 	"\vOutboxBatch\x12\x10\n" +
 	"\x03pos\x18\x01 \x01(\x04R\x03pos\x12\x12\n" +
 	"\x04dest\x18\x02 \x01(\x12R\x04dest\x12D\n" +
-	"\bmessages\x18\x03 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\"I\n" +
+	"\bmessages\x18\x03 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\x12\x12\n" +
+	"\x04prev\x18\x04 \x01(\x04R\x04prev\"P\n" +
+	"\n" +
+	"BatchChain\x12B\n" +
+	"\aentries\x18\x01 \x03(\v2(.netherite.partitions.v1.BatchChainEntryR\aentries\"7\n" +
+	"\x0fBatchChainEntry\x12\x12\n" +
+	"\x04dest\x18\x01 \x01(\x12R\x04dest\x12\x10\n" +
+	"\x03pos\x18\x02 \x01(\x04R\x03pos\"I\n" +
 	"\bDedupMap\x12=\n" +
 	"\aentries\x18\x01 \x03(\v2#.netherite.partitions.v1.DedupEntryR\aentries\"H\n" +
 	"\n" +
@@ -2401,7 +2537,7 @@ func file_partitions_partitionspb_partitions_proto_rawDescGZIP() []byte {
 	return file_partitions_partitionspb_partitions_proto_rawDescData
 }
 
-var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Time)(nil),                    // 0: netherite.partitions.v1.Time
 	(*LogEntry)(nil),                // 1: netherite.partitions.v1.LogEntry
@@ -2430,17 +2566,19 @@ var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*TaskMessageEntry)(nil),        // 24: netherite.partitions.v1.TaskMessageEntry
 	(*OutboxList)(nil),              // 25: netherite.partitions.v1.OutboxList
 	(*OutboxBatch)(nil),             // 26: netherite.partitions.v1.OutboxBatch
-	(*DedupMap)(nil),                // 27: netherite.partitions.v1.DedupMap
-	(*DedupEntry)(nil),              // 28: netherite.partitions.v1.DedupEntry
-	(*StoreCheckpoint)(nil),         // 29: netherite.partitions.v1.StoreCheckpoint
-	(*corepb.HistoryEvent)(nil),     // 30: netherite.core.v1.HistoryEvent
-	(corepb.RuntimeStatus)(0),       // 31: netherite.core.v1.RuntimeStatus
-	(*corepb.HistoryEventList)(nil), // 32: netherite.core.v1.HistoryEventList
-	(*corepb.FailureDetails)(nil),   // 33: netherite.core.v1.FailureDetails
-	(*corepb.TaskMessage)(nil),      // 34: netherite.core.v1.TaskMessage
-	(*corepb.EntityState)(nil),      // 35: netherite.core.v1.EntityState
-	(*corepb.ParentInstance)(nil),   // 36: netherite.core.v1.ParentInstance
-	(*corepb.Tag)(nil),              // 37: netherite.core.v1.Tag
+	(*BatchChain)(nil),              // 27: netherite.partitions.v1.BatchChain
+	(*BatchChainEntry)(nil),         // 28: netherite.partitions.v1.BatchChainEntry
+	(*DedupMap)(nil),                // 29: netherite.partitions.v1.DedupMap
+	(*DedupEntry)(nil),              // 30: netherite.partitions.v1.DedupEntry
+	(*StoreCheckpoint)(nil),         // 31: netherite.partitions.v1.StoreCheckpoint
+	(*corepb.HistoryEvent)(nil),     // 32: netherite.core.v1.HistoryEvent
+	(corepb.RuntimeStatus)(0),       // 33: netherite.core.v1.RuntimeStatus
+	(*corepb.HistoryEventList)(nil), // 34: netherite.core.v1.HistoryEventList
+	(*corepb.FailureDetails)(nil),   // 35: netherite.core.v1.FailureDetails
+	(*corepb.TaskMessage)(nil),      // 36: netherite.core.v1.TaskMessage
+	(*corepb.EntityState)(nil),      // 37: netherite.core.v1.EntityState
+	(*corepb.ParentInstance)(nil),   // 38: netherite.core.v1.ParentInstance
+	(*corepb.Tag)(nil),              // 39: netherite.core.v1.Tag
 }
 var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	0,  // 0: netherite.partitions.v1.LogEntry.at:type_name -> netherite.partitions.v1.Time
@@ -2454,57 +2592,59 @@ var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	14, // 8: netherite.partitions.v1.LogEntry.recovery_completed:type_name -> netherite.partitions.v1.RecoveryCompleted
 	3,  // 9: netherite.partitions.v1.ClientRequestReceived.request:type_name -> netherite.partitions.v1.ClientRequest
 	0,  // 10: netherite.partitions.v1.ClientRequest.timestamp:type_name -> netherite.partitions.v1.Time
-	30, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
+	32, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
 	4,  // 12: netherite.partitions.v1.ClientRequest.filter:type_name -> netherite.partitions.v1.Filter
 	0,  // 13: netherite.partitions.v1.Filter.created_from:type_name -> netherite.partitions.v1.Time
 	0,  // 14: netherite.partitions.v1.Filter.created_to:type_name -> netherite.partitions.v1.Time
 	5,  // 15: netherite.partitions.v1.Filter.statuses:type_name -> netherite.partitions.v1.RuntimeStatusList
-	31, // 16: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
+	33, // 16: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
 	7,  // 17: netherite.partitions.v1.MessagesReceived.batch:type_name -> netherite.partitions.v1.MessageBatch
 	15, // 18: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
 	9,  // 19: netherite.partitions.v1.AckReceived.ack:type_name -> netherite.partitions.v1.Ack
-	32, // 20: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
+	34, // 20: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
 	15, // 21: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
 	15, // 22: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
 	15, // 23: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	31, // 24: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
-	33, // 25: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
-	30, // 26: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
-	32, // 27: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
+	33, // 24: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
+	35, // 25: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
+	32, // 26: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
+	34, // 27: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
 	17, // 28: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
 	15, // 29: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	34, // 30: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
+	36, // 30: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
 	16, // 31: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
-	34, // 32: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
-	35, // 33: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
+	36, // 32: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
+	37, // 33: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
 	19, // 34: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
 	23, // 35: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
 	23, // 36: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
 	25, // 37: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
-	27, // 38: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
-	20, // 39: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
-	21, // 40: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
-	32, // 41: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
-	17, // 42: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
-	32, // 43: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
-	31, // 44: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
-	0,  // 45: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
-	0,  // 46: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
-	0,  // 47: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
-	33, // 48: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
-	36, // 49: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
-	22, // 50: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
-	37, // 51: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
-	24, // 52: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
-	34, // 53: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
-	26, // 54: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
-	15, // 55: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	28, // 56: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	29, // 38: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
+	27, // 39: netherite.partitions.v1.State.last_batch:type_name -> netherite.partitions.v1.BatchChain
+	20, // 40: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
+	21, // 41: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
+	34, // 42: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
+	17, // 43: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
+	34, // 44: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
+	33, // 45: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
+	0,  // 46: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
+	0,  // 47: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
+	0,  // 48: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
+	35, // 49: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
+	38, // 50: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
+	22, // 51: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
+	39, // 52: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
+	24, // 53: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
+	36, // 54: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
+	26, // 55: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
+	15, // 56: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	28, // 57: netherite.partitions.v1.BatchChain.entries:type_name -> netherite.partitions.v1.BatchChainEntry
+	30, // 58: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_partitions_partitionspb_partitions_proto_init() }
@@ -2530,7 +2670,7 @@ func file_partitions_partitionspb_partitions_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partitions_partitionspb_partitions_proto_rawDesc), len(file_partitions_partitionspb_partitions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
