@@ -52,9 +52,10 @@ type Options struct {
 	// events, 20 MB of log, or 60 s idle with changes).
 	Checkpoints partitions.CheckpointPolicy
 	// Transport is "memory": in-process queues. Hosts in one process share
-	// queues by passing the same SharedTransport.
+	// queues by passing the same SharedTransport (a *transport.Memory, or
+	// one wrapped, e.g. by transport.NewFaulty).
 	Transport       string
-	SharedTransport *transport.Memory
+	SharedTransport transport.Transport
 
 	// Concurrency limits of the host (defaults 100, 100, 100).
 	MaxConcurrentOrchestrations int

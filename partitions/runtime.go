@@ -94,7 +94,7 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions, syncLoads atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads, unacked atomic.Int64 }
 	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
@@ -221,6 +221,10 @@ func (p *Partition) StateStats() (resident, loads, evictions int64) {
 // partition's loop; prefetching keeps it at zero. Safe for concurrent use.
 func (p *Partition) SyncLoads() int64 { return p.stats.syncLoads.Load() }
 
+// Unacked returns the number of batches for other partitions not yet
+// acknowledged (the outbox). Safe for concurrent use.
+func (p *Partition) Unacked() int64 { return p.stats.unacked.Load() }
+
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
 
@@ -328,6 +332,7 @@ func (p *Partition) loop() {
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
 		p.stats.syncLoads.Store(p.state.SyncLoads())
+		p.stats.unacked.Store(int64(p.ex.Unacked()))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
