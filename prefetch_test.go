@@ -37,20 +37,27 @@ func TestNoSyncLoadsWithTinyCache(t *testing.T) {
 		}
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, hellos+transfers)
-	for i := range hellos {
-		wg.Go(func() {
-			id, err := c.StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID(fmt.Sprint("hello-", i)))
-			if err == nil {
-				var s *durable.OrchestrationStatus
-				s, err = c.WaitForCompletion(ctx, id, durable.WithPayloads())
-				if err == nil && (s.RuntimeStatus != core.StatusCompleted || string(s.Output) != `["Hello Tokyo!","Hello Seattle!","Hello London!"]`) {
-					err = fmt.Errorf("%s: %s %s", id, s.RuntimeStatus, s.Output)
+	errs := make(chan error, 2*hellos+transfers)
+	runHellos := func(from int) {
+		for i := from; i < from+hellos; i++ {
+			wg.Go(func() {
+				id, err := c.StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID(fmt.Sprint("hello-", i)))
+				if err == nil {
+					var s *durable.OrchestrationStatus
+					s, err = c.WaitForCompletion(ctx, id, durable.WithPayloads())
+					if err == nil && (s.RuntimeStatus != core.StatusCompleted || string(s.Output) != `["Hello Tokyo!","Hello Seattle!","Hello London!"]`) {
+						err = fmt.Errorf("%s: %s %s", id, s.RuntimeStatus, s.Output)
+					}
 				}
-			}
-			errs <- err
-		})
+				errs <- err
+			})
+		}
 	}
+	// The first hellos end before mid; a purge-by-filter removes them.
+	runHellos(0)
+	wg.Wait()
+	mid := time.Now()
+	runHellos(hellos)
 	for i := range transfers {
 		wg.Go(func() {
 			req := samples.TransferRequest{From: fmt.Sprint("a", i%accounts), To: fmt.Sprint("a", (i+1+i/accounts)%accounts), Amount: 7}
@@ -95,6 +102,36 @@ func TestNoSyncLoadsWithTinyCache(t *testing.T) {
 	}
 	if total != accounts*initial {
 		t.Errorf("accounts hold %d in total, want %d", total, accounts*initial)
+	}
+	// Pages of queries, entity listings and a purge by filter read
+	// evicted instances in the background.
+	countHellos := func() int {
+		seen, token := 0, ""
+		for {
+			page, err := c.Query(ctx, durable.InstanceQuery{InstanceIDPrefix: "hello-", PageSize: 37, ContinuationToken: token,
+				Statuses: []core.RuntimeStatus{core.StatusCompleted}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen += len(page.Instances)
+			if token = page.ContinuationToken; token == "" {
+				return seen
+			}
+		}
+	}
+	if n := countHellos(); n != 2*hellos {
+		t.Fatalf("query found %d completed hellos, want %d", n, 2*hellos)
+	}
+	ents, err := c.ListEntities(ctx, durable.EntityQuery{Name: samples.Account, PageSize: 4})
+	if err != nil || len(ents.Entities) != 4 || ents.ContinuationToken == "" {
+		t.Fatalf("first page of accounts: %v, %v", ents, err)
+	}
+	n, err := c.PurgeWhere(ctx, durable.PurgeFilter{CreatedTo: mid, Statuses: []core.RuntimeStatus{core.StatusCompleted}})
+	if err != nil || n != hellos {
+		t.Fatalf("purge of the hellos created before the middle: %d, %v; want %d", n, err, hellos)
+	}
+	if n := countHellos(); n != hellos {
+		t.Fatalf("after the purge the query found %d completed hellos, want %d", n, hellos)
 	}
 	_, loads, evictions := h.StateStats()
 	syncLoads := h.SyncLoads()

@@ -73,6 +73,10 @@ func openTaskHub(dir, name string, partitionCount int) (*TaskHubParameters, erro
 	return checkTaskHubParameters(b, name, partitionCount, dir)
 }
 
+// testLogDevice, set only by tests, wraps the commit-log device of every
+// partition opened (to inject faults).
+var testLogDevice func(partition int, d faster.Device) faster.Device
+
 // localPartition is one partition's storage in a local directory.
 type localPartition struct {
 	store *partitions.DurableStore
@@ -94,10 +98,14 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d in %s is in use by another host (%v)", i, pdir, err)
 	}
-	dev, err := faster.NewFileDevice(filepath.Join(pdir, "commit-log"), "commit-log", localSectorSize, localSegmentSize)
+	var dev faster.Device
+	dev, err = faster.NewFileDevice(filepath.Join(pdir, "commit-log"), "commit-log", localSectorSize, localSegmentSize)
 	if err != nil {
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	}
+	if testLogDevice != nil {
+		dev = testLogDevice(i, dev)
 	}
 	meta, err := faster.NewDirMeta(pdir)
 	if err != nil {

@@ -68,6 +68,93 @@ type backing struct {
 	// syncLoads.
 	live      bool
 	syncLoads int64
+	// watches collect the ids changed while a purge-by-filter scans.
+	watches map[*Watch]bool
+}
+
+// Watch collects the ids of instances changed (created, updated, deleted)
+// since it was started.
+type Watch struct{ ids map[string]bool }
+
+// StartWatch starts collecting changed ids (nil without a backing store).
+func (s *State) StartWatch() *Watch {
+	b := s.backing
+	if b == nil {
+		return nil
+	}
+	w := &Watch{ids: map[string]bool{}}
+	if b.watches == nil {
+		b.watches = map[*Watch]bool{}
+	}
+	b.watches[w] = true
+	return w
+}
+
+// StopWatch stops w.
+func (s *State) StopWatch(w *Watch) {
+	if s.backing != nil && w != nil {
+		delete(s.backing.watches, w)
+	}
+}
+
+func (b *backing) noteChange(id string) {
+	for w := range b.watches {
+		w.ids[id] = true
+	}
+}
+
+// residentIDs lists the resident instances, sorted.
+func (s *State) residentIDs() []string {
+	ids := make([]string, 0, len(s.Instances))
+	for id := range s.Instances {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// purgeIDs lists the instances a purge-by-filter considers. On a live
+// loop only the resident ones: the runtime made every instance that can
+// match resident before it released the purge (prefetch.go), and the ones
+// that are not resident were checked not to match, and have not changed
+// since. Replay at recovery considers all of them (loading them), and so
+// finds the same ones.
+func (s *State) purgeIDs() []string {
+	if s.backing != nil && s.backing.live {
+		return s.residentIDs()
+	}
+	return s.IDs()
+}
+
+// scanView is what a background reader needs to page through the store
+// consistently with the loop: the store's keys to skip (resident or
+// deleted instances, which the loop reports itself) and a loader.
+type scanView struct {
+	skip map[string]bool
+	keys func() []string
+	load func(id string) (*Instance, error)
+}
+
+// ScanView returns a view for a background scan, or nil without a
+// backing store (then everything is resident).
+func (s *State) ScanView() *scanView {
+	b := s.backing
+	if b == nil {
+		return nil
+	}
+	v := &scanView{skip: make(map[string]bool, len(s.Instances)+len(b.dirty)), keys: b.kv.Keys, load: b.fetch}
+	for id := range s.Instances {
+		v.skip[id] = true
+	}
+	for id := range b.dirty {
+		v.skip[id] = true
+	}
+	for id := range b.flushing {
+		if b.isFlushing(id) {
+			v.skip[id] = true
+		}
+	}
+	return v
 }
 
 // AttachBacking makes kv the store behind the state's instances, keeping
@@ -256,6 +343,7 @@ func (s *State) setInstance(inst *Instance) {
 	if b := s.backing; b != nil {
 		b.touch(inst.ID, instanceSize(inst))
 		b.dirty[inst.ID] = true
+		b.noteChange(inst.ID)
 	}
 }
 
@@ -266,6 +354,7 @@ func (s *State) deleteInstance(id string) {
 		b.forget(id)
 		b.dirty[id] = true
 		delete(b.pending, id)
+		b.noteChange(id)
 	}
 }
 
@@ -277,6 +366,7 @@ func (s *State) changed(ids []string) {
 		return
 	}
 	for _, id := range ids {
+		b.noteChange(id)
 		inst := s.Instances[id]
 		if inst == nil {
 			delete(b.pending, id)

@@ -1,6 +1,10 @@
 package partitions
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -59,12 +63,17 @@ type parkedItem struct {
 	needs []string
 	// requested: needs[:requested] are resident or loading.
 	requested int
+	// purge is the scan of a purge-by-filter.
+	purge *purgeScan
 }
 
+// loadResult is a finished load, or (fn) something a background reader
+// hands back to the loop.
 type loadResult struct {
 	id   string
 	inst *Instance
 	err  error
+	fn   func()
 }
 
 type heldPins struct {
@@ -101,6 +110,18 @@ func newPrefetcher(st *State) *prefetcher {
 		results: make(chan loadResult, maxLoads)}
 }
 
+// count is the number of items parked now.
+func (pf *prefetcher) count() int64 {
+	if pf == nil {
+		return 0
+	}
+	return int64(len(pf.lanes[laneInput]) + len(pf.lanes[laneLocal]))
+}
+
+// Parked counts the items waiting for their instances to load. Safe for
+// concurrent use.
+func (p *Partition) Parked() int64 { return p.stats.parked.Load() }
+
 // loadResults is the channel the loop selects on (nil without prefetch).
 func (p *Partition) loadResults() chan loadResult {
 	if p.pf == nil {
@@ -123,6 +144,9 @@ func (p *Partition) arrive(it intakeItem) {
 	}
 	x := &parkedItem{it: it, needs: p.needs(it)}
 	p.state.Pin(x.needs)
+	if e, ok := it.update.(*ClientRequestReceived); ok && e.Request.Kind == transport.RequestPurgeWhere {
+		p.startPurgeScan(x, e.Request)
+	}
 	if (lane == laneLocal || len(pf.lanes[lane]) == 0) && p.resident(x) {
 		p.release(x)
 		return
@@ -135,6 +159,9 @@ func (p *Partition) arrive(it intakeItem) {
 // resident reports whether every instance x needs is resident (or known
 // absent) and none is still loading.
 func (p *Partition) resident(x *parkedItem) bool {
+	if x.purge != nil && !p.purgeReady(x) {
+		return false
+	}
 	for _, id := range x.needs {
 		if p.pf.loading[id] || !p.state.Resident(id) {
 			return false
@@ -146,6 +173,9 @@ func (p *Partition) resident(x *parkedItem) bool {
 // release hands an item to the loop and drops its pins once its event is
 // applied.
 func (p *Partition) release(x *parkedItem) {
+	if x.purge != nil {
+		p.state.StopWatch(x.purge.watch)
+	}
 	p.handle(x.it)
 	if x.it.update != nil && p.state.LastPos < p.pos {
 		// PersistStepsFirst: applied once durable.
@@ -208,8 +238,19 @@ func (p *Partition) startLoad(id string) {
 	load, results := pf.load, pf.results
 	go func() {
 		inst, err := load(id)
-		results <- loadResult{id: id, inst: inst, err: err} // buffered: never blocks
+		select {
+		case results <- loadResult{id: id, inst: inst, err: err}:
+		case <-p.done:
+		}
 	}()
+}
+
+// post runs fn on the loop; for background readers.
+func (p *Partition) post(fn func()) {
+	select {
+	case p.pf.results <- loadResult{fn: fn}:
+	case <-p.done:
+	}
 }
 
 // loaded takes in a finished load (and any others that finished) and
@@ -217,15 +258,20 @@ func (p *Partition) startLoad(id string) {
 func (p *Partition) loaded(r loadResult) {
 	pf := p.pf
 	for {
-		delete(pf.loading, r.id)
-		if r.err != nil {
+		switch {
+		case r.fn != nil:
+			r.fn()
+		case r.err != nil:
+			delete(pf.loading, r.id)
 			p.state.LoadFailed(r.err) // the loop stops the partition
 			return
-		}
-		p.state.Install(r.id, r.inst)
-		if pf.wake[r.id] {
-			delete(pf.wake, r.id)
-			p.markReady(r.id)
+		default:
+			delete(pf.loading, r.id)
+			p.state.Install(r.id, r.inst)
+			if pf.wake[r.id] {
+				delete(pf.wake, r.id)
+				p.markReady(r.id)
+			}
 		}
 		select {
 		case r = <-pf.results:
@@ -244,9 +290,12 @@ func (p *Partition) loaded(r loadResult) {
 		n++
 	}
 	pf.lanes[laneInput] = q[n:]
+	// All of it, not only the prefetch window: an item beyond the window
+	// may need only what a load just brought in, and no later load would
+	// look at it again.
 	q, keep := pf.lanes[laneLocal], pf.lanes[laneLocal][:0]
-	for i, x := range q {
-		if i < prefetchWindow && p.resident(x) {
+	for _, x := range q {
+		if p.resident(x) {
 			p.release(x)
 		} else {
 			keep = append(keep, x)
@@ -305,7 +354,9 @@ func (p *Partition) needs(it intakeItem) []string {
 	}
 	switch e := it.update.(type) {
 	case *ClientRequestReceived:
-		add(e.Request.InstanceID)
+		if e.Request.Kind != transport.RequestPurgeWhere { // see startPurgeScan
+			add(e.Request.InstanceID)
+		}
 	case *MessagesReceived:
 		for _, m := range e.Batch.Messages {
 			msg(m)
@@ -328,4 +379,169 @@ func (p *Partition) needs(it intakeItem) []string {
 		}
 	}
 	return ids
+}
+
+// --- purge by filter ---
+
+// A purge-by-filter is an update event: its effect must be the same when
+// the log is replayed, where it considers every instance. On the live loop
+// it considers only the resident ones (State.purgeIDs), so before it is
+// released every instance that may match at that point is made resident:
+//   - when it arrives, the resident instances that match are pinned, a
+//     watch starts collecting the ids changed from then on, and a
+//     background reader checks the other instances in the store;
+//   - when the reader is done, the ones it found matching and every id
+//     changed since the start become needs, loaded and pinned like any
+//     other (re-checked until the item is released).
+//
+// An instance that is not resident at release was thus checked at the
+// start, did not match, and has not changed since: replay skips it too.
+
+type purgeScan struct {
+	watch *Watch
+	done  bool
+	found []string
+	err   error
+}
+
+func purgeMatches(inst *Instance, f *transport.Filter) bool {
+	return inst != nil && !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, f)
+}
+
+func (p *Partition) startPurgeScan(x *parkedItem, req *transport.ClientRequest) {
+	ps := &purgeScan{watch: p.state.StartWatch()}
+	x.purge = ps
+	var mine []string
+	for id, inst := range p.state.Instances {
+		if purgeMatches(inst, req.Filter) {
+			mine = append(mine, id)
+		}
+	}
+	p.state.Pin(mine)
+	x.needs = append(x.needs, mine...)
+	view := p.state.ScanView()
+	go func() {
+		var found []string
+		var err error
+		for _, id := range view.keys() {
+			if view.skip[id] {
+				continue
+			}
+			inst, lerr := view.load(id)
+			if lerr != nil {
+				err = lerr
+				break
+			}
+			if purgeMatches(inst, req.Filter) {
+				found = append(found, id)
+			}
+		}
+		p.post(func() { ps.done, ps.found, ps.err = true, found, err })
+	}()
+}
+
+// purgeReady adds what the scan found, and the ids changed since it
+// started, to the item's needs; false while the scan runs.
+func (p *Partition) purgeReady(x *parkedItem) bool {
+	ps := x.purge
+	if !ps.done {
+		return false
+	}
+	if ps.err != nil {
+		p.state.LoadFailed(ps.err)
+		return false
+	}
+	have := make(map[string]bool, len(x.needs))
+	for _, id := range x.needs {
+		have[id] = true
+	}
+	var more []string
+	for _, id := range ps.found {
+		if !have[id] {
+			have[id] = true
+			more = append(more, id)
+		}
+	}
+	for id := range ps.watch.ids {
+		if !have[id] {
+			have[id] = true
+			more = append(more, id)
+		}
+	}
+	ps.found = nil
+	clear(ps.watch.ids)
+	p.state.Pin(more)
+	x.needs = append(x.needs, more...)
+	return true
+}
+
+// --- paged reads (queries, entity lists) ---
+
+type pageEntry struct {
+	id string
+	v  any
+}
+
+// scanPage answers a paged read without loading on the loop: the resident
+// instances are read here, the rest of the store by a background reader
+// (which skips the resident and deleted ones), and the two are merged in
+// id order. The answer goes out through respondRead, so it waits for
+// durability like any read.
+func (p *Partition) scanPage(req *transport.ClientRequest, after string, n int,
+	idOK func(string) bool, keep func(*Instance) bool, render func(*Instance) any,
+	answer func(entries []pageEntry, more bool) *transport.ClientResponse) {
+	var mine []pageEntry
+	for id, inst := range p.state.Instances {
+		if id > after && idOK(id) && keep(inst) {
+			mine = append(mine, pageEntry{id, render(inst)})
+		}
+	}
+	slices.SortFunc(mine, func(a, b pageEntry) int { return strings.Compare(a.id, b.id) })
+	view := p.state.ScanView()
+	if view == nil || p.pf == nil {
+		more := len(mine) > n
+		p.respondRead(req, answer(mine[:min(len(mine), n)], more))
+		return
+	}
+	mine = mine[:min(len(mine), n+1)]
+	go func() {
+		var theirs []pageEntry
+		var err error
+		keys := view.keys()
+		i, _ := slices.BinarySearch(keys, after)
+		for _, id := range keys[i:] {
+			if len(theirs) > n {
+				break
+			}
+			if id <= after || view.skip[id] || !idOK(id) {
+				continue
+			}
+			inst, lerr := view.load(id)
+			if lerr != nil {
+				err = lerr
+				break
+			}
+			if inst != nil && keep(inst) {
+				theirs = append(theirs, pageEntry{id, render(inst)})
+			}
+		}
+		all := make([]pageEntry, 0, len(mine)+len(theirs))
+		a, b := mine, theirs
+		for len(a) > 0 || len(b) > 0 {
+			if len(b) == 0 || (len(a) > 0 && a[0].id < b[0].id) {
+				all, a = append(all, a[0]), a[1:]
+			} else {
+				all, b = append(all, b[0]), b[1:]
+			}
+		}
+		p.post(func() {
+			if err != nil {
+				p.state.LoadFailed(err)
+				p.respondRead(req, &transport.ClientResponse{Error: fmt.Sprintf("partition %d: read instances: %v", p.cfg.Partition, err)})
+				return
+			}
+			more := len(all) > n
+			p.respondRead(req, answer(all[:min(len(all), n)], more))
+		})
+	}()
 }

@@ -49,12 +49,9 @@ type Config struct {
 	// MaxPayloadBytes caps orchestration outputs and custom status; larger
 	// ones fail the orchestration.
 	MaxPayloadBytes int
-	// AckInterval is how often received messages are acknowledged.
-	AckInterval time.Duration
-	// ResendTimeout is how long batches sent to another partition wait
-	// for an ack before they are sent again (it doubles while none
-	// comes). Default 1 s.
-	ResendTimeout time.Duration
+	// Courier tunes acks, resends and send retries (Self and Count are
+	// set from Partition and Count).
+	Courier CourierConfig
 	// Checkpoints says when to checkpoint (if Log is a CheckpointStore).
 	Checkpoints CheckpointPolicy
 	Logger      *slog.Logger
@@ -90,11 +87,15 @@ type Partition struct {
 	responses  []pendingResponse
 	respRetry  []retryResponse
 	waiters    map[string][]waiter
+	received   []receivedMark
+	courier    *Courier
+	sendTimer  *time.Timer
+	sendFails  int
 	timers     *timerQueue
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions, syncLoads, unacked atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads, parked, outbox atomic.Int64 }
 	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
@@ -122,7 +123,7 @@ type intakeItem struct {
 	drain bool
 	// checkpoint asks for a checkpoint now; the result goes to the channel.
 	checkpoint chan error
-	// resend is another partition's request to send our batches again.
+	// resend is another partition's request to resend (not logged).
 	resend *transport.ResendRequest
 }
 
@@ -159,9 +160,7 @@ func Start(cfg Config, state *State) *Partition {
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
-	if cfg.AckInterval <= 0 {
-		cfg.AckInterval = 50 * time.Millisecond
-	}
+	cfg.Courier.Self, cfg.Courier.Count = cfg.Partition, cfg.Count
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -187,14 +186,19 @@ func Start(cfg Config, state *State) *Partition {
 		busy:       map[string]bool{},
 		running:    map[uint64]bool{},
 		waiters:    map[string][]waiter{},
-		ex: newExchange(cfg.Partition, exchangeConfig{AckInterval: cfg.AckInterval, ResendTimeout: cfg.ResendTimeout},
-			state.LastPos, state.Dedup),
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		logDone: make(chan struct{}),
+		courier:    NewCourier(cfg.Courier),
+		sendTimer:  time.NewTimer(time.Hour),
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		logDone:    make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
+	// The recovered dedup marks are durable: acknowledge them again, in
+	// case the acks were lost with the previous owner.
+	for origin, m := range state.Dedup {
+		p.courier.DurableMark(origin, m.Pos, time.Now())
+	}
 	state.GoLive()
 	p.pf = newPrefetcher(state)
 	p.ckptStore, _ = cfg.Log.(CheckpointStore)
@@ -221,9 +225,9 @@ func (p *Partition) StateStats() (resident, loads, evictions int64) {
 // partition's loop; prefetching keeps it at zero. Safe for concurrent use.
 func (p *Partition) SyncLoads() int64 { return p.stats.syncLoads.Load() }
 
-// Unacked returns the number of batches for other partitions not yet
-// acknowledged (the outbox). Safe for concurrent use.
-func (p *Partition) Unacked() int64 { return p.stats.unacked.Load() }
+// OutboxLen returns the number of batches in the outbox (not yet
+// acknowledged by their destination). Safe for concurrent use.
+func (p *Partition) OutboxLen() int { return int(p.stats.outbox.Load()) }
 
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
@@ -242,6 +246,7 @@ func (p *Partition) put(it intakeItem) bool {
 // partition stopping, or a position the transport no longer has (which
 // would lose packets: the partition fails) ends it.
 func (p *Partition) receive(from uint64) {
+	var fails int
 	var backoff time.Duration
 	for {
 		pkts, next, err := p.cfg.Transport.ReceivePartition(p.ctx, p.cfg.Partition, from)
@@ -250,21 +255,25 @@ func (p *Partition) receive(from uint64) {
 			case p.ctx.Err() != nil || errors.Is(err, transport.ErrClosed):
 				return
 			case errors.Is(err, transport.ErrPositionGone):
+				// Reading on would skip packets: exactly-once is lost.
 				p.log.Error("input queue position is gone; stopping partition", slog.Uint64("position", from), slog.Any("error", err))
-				p.fail(fmt.Errorf("partition %d: receive at %d: %w", p.cfg.Partition, from, err))
+				p.fail(fmt.Errorf("partition %d: receive at input position %d: %w", p.cfg.Partition, from, err))
 				p.cancel()
 				return
 			}
+			fails++
 			backoff = min(max(2*backoff, 10*time.Millisecond), 2*time.Second)
-			p.log.Warn("receive failed; retrying", slog.Duration("backoff", backoff), slog.Any("error", err))
+			if fails%5 == 0 {
+				p.log.Warn("receive failed; retrying", slog.Int("failures", fails), slog.Duration("backoff", backoff), slog.Any("error", err))
+			}
 			select {
 			case <-time.After(backoff):
-				continue
 			case <-p.ctx.Done():
 				return
 			}
+			continue
 		}
-		backoff = 0
+		fails, backoff = 0, 0
 		for i, pk := range pkts {
 			it := intakeItem{inputPos: from + uint64(i) + 1}
 			switch {
@@ -291,8 +300,7 @@ func (p *Partition) receive(from uint64) {
 
 func (p *Partition) loop() {
 	defer close(p.done)
-	acks := time.NewTicker(p.cfg.AckInterval)
-	defer acks.Stop()
+	defer p.sendTimer.Stop()
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for {
@@ -317,8 +325,7 @@ func (p *Partition) loop() {
 			d := p.durableMsg
 			p.durableMu.Unlock()
 			p.onDurable(d)
-		case <-acks.C:
-			p.retryResponses()
+		case <-p.sendTimer.C:
 		case <-idle.C:
 			p.maybeCheckpoint(false, nil)
 		case <-p.ctx.Done():
@@ -332,7 +339,8 @@ func (p *Partition) loop() {
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
 		p.stats.syncLoads.Store(p.state.SyncLoads())
-		p.stats.unacked.Store(int64(p.ex.Unacked()))
+		p.stats.parked.Store(p.pf.count())
+		p.stats.outbox.Store(int64(len(p.state.Outbox)))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -356,6 +364,8 @@ func (p *Partition) handle(it intakeItem) {
 		p.ex.OnResendRequest(it.resend.From, it.resend.After)
 	case it.read != nil:
 		p.read(it.read)
+	case it.resend != nil:
+		p.courier.ResendRequested(it.resend.From, it.resend.After)
 	case it.update != nil:
 		p.lastEvent = time.Now()
 		p.pos++
@@ -521,6 +531,16 @@ func (p *Partition) apply(e LogEntry) {
 	for _, g := range fx.Gaps {
 		p.ex.OnGap(g.Origin, g.Pos)
 	}
+	now := time.Now()
+	for _, o := range fx.Duplicates {
+		p.courier.Duplicate(o, now)
+	}
+	for _, g := range fx.Gaps {
+		p.courier.Gap(g.Origin, g.Pos, now)
+	}
+	for _, a := range fx.Acks {
+		p.courier.Acked(a.Origin, a.Pos, now)
+	}
 }
 
 func (p *Partition) markReady(id string) {
@@ -546,75 +566,66 @@ func (p *Partition) onDurable(d durableMark) {
 		}
 		p.unapplied = p.unapplied[n:]
 	}
-	p.ex.OnDurable(d.pos)
 	n := 0
+	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
+		n++
+	}
+	p.courier.Durable(p.unsent[:n]...)
+	p.unsent = p.unsent[n:]
+	n = 0
 	for n < len(p.responses) && p.responses[n].pos <= p.durablePos {
-		p.sendResponse(p.responses[n].resp, 0)
+		r := p.responses[n].resp
+		p.courier.Respond(r.ClientID, r.Response)
 		n++
 	}
 	p.responses = p.responses[n:]
+	n = 0
+	now := time.Now()
+	for n < len(p.received) && p.received[n].commitPos <= p.durablePos {
+		r := p.received[n]
+		p.courier.DurableMark(r.origin, r.originPos, now)
+		n++
+	}
+	p.received = p.received[n:]
 	if d.inputPos > 0 {
 		p.cfg.Transport.TrimPartition(p.cfg.Partition, d.inputPos)
 	}
 }
 
-// pump performs the sends the exchange has due, and reports their
-// results to it. A send that fails is retried by the exchange after a
-// backoff; the batches stay in the (durable) outbox meanwhile.
+// pump performs the sends the courier has due, reports their outcomes,
+// and sets the timer for the next ones. A failed send stays with the
+// courier, which retries it with backoff; nothing is dropped.
 func (p *Partition) pump() {
 	now := time.Now()
-	for round := 0; round < 8; round++ {
-		sends := p.ex.Tick(now)
-		if len(sends) == 0 {
-			return
+	for _, s := range p.courier.Ready(now) {
+		var err error
+		if s.Client != "" {
+			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
+		} else {
+			err = p.cfg.Transport.SendToPartition(s.Partition, s.Packets...)
 		}
-		for _, s := range sends {
-			if p.ctx.Err() != nil {
-				return // stopped: the outbox waits for the next owner
+		p.courier.Result(s, err, now)
+		if err != nil {
+			p.sendFails++
+			lvl := slog.LevelDebug
+			if p.sendFails%100 == 0 {
+				lvl = slog.LevelWarn
 			}
-			err := p.cfg.Transport.SendToPartition(s.Dest, s.Packets(p.cfg.Partition)...)
-			if err != nil && !errors.Is(err, transport.ErrClosed) {
-				p.log.Warn("send to partition failed; will retry", slog.Int("dest", s.Dest), slog.Any("error", err))
+			if p.log.Enabled(context.Background(), lvl) {
+				p.log.Log(context.Background(), lvl, "send failed; retrying", slog.Int("dest", s.Partition), slog.Bool("client", s.Client != ""),
+					slog.Int("failures", p.sendFails), slog.Any("error", err))
 			}
-			p.ex.OnSent(s, err, now)
 		}
 	}
-}
-
-// maxResponseAttempts bounds the retries of a client response: a client
-// that stays unreachable has given up (and retries its request).
-const maxResponseAttempts = 12
-
-// sendResponse sends a response to a client, and queues it for a retry
-// if the send fails.
-func (p *Partition) sendResponse(r Response, attempts int) {
-	err := p.cfg.Transport.SendToClient(r.ClientID, &transport.Packet{Response: r.Response})
-	if err == nil || errors.Is(err, transport.ErrClosed) {
-		return
-	}
-	attempts++
-	if attempts >= maxResponseAttempts {
-		p.log.Warn("response dropped after retries", slog.String("client", r.ClientID), slog.Any("error", err))
-		return
-	}
-	backoff := min(10*time.Millisecond<<attempts, time.Second)
-	p.respRetry = append(p.respRetry, retryResponse{resp: r, at: time.Now().Add(backoff), attempts: attempts})
-}
-
-// retryResponses sends again the responses whose retry is due.
-func (p *Partition) retryResponses() {
-	if len(p.respRetry) == 0 {
-		return
-	}
-	now := time.Now()
-	list := p.respRetry
-	p.respRetry = nil
-	for _, r := range list {
-		if now.Before(r.at) {
-			p.respRetry = append(p.respRetry, r)
-			continue
+	if !p.sendTimer.Stop() {
+		select {
+		case <-p.sendTimer.C:
+		default:
 		}
 		p.sendResponse(r.resp, r.attempts)
+	}
+	if next := p.courier.Next(now); !next.IsZero() {
+		p.sendTimer.Reset(max(next.Sub(time.Now()), time.Millisecond))
 	}
 }
 
@@ -623,7 +634,7 @@ func (p *Partition) respondRead(req *transport.ClientRequest, r *transport.Clien
 	r.RequestID = req.RequestID
 	resp := Response{ClientID: req.ClientID, Response: r}
 	if p.state.LastPos <= p.durablePos {
-		p.sendResponse(resp, 0)
+		p.courier.Respond(req.ClientID, r)
 		return
 	}
 	p.responses = append(p.responses, pendingResponse{pos: p.state.LastPos, resp: resp})
@@ -870,7 +881,7 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		}
 		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
 	case transport.RequestQuery:
-		p.respondRead(req, p.query(req))
+		p.query(req)
 	case transport.RequestGetEntity:
 		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
 			p.respondRead(req, &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "no entity " + req.InstanceID})
@@ -878,7 +889,7 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		}
 		p.respondRead(req, &transport.ClientResponse{Entities: []*transport.EntityStatus{entityStatusOf(inst, req.IncludePayloads)}})
 	case transport.RequestListEntities:
-		p.respondRead(req, p.listEntities(req))
+		p.listEntities(req)
 	}
 }
 
@@ -955,63 +966,57 @@ func pageSize(f *transport.Filter) int {
 	return f.PageSize
 }
 
-func (p *Partition) query(req *transport.ClientRequest) *transport.ClientResponse {
+// query answers an instance query, one page, without loading on the loop
+// (scanPage).
+func (p *Partition) query(req *transport.ClientRequest) {
 	f := req.Filter
-	r := &transport.ClientResponse{}
-	n := pageSize(f)
-	for _, id := range p.state.IDs() {
-		if f != nil && f.After != "" && id <= f.After {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || inst.IsEntity || !matches(inst, f) {
-			continue
-		}
-		if len(r.Instances) == n {
-			r.More = true
-			break
-		}
-		r.Instances = append(r.Instances, statusOf(inst, req.IncludePayloads, false))
+	after := ""
+	if f != nil {
+		after = f.After
 	}
-	return r
+	p.scanPage(req, after, pageSize(f),
+		func(id string) bool { return f == nil || hasPrefix(id, f.InstanceIDPrefix) },
+		func(inst *Instance) bool { return !inst.IsEntity && matches(inst, f) },
+		func(inst *Instance) any { return statusOf(inst, req.IncludePayloads, false) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Instances = append(r.Instances, e.v.(*transport.InstanceStatus))
+			}
+			return r
+		})
 }
 
-func (p *Partition) listEntities(req *transport.ClientRequest) *transport.ClientResponse {
+// listEntities answers an entity listing, one page, like query.
+func (p *Partition) listEntities(req *transport.ClientRequest) {
 	f := req.Filter
 	if f == nil {
 		f = &transport.Filter{}
 	}
-	var ids []string
-	insts := map[string]*Instance{}
-	for _, id := range p.state.IDs() {
-		if !core.IsEntityInstanceID(id) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
-			continue
-		}
-		insts[id] = inst
-		eid, err := core.ParseEntityID(id)
-		if err != nil || (f.EntityName != "" && eid.Name != f.EntityName) ||
-			(f.InstanceIDPrefix != "" && !hasPrefix(eid.Key, f.InstanceIDPrefix)) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		if (!f.CreatedFrom.IsZero() && inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) ||
-			(!f.CreatedTo.IsZero() && !inst.Record.LastUpdatedAt.Before(f.CreatedTo)) {
-			continue
-		}
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	r := &transport.ClientResponse{}
-	if n := pageSize(f); len(ids) > n {
-		ids, r.More = ids[:n], true
-	}
-	for _, id := range ids {
-		r.Entities = append(r.Entities, entityStatusOf(insts[id], req.IncludePayloads))
-	}
-	return r
+	p.scanPage(req, f.After, pageSize(f),
+		func(id string) bool {
+			if !core.IsEntityInstanceID(id) {
+				return false
+			}
+			eid, err := core.ParseEntityID(id)
+			return err == nil && (f.EntityName == "" || eid.Name == f.EntityName) &&
+				(f.InstanceIDPrefix == "" || hasPrefix(eid.Key, f.InstanceIDPrefix))
+		},
+		func(inst *Instance) bool {
+			if !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+				return false
+			}
+			return (f.CreatedFrom.IsZero() || !inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) &&
+				(f.CreatedTo.IsZero() || inst.Record.LastUpdatedAt.Before(f.CreatedTo))
+		},
+		func(inst *Instance) any { return entityStatusOf(inst, req.IncludePayloads) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Entities = append(r.Entities, e.v.(*transport.EntityStatus))
+			}
+			return r
+		})
 }
 
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }

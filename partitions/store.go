@@ -34,6 +34,10 @@ type DurableStore struct {
 	bytes   atomic.Int64
 	appends atomic.Int64
 	entries atomic.Int64
+	// replayedEvents and replayedBytes count what Recover applied from
+	// the commit log after the checkpoint (read-only statistics).
+	replayedEvents atomic.Int64
+	replayedBytes  atomic.Int64
 }
 
 // StoreOptions configure the instance store of a DurableStore.
@@ -177,6 +181,8 @@ func (s *DurableStore) replay(st *State, from int64) error {
 		}
 		st.Apply(e.Pos, e.At, e.Event, &fx)
 		fx = Effects{}
+		s.replayedEvents.Add(1)
+		s.replayedBytes.Add(int64(len(payload)))
 		if err := st.BackingErr(); err != nil {
 			return err
 		}
@@ -314,4 +320,10 @@ func (s *DurableStore) KVStats() faster.KVStats {
 		return faster.KVStats{}
 	}
 	return s.kv.Stats()
+}
+
+// Replayed reports the commit log that recovery replayed after the
+// checkpoint: events applied and their encoded bytes.
+func (s *DurableStore) Replayed() (events, bytes int64) {
+	return s.replayedEvents.Load(), s.replayedBytes.Load()
 }

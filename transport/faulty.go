@@ -1,267 +1,264 @@
 package transport
 
 import (
-	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// FaultConfig says how a Faulty transport misbehaves. Rates are
-// probabilities in [0, 1].
-type FaultConfig struct {
-	// Seed seeds the fault decisions.
-	Seed uint64
-	// DropRate is the chance that a packet between partitions is lost.
-	DropRate float64
-	// DupRate is the chance that a packet between partitions arrives
-	// twice (each copy with its own delay).
-	DupRate float64
-	// MaxDelay delays each packet between partitions by a random time up
-	// to this, so packets are reordered, also across senders.
-	MaxDelay time.Duration
-	// FailRate is the chance that a send between partitions, or a send to
-	// a client, fails with an error (and delivers nothing).
-	FailRate float64
-	// ReceiveFailRate is the chance that ReceivePartition fails (without
-	// consuming anything).
-	ReceiveFailRate float64
-}
-
-// ErrInjected is the error of the sends and receives a Faulty transport
-// fails on purpose.
+// ErrInjected is wrapped by the errors a Faulty transport makes up.
 var ErrInjected = errors.New("transport: injected fault")
 
-// Faulty wraps a transport and makes packets between partitions (batches,
-// acks, resend requests) get lost, duplicated, delayed and reordered
-// before they reach the inner transport's queues, which stay ordered once
-// a packet is in them. Client requests pass straight through, in order:
-// clients do not retry. A test tool (the network a real transport runs
-// over behaves like this).
+// Fault is what a Faulty transport does to one packet.
+type Fault int
+
+// The faults.
+const (
+	// FaultNone leaves the choice to the random rates.
+	FaultNone Fault = iota
+	// FaultDeliver delivers the packet unharmed.
+	FaultDeliver
+	// FaultDrop loses the packet (the send still succeeds).
+	FaultDrop
+	// FaultDuplicate delivers the packet twice.
+	FaultDuplicate
+	// FaultDelay holds the packet back for up to MaxDelay (at least 1 ms).
+	FaultDelay
+	// FaultFail fails the whole send: nothing of it is delivered.
+	FaultFail
+)
+
+// FaultConfig says what a Faulty transport does. Rates are probabilities
+// per packet (FailRate and PhantomFailRate: per send; ReceiveFailRate: per
+// receive).
+type FaultConfig struct {
+	Seed      uint64
+	DropRate  float64
+	DupRate   float64
+	DelayRate float64
+	// MaxDelay bounds how long a delayed packet is held back. Delays
+	// reorder packets across senders and between the sends of one sender,
+	// as a network does; a queue itself stays ordered.
+	MaxDelay time.Duration
+	// FailRate fails a send with an error, delivering nothing.
+	FailRate float64
+	// PhantomFailRate fails a send with an error after delivering it
+	// (the sender cannot tell it arrived).
+	PhantomFailRate float64
+	// ReceiveFailRate fails a receive with a transient error.
+	ReceiveFailRate float64
+	// Clients extends the faults to client requests and responses. Off by
+	// default: clients do not retry.
+	Clients bool
+	// Script, if set, decides the fault for each packet first; FaultNone
+	// leaves it to the rates. It is called with the destination partition
+	// (-1 for a client) and must not block.
+	Script func(dest int, pk *Packet) Fault
+}
+
+// FaultStats counts the faults a Faulty transport injected.
+type FaultStats struct {
+	Dropped, Duplicated, Delayed, FailedSends, PhantomSends, FailedReceives int64
+}
+
+// Faulty wraps a transport and injects network faults into what goes
+// through it: drops, duplicates, delays (so reordering) and failed sends,
+// before packets reach the inner transport's queues. By default only
+// partition-to-partition packets (messages, acks, resend requests) are
+// subject to faults.
 type Faulty struct {
 	inner Transport
 	cfg   FaultConfig
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	due     delayHeap
-	seq     uint64
-	wake    chan struct{}
-	quit    chan struct{}
-	stopped bool
-	done    chan struct{}
-	stats   FaultStats
+	mu  sync.Mutex
+	rng *rand.Rand
+
+	failReceives atomic.Int64
+	pending      sync.WaitGroup
+	stats        struct {
+		dropped, duplicated, delayed, failedSends, phantomSends, failedReceives atomic.Int64
+	}
 }
 
-// FaultStats counts what a Faulty transport did.
-type FaultStats struct {
-	Sent, Dropped, Duplicated, Delayed, FailedSends, FailedReceives int
-}
+var _ Transport = (*Faulty)(nil)
 
-// NewFaulty wraps inner. Close stops the delivery of delayed packets (it
-// does not close inner).
+// NewFaulty wraps inner with the faults of cfg.
 func NewFaulty(inner Transport, cfg FaultConfig) *Faulty {
-	f := &Faulty{inner: inner, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
-	go f.deliver()
-	return f
-}
-
-type delayed struct {
-	at     time.Time
-	seq    uint64
-	dest   int
-	packet *Packet
-}
-
-type delayHeap []delayed
-
-func (h delayHeap) Len() int { return len(h) }
-func (h delayHeap) Less(i, j int) bool {
-	if h[i].at.Equal(h[j].at) {
-		return h[i].seq < h[j].seq
-	}
-	return h[i].at.Before(h[j].at)
-}
-func (h delayHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *delayHeap) Push(x any)   { *h = append(*h, x.(delayed)) }
-func (h *delayHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-// Stats returns the fault counts so far.
-func (f *Faulty) Stats() FaultStats {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.stats
-}
-
-// Close stops delivering delayed packets; those not yet delivered are
-// lost.
-func (f *Faulty) Close() {
-	f.mu.Lock()
-	if !f.stopped {
-		f.stopped = true
-		close(f.quit)
-	}
-	f.mu.Unlock()
-	<-f.done
+	return &Faulty{inner: inner, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 }
 
 // Inner returns the wrapped transport.
 func (f *Faulty) Inner() Transport { return f.inner }
 
-func (f *Faulty) chance(p float64) bool { return p > 0 && f.rng.Float64() < p }
+// FailReceives makes the next n receives fail with a transient error.
+func (f *Faulty) FailReceives(n int) { f.failReceives.Add(int64(n)) }
 
-// SendToPartition sends client requests through at once, and passes
-// packets between partitions through the faults.
-func (f *Faulty) SendToPartition(partition int, packets ...*Packet) error {
-	var direct, faulty []*Packet
-	for _, p := range packets {
-		if p.Request != nil {
-			direct = append(direct, p)
-		} else {
-			faulty = append(faulty, p)
-		}
+// Stats returns the faults injected so far.
+func (f *Faulty) Stats() FaultStats {
+	s := &f.stats
+	return FaultStats{Dropped: s.dropped.Load(), Duplicated: s.duplicated.Load(), Delayed: s.delayed.Load(),
+		FailedSends: s.failedSends.Load(), PhantomSends: s.phantomSends.Load(), FailedReceives: s.failedReceives.Load()}
+}
+
+// Settle waits until every delayed packet has been delivered (or lost to
+// a closed transport).
+func (f *Faulty) Settle() { f.pending.Wait() }
+
+func (f *Faulty) faultable(pk *Packet) bool {
+	if pk.Messages != nil || pk.Ack != nil || pk.Resend != nil {
+		return true
 	}
-	if len(direct) > 0 {
-		if err := f.inner.SendToPartition(partition, direct...); err != nil {
-			return err
-		}
-	}
-	if len(faulty) == 0 {
-		return nil
-	}
-	if partition < 0 || partition >= f.inner.PartitionCount() {
-		return f.inner.SendToPartition(partition, faulty...) // the inner error
-	}
+	return f.cfg.Clients && (pk.Request != nil || pk.Response != nil)
+}
+
+type delayed struct {
+	pk    *Packet
+	after time.Duration
+}
+
+// plan decides the fate of a send: the packets to deliver now, those to
+// deliver later, and the error to return.
+func (f *Faulty) plan(dest int, packets []*Packet) (now []*Packet, later []delayed, phantom bool, err error) {
 	f.mu.Lock()
-	if f.stopped {
-		f.mu.Unlock()
-		return ErrClosed
+	defer f.mu.Unlock()
+	faults := false
+	for _, pk := range packets {
+		if f.faultable(pk) {
+			faults = true
+			break
+		}
 	}
-	if f.chance(f.cfg.FailRate) {
-		f.stats.FailedSends++
-		f.mu.Unlock()
-		return ErrInjected
+	if !faults {
+		return packets, nil, false, nil
 	}
-	now := time.Now()
-	var immediate []*Packet
-	for _, p := range faulty {
-		f.stats.Sent++
-		if f.chance(f.cfg.DropRate) {
-			f.stats.Dropped++
+	roll := func(p float64) bool { return p > 0 && f.rng.Float64() < p }
+	if roll(f.cfg.FailRate) {
+		f.stats.failedSends.Add(1)
+		return nil, nil, false, fmt.Errorf("send to %d: %w", dest, ErrInjected)
+	}
+	phantom = roll(f.cfg.PhantomFailRate)
+	for _, pk := range packets {
+		if !f.faultable(pk) {
+			now = append(now, pk)
 			continue
 		}
-		copies := 1
-		if f.chance(f.cfg.DupRate) {
-			f.stats.Duplicated++
-			copies = 2
+		fault := FaultNone
+		if f.cfg.Script != nil {
+			fault = f.cfg.Script(dest, pk)
 		}
-		for c := 0; c < copies; c++ {
-			if f.cfg.MaxDelay <= 0 {
-				immediate = append(immediate, p)
-				continue
+		if fault == FaultNone {
+			switch {
+			case roll(f.cfg.DropRate):
+				fault = FaultDrop
+			case roll(f.cfg.DupRate):
+				fault = FaultDuplicate
+			case f.cfg.MaxDelay > 0 && roll(f.cfg.DelayRate):
+				fault = FaultDelay
+			default:
+				fault = FaultDeliver
 			}
-			f.stats.Delayed++
-			f.seq++
-			d := time.Duration(f.rng.Int64N(int64(f.cfg.MaxDelay) + 1))
-			heap.Push(&f.due, delayed{at: now.Add(d), seq: f.seq, dest: partition, packet: p})
+		}
+		switch fault {
+		case FaultFail:
+			f.stats.failedSends.Add(1)
+			return nil, nil, false, fmt.Errorf("send to %d: %w", dest, ErrInjected)
+		case FaultDrop:
+			f.stats.dropped.Add(1)
+		case FaultDuplicate:
+			f.stats.duplicated.Add(1)
+			now = append(now, pk, pk)
+		case FaultDelay:
+			f.stats.delayed.Add(1)
+			d := time.Millisecond
+			if f.cfg.MaxDelay > d {
+				d += time.Duration(f.rng.Int64N(int64(f.cfg.MaxDelay - d)))
+			}
+			later = append(later, delayed{pk: pk, after: d})
+		default:
+			now = append(now, pk)
 		}
 	}
-	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
+	if phantom {
+		f.stats.phantomSends.Add(1)
+		err = fmt.Errorf("send to %d (delivered): %w", dest, ErrInjected)
 	}
-	if len(immediate) > 0 {
-		return f.inner.SendToPartition(partition, immediate...)
-	}
-	return nil
+	return now, later, phantom, err
 }
 
-// deliver moves delayed packets into the inner queues when due.
-func (f *Faulty) deliver() {
-	defer close(f.done)
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	for {
-		f.mu.Lock()
-		now := time.Now()
-		var ready []delayed
-		for len(f.due) > 0 && !f.due[0].at.After(now) {
-			ready = append(ready, heap.Pop(&f.due).(delayed))
-		}
-		wait := time.Hour
-		if len(f.due) > 0 {
-			wait = f.due[0].at.Sub(now)
-		}
-		f.mu.Unlock()
-		for _, d := range ready {
-			// A closed inner transport loses it, as a network would.
-			_ = f.inner.SendToPartition(d.dest, d.packet)
-		}
-		t.Reset(wait)
-		select {
-		case <-t.C:
-		case <-f.wake:
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
-		case <-f.quit:
-			return
-		}
+func (f *Faulty) later(ds []delayed, deliver func(*Packet)) {
+	for _, d := range ds {
+		f.pending.Add(1)
+		time.AfterFunc(d.after, func() {
+			defer f.pending.Done()
+			deliver(d.pk)
+		})
 	}
 }
 
-// ReceivePartition reads the inner queue, failing now and then.
+// SendToPartition sends packets through the faults.
+func (f *Faulty) SendToPartition(partition int, packets ...*Packet) error {
+	now, later, _, err := f.plan(partition, packets)
+	if now == nil && later == nil {
+		return err
+	}
+	f.later(later, func(pk *Packet) { _ = f.inner.SendToPartition(partition, pk) })
+	if len(now) > 0 {
+		if ierr := f.inner.SendToPartition(partition, now...); ierr != nil {
+			return ierr
+		}
+	}
+	return err
+}
+
+// ReceivePartition receives, failing as configured.
 func (f *Faulty) ReceivePartition(ctx context.Context, partition int, from uint64) ([]*Packet, uint64, error) {
-	f.mu.Lock()
-	fail := f.chance(f.cfg.ReceiveFailRate)
-	if fail {
-		f.stats.FailedReceives++
+	if f.failReceives.Load() > 0 && f.failReceives.Add(-1) >= 0 {
+		f.stats.failedReceives.Add(1)
+		return nil, from, fmt.Errorf("receive from partition %d: %w", partition, ErrInjected)
 	}
-	f.mu.Unlock()
-	if fail {
-		return nil, from, ErrInjected
+	if f.cfg.ReceiveFailRate > 0 {
+		f.mu.Lock()
+		fail := f.rng.Float64() < f.cfg.ReceiveFailRate
+		f.mu.Unlock()
+		if fail {
+			f.stats.failedReceives.Add(1)
+			return nil, from, fmt.Errorf("receive from partition %d: %w", partition, ErrInjected)
+		}
 	}
 	return f.inner.ReceivePartition(ctx, partition, from)
 }
 
-// TrimPartition trims the inner queue.
+// TrimPartition passes through.
 func (f *Faulty) TrimPartition(partition int, upTo uint64) { f.inner.TrimPartition(partition, upTo) }
 
-// SendToClient sends to the inner transport, failing now and then.
+// SendToClient sends responses, through the faults if Clients is set.
 func (f *Faulty) SendToClient(clientID string, packets ...*Packet) error {
-	f.mu.Lock()
-	fail := f.chance(f.cfg.FailRate)
-	if fail {
-		f.stats.FailedSends++
+	now, later, _, err := f.plan(-1, packets)
+	if now == nil && later == nil {
+		return err
 	}
-	f.mu.Unlock()
-	if fail {
-		return ErrInjected
+	f.later(later, func(pk *Packet) { _ = f.inner.SendToClient(clientID, pk) })
+	if len(now) > 0 {
+		if ierr := f.inner.SendToClient(clientID, now...); ierr != nil {
+			return ierr
+		}
 	}
-	return f.inner.SendToClient(clientID, packets...)
+	return err
 }
 
-// ListenClient opens a client's response queue on the inner transport.
+// ListenClient passes through.
 func (f *Faulty) ListenClient(clientID string) (<-chan *Packet, func(), error) {
 	return f.inner.ListenClient(clientID)
 }
 
-// SendToLoadMonitor passes load reports through.
+// SendToLoadMonitor passes through.
 func (f *Faulty) SendToLoadMonitor(packets ...*Packet) error {
 	return f.inner.SendToLoadMonitor(packets...)
 }
 
-// PartitionCount is the inner transport's.
+// PartitionCount passes through.
 func (f *Faulty) PartitionCount() int { return f.inner.PartitionCount() }

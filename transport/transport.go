@@ -16,10 +16,10 @@ import (
 // ErrClosed is returned by operations on a closed transport.
 var ErrClosed = errors.New("transport: closed")
 
-// ErrPositionGone is returned by ReceivePartition when the position asked
-// for is no longer available (trimmed or expired). A partition cannot
-// continue past it without losing packets, so it fails.
-var ErrPositionGone = errors.New("transport: position no longer available")
+// ErrPositionGone is wrapped by ReceivePartition's error when the position
+// asked for is no longer in the queue (trimmed or expired): the reader
+// would silently skip packets, so a partition fails loudly on it.
+var ErrPositionGone = errors.New("transport: position is gone from the queue")
 
 // Packet is one unit delivered through a queue. Exactly one of the
 // payload fields is set.
@@ -34,6 +34,9 @@ type Packet struct {
 	// Ack from a partition: it has durably applied messages from the
 	// destination partition up to a position.
 	Ack *Ack
+	// Resend asks a partition to resend the batches it sent to the
+	// requester after a position (the requester saw a gap).
+	Resend *ResendRequest
 	// Load is a report for the load monitor.
 	Load *LoadReport
 	// Resend asks a partition to send its batches for the requester again.
@@ -42,13 +45,15 @@ type Packet struct {
 
 // MessageBatch is a batch of task messages from one partition to another.
 // Message i has sub-position FirstSub+i of the origin's commit position.
-// Prev is the origin position of the previous batch to the same
-// destination (0 for the first): the receiver applies a batch only right
-// after that one, so a lost batch is noticed as a gap.
+// Prev is the origin position of the previous batch from the same origin
+// to the same destination (0 if there was none), so that the receiver can
+// tell a lost batch (a gap) from the next one. A transport delivers a
+// batch whole or not at all.
 type MessageBatch struct {
 	Origin    int
 	OriginPos uint64
 	FirstSub  uint32
+	Prev      uint64
 	Messages  []*core.TaskMessage
 	Prev      uint64
 }
@@ -56,6 +61,13 @@ type MessageBatch struct {
 // ResendRequest asks a partition to send again its batches for partition
 // From that come after origin position After (the requester's dedup mark):
 // the requester saw a gap.
+type ResendRequest struct {
+	From  int
+	After uint64
+}
+
+// ResendRequest asks the partition it is sent to to resend what it sent
+// to partition From after origin position After: From saw a gap.
 type ResendRequest struct {
 	From  int
 	After uint64
@@ -147,6 +159,10 @@ type ClientRequest struct {
 	// Include* select what status responses carry.
 	IncludePayloads bool
 	IncludeHistory  bool
+	// Deadline is when the client stops waiting for the answer (zero:
+	// never). A partition drops waits (RequestWaitStart,
+	// RequestWaitCompletion) past it.
+	Deadline time.Time
 }
 
 // Filter selects instances or entities for queries and purges.

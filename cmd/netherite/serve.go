@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,10 +75,7 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 	api := httpapi.NewHandler(h.Client(), httpapi.Options{TaskHub: o.TaskHub, Logger: logger, Registry: r})
 	mux := http.NewServeMux()
 	mux.Handle("/runtime/webhooks/durabletask/", api)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
+	mux.Handle("/healthz", healthHandler(h.Partitions))
 	var handler http.Handler = mux
 	if asFunctions {
 		handler = functions.NewHandler(mux, functions.Options{Logger: logger})
@@ -96,6 +94,10 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+	case <-h.Done():
+		// A partition failed for good: exit, so that the platform notices.
+		err = h.Err()
+		logger.Error("host failed", slog.Any("error", err))
 	}
 	logger.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -110,4 +112,45 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 		err = nil
 	}
 	return err
+}
+
+// partitionHealth is one partition in the /healthz answer.
+type partitionHealth struct {
+	Partition int    `json:"partition"`
+	State     string `json:"state"`
+	Error     string `json:"error,omitempty"`
+	Restarts  int    `json:"restarts,omitempty"`
+	Since     string `json:"since,omitempty"`
+}
+
+// healthHandler answers /healthz: each partition's state, with 200 when
+// every partition the host owns runs and 503 while any is down (failed or
+// recovering).
+func healthHandler(partitions func() []netherite.PartitionStatus) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var body struct {
+			Status     string            `json:"status"`
+			Partitions []partitionHealth `json:"partitions"`
+		}
+		body.Status = "ok"
+		for _, p := range partitions() {
+			ph := partitionHealth{Partition: p.Partition, State: string(p.State), Restarts: p.Restarts}
+			if p.Err != nil {
+				ph.Error = p.Err.Error()
+			}
+			if !p.Since.IsZero() {
+				ph.Since = p.Since.UTC().Format(time.RFC3339Nano)
+			}
+			if p.Down() {
+				body.Status = "unavailable"
+			}
+			body.Partitions = append(body.Partitions, ph)
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if body.Status != "ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(body)
+	})
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -309,5 +312,94 @@ func TestServeFunctionsRefusesEventHubs(t *testing.T) {
 	code := run(context.Background(), []string{"serve", "-functions", "-storage", "memory", "-addr", freeAddr(t)}, &out, &errb)
 	if code != 2 || !strings.Contains(errb.String(), "EventHubsConnection") || strings.Contains(errb.String(), "c2VjcmV0") {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+// /healthz answers 503 while an owned partition is down (failed or
+// recovering), naming it and its error, and 200 when every owned one runs.
+func TestHealthz(t *testing.T) {
+	since := time.Date(2026, 11, 30, 18, 0, 0, 0, time.UTC)
+	steps := []struct {
+		parts []netherite.PartitionStatus
+		code  int
+	}{
+		{[]netherite.PartitionStatus{{Partition: 0, State: netherite.PartitionOK}, {Partition: 1, State: netherite.PartitionFailed,
+			Err: errors.New("partition 1: commit log: disk full"), Since: since}}, 503},
+		{[]netherite.PartitionStatus{{Partition: 0, State: netherite.PartitionOK}, {Partition: 1, State: netherite.PartitionRecovering,
+			Err: errors.New("partition 1: commit log: disk full"), Restarts: 1}}, 503},
+		{[]netherite.PartitionStatus{{Partition: 0, State: netherite.PartitionOK}, {Partition: 1, State: netherite.PartitionOK, Restarts: 1}}, 200},
+		// Partitions other hosts run do not make this one unhealthy.
+		{[]netherite.PartitionStatus{{Partition: 0, State: netherite.PartitionOK}, {Partition: 1, State: netherite.PartitionNotOwned}}, 200},
+	}
+	var mu sync.Mutex
+	var cur []netherite.PartitionStatus
+	srv := httptest.NewServer(healthHandler(func() []netherite.PartitionStatus {
+		mu.Lock()
+		defer mu.Unlock()
+		return cur
+	}))
+	defer srv.Close()
+	for i, s := range steps {
+		mu.Lock()
+		cur = s.parts
+		mu.Unlock()
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Status     string
+			Partitions []partitionHealth
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != s.code || len(body.Partitions) != len(s.parts) {
+			t.Fatalf("step %d: %d %+v %v, want %d", i, resp.StatusCode, body, err, s.code)
+		}
+		for k, p := range s.parts {
+			got := body.Partitions[k]
+			if got.Partition != p.Partition || got.State != string(p.State) || (p.Err != nil) != (got.Error != "") {
+				t.Errorf("step %d: partition %+v reported as %+v", i, p, got)
+			}
+		}
+		if (s.code == 200) != (body.Status == "ok") {
+			t.Errorf("step %d: status %q with code %d", i, body.Status, resp.StatusCode)
+		}
+	}
+}
+
+// TestServeHealthzReportsPartitions: the running server reports every
+// partition as ok.
+func TestServeHealthzReportsPartitions(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-addr", addr, "-storage", "memory", "-partitions", "3"}, &out, &errb)
+	}()
+	waitHealthy(t, "http://"+addr+"/healthz", &errb)
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Status     string
+		Partitions []partitionHealth
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if body.Status != "ok" || len(body.Partitions) != 3 {
+		t.Fatalf("healthz: %+v", body)
+	}
+	for _, p := range body.Partitions {
+		if p.State != "ok" {
+			t.Errorf("partition %+v", p)
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d: %s", code, errb.String())
 	}
 }

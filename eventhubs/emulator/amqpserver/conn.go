@@ -24,7 +24,8 @@ const (
 	condUnattachedHandle = "amqp:session:unattached-handle"
 	condHandleInUse      = "amqp:session:handle-in-use"
 	condMessageSize      = "amqp:link:message-size-exceeded"
-	condNotImplemented   = "amqp:not-implemented"
+	condTransferLimit    = "amqp:link:transfer-limit-exceeded"
+	condWindowViolation  = "amqp:session:window-violation"
 )
 
 var (
@@ -44,11 +45,11 @@ type conn struct {
 	br  *bufio.Reader
 
 	// Set during the handshake, read-only after.
-	hostname     string
 	peerMaxFrame uint32
 	peerIdle     time.Duration
 
 	mu        sync.Mutex
+	hostname  string // from the peer's open
 	out       []byte // frames waiting for the writer
 	wake      chan struct{}
 	wrote     bool // something was written since the last heartbeat tick
@@ -98,6 +99,9 @@ func classify(err error) *protoError {
 		return &protoError{cond: condFramingError, err: err}
 	case errors.Is(err, w.ErrDecode):
 		return &protoError{cond: condDecodeError, err: err}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// The peer stopped sending in the middle of a frame; it may still read our close.
+		return &protoError{cond: condFramingError, err: fmt.Errorf("truncated frame: %w", err)}
 	}
 	return nil
 }
@@ -125,7 +129,11 @@ func (c *conn) run() {
 
 // handshake runs the protocol headers, SASL and the open exchange synchronously.
 func (c *conn) handshake() (bool, error) {
-	c.nc.SetDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+	hs := c.srv.cfg.IdleTimeout
+	if hs <= 0 {
+		hs = defaultIdleTimeout
+	}
+	c.nc.SetDeadline(time.Now().Add(hs))
 	var hdr [8]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 		return false, fmt.Errorf("protocol header: %w", err)
@@ -171,7 +179,9 @@ func (c *conn) handshake() (bool, error) {
 		c.sendCloseNow(wireErr(condNotAllowed, "expected open, got %T", body))
 		return false, fmt.Errorf("expected open, got %T", body)
 	}
+	c.mu.Lock()
 	c.hostname = open.Hostname
+	c.mu.Unlock()
 	c.peerMaxFrame = open.MaxFrameSize
 	if c.peerMaxFrame < w.MinMaxFrameSize {
 		c.peerMaxFrame = w.MinMaxFrameSize
@@ -181,7 +191,7 @@ func (c *conn) handshake() (bool, error) {
 		ContainerID:  c.srv.cfg.ContainerID,
 		MaxFrameSize: c.srv.cfg.MaxFrameSize,
 		ChannelMax:   65535,
-		IdleTimeout:  uint32(c.srv.cfg.IdleTimeout / time.Millisecond),
+		IdleTimeout:  uint32(max(c.srv.cfg.IdleTimeout, 0) / time.Millisecond),
 	}
 	b, err := w.AppendFrame(nil, w.TypeAMQP, 0, reply)
 	if err == nil {
@@ -285,7 +295,7 @@ func (c *conn) readLoop() error {
 			c.mu.Lock()
 			closing := c.closeSent
 			c.mu.Unlock()
-			if now := time.Now(); !closing && now.Sub(deadlineSet) > idle/8 {
+			if now := time.Now(); idle > 0 && !closing && now.Sub(deadlineSet) > idle/8 {
 				c.nc.SetReadDeadline(now.Add(idle))
 				deadlineSet = now
 			}

@@ -438,8 +438,8 @@ func waitConns(t *testing.T, ts *testServer, n int) {
 }
 
 func TestHeartbeats(t *testing.T) {
-	ts := startServer(t, Config{IdleTimeout: 400 * time.Millisecond})
-	c := dial(t, ts.addr, &amqp.ConnOptions{SASLType: amqp.SASLTypeAnonymous(), IdleTimeout: 400 * time.Millisecond})
+	ts := startServer(t, Config{IdleTimeout: time.Second})
+	c := dial(t, ts.addr, &amqp.ConnOptions{SASLType: amqp.SASLTypeAnonymous(), IdleTimeout: time.Second})
 	ctx := ctxT(t)
 	snd, err := newSession(t, c).NewSender(ctx, "hb", nil)
 	if err != nil {
@@ -450,7 +450,7 @@ func TestHeartbeats(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Idle for several idle timeouts of both sides: only heartbeats keep the connection up.
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	if err := snd.Send(ctx, amqp.NewMessage([]byte("still here")), nil); err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,10 @@ type link struct {
 	detachSent bool
 	finished   bool
 	doneErr    error
-	refuseErr  *w.Error // Detach called while the handler was still deciding
+	// Detach was called before our attach reply: once the handler accepts, the link is attached and
+	// detached at once with this error (so the peer sees a link error, not a refused attach).
+	pendingDetach    bool
+	pendingDetachErr *w.Error
 
 	// PeerSends: we receive.
 	rcvDeliveryCount uint32
@@ -101,18 +104,16 @@ func (l *link) runAttach() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l.finished && l.refuseErr == nil {
+	if l.finished && !l.pendingDetach {
 		return // the peer detached, or the session or connection ended, meanwhile
 	}
-	if err != nil || l.refuseErr != nil {
-		e := l.refuseErr
-		if e == nil {
-			var ae *Error
-			if errors.As(err, &ae) {
-				e = toWire(ae)
-			} else {
-				e = &w.Error{Condition: condInternal, Description: err.Error()}
-			}
+	if err != nil {
+		var e *w.Error
+		var ae *Error
+		if errors.As(err, &ae) {
+			e = toWire(ae)
+		} else {
+			e = &w.Error{Condition: condInternal, Description: err.Error()}
 		}
 		l.sendAttachLocked(true)
 		c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: e})
@@ -121,6 +122,11 @@ func (l *link) runAttach() {
 		return
 	}
 	l.sendAttachLocked(false)
+	if l.pendingDetach {
+		c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: l.pendingDetachErr})
+		l.detachSent = true
+		return
+	}
 	if l.pub.Role == PeerSends {
 		l.rcvCredit = linkCreditWindow
 		l.s.flowLocked(l, false)
@@ -180,16 +186,12 @@ func (l *link) detachLocked(e *w.Error) {
 		return
 	}
 	if !l.attached {
-		// The handler is still deciding: runAttach refuses the link with this error.
-		if e == nil {
-			e = &w.Error{Condition: "amqp:link:detach-forced", Description: "detached"}
-		}
-		l.refuseErr = e
-		l.finishLocked(fromWire(e))
-		return
+		// Our attach reply is not sent yet (the handler is deciding): runAttach detaches after it.
+		l.pendingDetach, l.pendingDetachErr = true, e
+	} else {
+		l.s.c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: e})
+		l.detachSent = true
 	}
-	l.s.c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: e})
-	l.detachSent = true
 	if e != nil {
 		l.finishLocked(fromWire(e))
 	} else {
@@ -243,6 +245,10 @@ func (l *link) transferLocked(t *w.Transfer) {
 			l.detachLocked(&w.Error{Condition: condNotAllowed, Description: "first transfer of a delivery without delivery-id"})
 			return
 		}
+		if l.rcvCredit == 0 {
+			l.detachLocked(&w.Error{Condition: condTransferLimit, Description: "transfer without link credit"})
+			return
+		}
 		d = &Delivery{Format: t.MessageFormat, Settled: t.Settled, link: l, id: t.DeliveryID}
 		if !t.More {
 			d.Payload = make([]byte, len(t.Payload))
@@ -262,7 +268,7 @@ func (l *link) transferLocked(t *w.Transfer) {
 	if d.Payload == nil && t.More {
 		d.Payload = append(make([]byte, 0, 4*len(t.Payload)), t.Payload...)
 	}
-	if max := l.pub.MaxMessageSize; max != 0 && uint64(len(d.Payload)) > max {
+	if max := l.maxMessageSize(); uint64(len(d.Payload)) > max {
 		l.tooBig = true
 		d.Payload = nil
 	}
@@ -279,7 +285,7 @@ func (l *link) transferLocked(t *w.Transfer) {
 		if !d.Settled {
 			l.s.c.queueLocked(l.s.channel, &w.Disposition{Role: w.RoleReceiver, First: d.id, Settled: true,
 				State: &w.Rejected{Error: &w.Error{Condition: condMessageSize,
-					Description: fmt.Sprintf("message larger than %d bytes", l.pub.MaxMessageSize)}}})
+					Description: fmt.Sprintf("message larger than %d bytes", l.maxMessageSize())}}})
 		}
 		d.disposed = true
 		l.topUpLocked()
@@ -290,6 +296,15 @@ func (l *link) transferLocked(t *w.Transfer) {
 	case l.notify <- struct{}{}:
 	default:
 	}
+}
+
+// maxMessageSize is the handler's limit, or without one a hard cap so that a peer cannot make us buffer
+// an endless delivery.
+func (l *link) maxMessageSize() uint64 {
+	if l.pub.MaxMessageSize != 0 {
+		return l.pub.MaxMessageSize
+	}
+	return unlimitedMessageCap
 }
 
 // topUpLocked re-grants credit once half of the window is used up.

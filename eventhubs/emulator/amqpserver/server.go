@@ -16,6 +16,8 @@ const (
 	sessionWindow = 10000
 	// linkCreditWindow is the credit kept open on each link the peer sends on.
 	linkCreditWindow = 1000
+	// unlimitedMessageCap bounds a delivery on a link whose handler set no MaxMessageSize.
+	unlimitedMessageCap = 256 << 20
 	// closeTimeout bounds how long we wait for the peer's close after sending ours.
 	closeTimeout = 2 * time.Second
 	// writeTimeout bounds one write burst: a peer that reads nothing for this long is dropped.

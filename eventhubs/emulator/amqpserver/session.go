@@ -72,8 +72,7 @@ func (s *session) endLinksLocked(err error) {
 func (s *session) handleLocked(body any) error {
 	if s.endSent {
 		// Waiting for the peer's end: transfers still count for the windows, the rest is ignored.
-		if t, ok := body.(*w.Transfer); ok {
-			_ = t
+		if _, ok := body.(*w.Transfer); ok {
 			s.nextIncomingID++
 		}
 		if _, ok := body.(*w.End); ok {
@@ -106,6 +105,10 @@ func (s *session) handleLocked(body any) error {
 			return nil
 		}
 		delete(s.links, p.Handle)
+		if !l.attached {
+			// The handler is still deciding: the peer must see our attach before our detach.
+			l.sendAttachLocked(true)
+		}
 		if !l.detachSent {
 			s.c.queueLocked(s.channel, &w.Detach{Handle: l.handle, Closed: p.Closed})
 			l.detachSent = true
@@ -183,9 +186,12 @@ func (s *session) wakeSendersLocked() {
 
 func (s *session) transferLocked(t *w.Transfer) {
 	s.nextIncomingID++
-	if s.incomingWindow > 0 {
-		s.incomingWindow--
+	if s.incomingWindow == 0 {
+		// We re-grant at half the window, so only a peer ignoring it gets here.
+		s.endLocked(condWindowViolation, "transfer beyond the incoming window")
+		return
 	}
+	s.incomingWindow--
 	if s.incomingWindow < sessionWindow/2 {
 		s.flowLocked(nil, false)
 	}

@@ -337,3 +337,17 @@ func TestBadInput(t *testing.T) {
 		t.Fatal("deep nesting accepted")
 	}
 }
+
+func TestTransferOverheadIsABound(t *testing.T) {
+	for _, tr := range []Transfer{
+		{Handle: 1 << 30, HasDeliveryID: true, DeliveryID: 1 << 31, DeliveryTag: make([]byte, 32), HasMessageFormat: true,
+			MessageFormat: 0x80013700, Settled: true, More: true, HasRcvSettleMode: true, RcvSettleMode: 1, Resume: true, Aborted: true, Batchable: true},
+		{Handle: 0, HasDeliveryID: true, DeliveryTag: []byte{1}},
+		{Handle: 3, State: &Accepted{}},
+	} {
+		b := AppendTransferFrame(nil, 9, &tr)
+		if len(b) > TransferOverhead(&tr) {
+			t.Errorf("%+v: frame of %d bytes, bound %d", tr, len(b), TransferOverhead(&tr))
+		}
+	}
+}

@@ -445,7 +445,7 @@ func (f *fieldReader) rawValue() []byte {
 	return append([]byte(nil), before[:len(before)-len(f.r.b)]...)
 }
 
-func (f *fieldReader) error(dst **Error) bool {
+func (f *fieldReader) errorField(dst **Error) bool {
 	if !f.next() {
 		return false
 	}

@@ -202,13 +202,14 @@ func AppendTransferFrame(b []byte, channel uint16, t *Transfer) []byte {
 	return b
 }
 
-// TransferOverhead is the size of a frame header plus the transfer performative t (with More set), so
-// that a payload of maxFrame-TransferOverhead bytes fits into one frame.
+// TransferOverhead bounds the size of a frame header plus the transfer performative t, so that a payload of
+// maxFrame-TransferOverhead bytes always fits into one frame. (Computed, not encoded: no allocation.)
 func TransferOverhead(t *Transfer) int {
-	var buf [128]byte
-	more, payload := t.More, t.Payload
-	t.More, t.Payload = true, nil
-	b, _ := t.AppendTo(buf[:0])
-	t.More, t.Payload = more, payload
-	return HeaderSize + len(b)
+	// header, descriptor (3), list32 header (9), handle, delivery-id and message-format (5 each), the tag
+	// (5 + len), settled, more, rcv-settle-mode, state, resume, aborted, batchable (2 each at most).
+	n := HeaderSize + 3 + 9 + 3*5 + 5 + len(t.DeliveryTag) + 7*2
+	if t.State != nil {
+		n += 64 // states we send are small; a caller that sends large ones must not use this bound
+	}
+	return n
 }

@@ -487,7 +487,7 @@ func (p *Detach) read(f *fieldReader) {
 		f.r.fail("detach without handle")
 	}
 	f.boolean(&p.Closed)
-	f.error(&p.Error)
+	f.errorField(&p.Error)
 }
 
 // End ends a session (spec 2.7.8).
@@ -502,7 +502,7 @@ func (p *End) AppendTo(b []byte) ([]byte, error) {
 	return c.finish()
 }
 
-func (p *End) read(f *fieldReader) { f.error(&p.Error) }
+func (p *End) read(f *fieldReader) { f.errorField(&p.Error) }
 
 // Close closes the connection (spec 2.7.9).
 type Close struct{ Error *Error }
@@ -516,7 +516,7 @@ func (p *Close) AppendTo(b []byte) ([]byte, error) {
 	return c.finish()
 }
 
-func (p *Close) read(f *fieldReader) { f.error(&p.Error) }
+func (p *Close) read(f *fieldReader) { f.errorField(&p.Error) }
 
 // Delivery states (spec 3.4).
 type (
@@ -592,7 +592,7 @@ func (r *Reader) readDeliveryState() any {
 		st = &Accepted{}
 	case DescRejected:
 		s := &Rejected{}
-		f.error(&s.Error)
+		f.errorField(&s.Error)
 		st = s
 	case DescReleased:
 		st = &Released{}

@@ -117,6 +117,9 @@ func (m Map) Get(key string) (any, bool) {
 // maxDepth bounds the nesting of compound values so hostile input cannot exhaust the stack.
 const maxDepth = 100
 
+// maxZeroWidthArray bounds arrays whose elements take no bytes.
+const maxZeroWidthArray = 1 << 16
+
 // Reader decodes AMQP values from a byte slice. Errors are sticky: after the first one every read returns a
 // zero value and Err reports it.
 type Reader struct {
@@ -411,11 +414,6 @@ func (r *Reader) readArray(code byte) any {
 	if r.err != nil {
 		return nil
 	}
-	// Elements may be zero bytes wide (null, true, uint0); the count still cannot exceed the input size.
-	if count > len(sub.b)+len(r.b)+16 {
-		r.fail("array count %d too large", count)
-		return nil
-	}
 	elem := sub.u8()
 	var desc any
 	if elem == codeDescribed {
@@ -428,6 +426,20 @@ func (r *Reader) readArray(code byte) any {
 	if sub.err != nil {
 		r.fail("array: %v", sub.err)
 		return nil
+	}
+	// Every element takes at least one byte, except for the zero-width constructors (null, true, false,
+	// uint0, ulong0, list0), which get a fixed bound: a small input must not allocate a huge array.
+	switch elem {
+	case codeNull, codeTrue, codeFalse, codeUint0, codeUlong0, codeList0:
+		if count > maxZeroWidthArray {
+			r.fail("array of %d zero-width elements", count)
+			return nil
+		}
+	default:
+		if count > len(sub.b) {
+			r.fail("array count %d exceeds its %d bytes", count, len(sub.b))
+			return nil
+		}
 	}
 	a := make(Array, count)
 	for i := range a {
