@@ -55,8 +55,7 @@ type Options struct {
 	// events, 20 MB of log, or 60 s idle with changes).
 	Checkpoints partitions.CheckpointPolicy
 	// Transport is "memory": in-process queues. Hosts in one process share
-	// queues by passing the same SharedTransport (a *transport.Memory, or
-	// one wrapped, e.g. by transport.NewFaulty).
+	// queues by passing the same SharedTransport.
 	Transport       string
 	SharedTransport transport.Transport
 

@@ -444,17 +444,6 @@ func startScenarioHost(t *testing.T, opts netherite.Options) *netherite.Host {
 // storage, each host with opts otherwise.
 func forEachPartitionCountOpts(t *testing.T, opts netherite.Options, fn func(t *testing.T, c durable.Client, h *netherite.Host)) {
 	t.Helper()
-	if scenarioTransport != nil {
-		// scenarios_faulty_test.go: memory storage, 12 partitions, over
-		// the transport it makes.
-		t.Run("faulty/partitions=12", func(t *testing.T) {
-			o := opts
-			o.PartitionCount, o.Storage, o.SharedTransport = 12, "memory", scenarioTransport(t, 12)
-			h := startScenarioHost(t, o)
-			fn(t, h.Client(), h)
-		})
-		return
-	}
 	for _, storage := range []string{"memory", "disk", "azurite"} {
 		for _, n := range []int{1, 12} {
 			t.Run(fmt.Sprintf("%s/partitions=%d", storage, n), func(t *testing.T) {

@@ -83,9 +83,8 @@ type Partition struct {
 	readyList  []string
 	busy       map[string]bool
 	running    map[uint64]bool // activities started
-	ex         *exchange
+	unsent     []*OutboxBatch
 	responses  []pendingResponse
-	respRetry  []retryResponse
 	waiters    map[string][]waiter
 	received   []receivedMark
 	courier    *Courier
@@ -135,13 +134,6 @@ type durableMark struct {
 type pendingResponse struct {
 	pos  uint64
 	resp Response
-}
-
-// retryResponse is a client response whose send failed, due again at at.
-type retryResponse struct {
-	resp     Response
-	at       time.Time
-	attempts int
 }
 
 type waiter struct {
@@ -242,9 +234,6 @@ func (p *Partition) put(it intakeItem) bool {
 }
 
 // receive reads the input queue and turns packets into events.
-// A failed receive is retried with backoff; only a closed transport, the
-// partition stopping, or a position the transport no longer has (which
-// would lose packets: the partition fails) ends it.
 func (p *Partition) receive(from uint64) {
 	var fails int
 	var backoff time.Duration
@@ -360,8 +349,6 @@ func (p *Partition) handle(it intakeItem) {
 	case it.checkpoint != nil:
 		p.flushLog()
 		p.maybeCheckpoint(true, it.checkpoint)
-	case it.resend != nil:
-		p.ex.OnResendRequest(it.resend.From, it.resend.After)
 	case it.read != nil:
 		p.read(it.read)
 	case it.resend != nil:
@@ -512,10 +499,7 @@ func (p *Partition) apply(e LogEntry) {
 			p.timers.add(id, m.Event.FireAt)
 		}
 	}
-	p.ex.OnOutbox(fx.Outbox)
-	if ev, ok := e.Event.(*AckReceived); ok && ev.Ack != nil {
-		p.ex.OnAck(ev.Ack.From, ev.Ack.UpTo)
-	}
+	p.unsent = append(p.unsent, fx.Outbox...)
 	for _, r := range fx.Responses {
 		p.responses = append(p.responses, pendingResponse{pos: e.Pos, resp: r})
 	}
@@ -523,13 +507,7 @@ func (p *Partition) apply(e LogEntry) {
 		p.checkWaiters(id, e.Pos)
 	}
 	for _, r := range fx.Received {
-		p.ex.OnApplied(e.Pos, r.Origin, r.Pos)
-	}
-	for _, o := range fx.Duplicates {
-		p.ex.OnDuplicate(o)
-	}
-	for _, g := range fx.Gaps {
-		p.ex.OnGap(g.Origin, g.Pos)
+		p.received = append(p.received, receivedMark{commitPos: e.Pos, origin: r.Origin, originPos: r.Pos})
 	}
 	now := time.Now()
 	for _, o := range fx.Duplicates {
@@ -622,7 +600,6 @@ func (p *Partition) pump() {
 		case <-p.sendTimer.C:
 		default:
 		}
-		p.sendResponse(r.resp, r.attempts)
 	}
 	if next := p.courier.Next(now); !next.IsZero() {
 		p.sendTimer.Reset(max(next.Sub(time.Now()), time.Millisecond))

@@ -44,11 +44,6 @@ type State struct {
 	// sub-position) applied.
 	Dedup map[int]DedupMark
 
-	// LastBatch holds, per destination, the position of the last batch
-	// made for it: the next batch's Prev, which chains the batches to one
-	// destination so that the receiver sees a gap.
-	LastBatch map[int]uint64
-
 	// NextGeneration numbers sessions, so that a work item's result is not
 	// applied to an instance that was replaced meanwhile.
 	NextGeneration uint64
@@ -99,8 +94,6 @@ type OutboxBatch struct {
 	// Prev is the position of the previous batch to Dest (0: none).
 	Prev     uint64
 	Messages []*core.TaskMessage
-	// Prev is the position of the previous batch to Dest (0 if none).
-	Prev uint64
 }
 
 // DedupMark is a high-water mark of messages applied from one origin.

@@ -39,8 +39,6 @@ type Packet struct {
 	Resend *ResendRequest
 	// Load is a report for the load monitor.
 	Load *LoadReport
-	// Resend asks a partition to send its batches for the requester again.
-	Resend *ResendRequest
 }
 
 // MessageBatch is a batch of task messages from one partition to another.
@@ -55,15 +53,6 @@ type MessageBatch struct {
 	FirstSub  uint32
 	Prev      uint64
 	Messages  []*core.TaskMessage
-	Prev      uint64
-}
-
-// ResendRequest asks a partition to send again its batches for partition
-// From that come after origin position After (the requester's dedup mark):
-// the requester saw a gap.
-type ResendRequest struct {
-	From  int
-	After uint64
 }
 
 // ResendRequest asks the partition it is sent to to resend what it sent
