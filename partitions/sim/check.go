@@ -40,6 +40,9 @@ func (w *world) check() error {
 		if completions != 1 {
 			return w.fail("instance %s completed %d times", inst.ID, completions)
 		}
+		if inst.Record.Name == chain && string(inst.Record.Output) != "3" {
+			return w.fail("instance %s: output %s, want 3", inst.ID, inst.Record.Output)
+		}
 		if inst.Record.Name == samples.HelloSequence {
 			var out []string
 			if err := json.Unmarshal(inst.Record.Output, &out); err != nil || len(out) != 3 || out[0] != "Hello Tokyo!" {

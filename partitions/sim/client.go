@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/netherite-go/netherite"
+	"time"
 
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
@@ -16,6 +17,7 @@ import (
 // under entity locks), and Signaler, which signals the shared counter once.
 const (
 	signaler   = "Signaler"
+	chain      = "Chain"
 	counterKey = "total"
 	startFunds = 100
 )
@@ -32,6 +34,23 @@ func newExecutor() partitions.Executor {
 			return 0, err
 		}
 		return n, nil
+	})
+	// Chain waits on a durable timer, runs a hello sequence as a
+	// sub-orchestration on another partition, and continues as new n times.
+	durable.RegisterOrchestrator(r, chain, func(ctx durable.OrchestrationContext, n int) (int, error) {
+		if err := ctx.CreateTimer(time.Second).Await(nil); err != nil {
+			return 0, err
+		}
+		var out []string
+		child := fmt.Sprintf("%s-child%d!%d", ctx.InstanceID(), n, n+1)
+		if err := ctx.CallSubOrchestrator(samples.HelloSequence, nil, durable.WithInstanceID(child)).Await(&out); err != nil {
+			return 0, err
+		}
+		if n > 0 {
+			ctx.ContinueAsNew(n - 1)
+			return 0, nil
+		}
+		return len(out), nil
 	})
 	seq := 0
 	return netherite.WorkExecutor(durable.NewExecutor(r, durable.ExecutorOptions{NewID: func() string {
@@ -70,6 +89,9 @@ func newClient(w *world) *client {
 	}
 	for i := 0; i < cfg.Signals; i++ {
 		c.start(signaler, fmt.Sprintf("signal-%d", i), i)
+	}
+	for i := 0; i < cfg.Chains; i++ {
+		c.start(chain, fmt.Sprintf("chain-%d", i), 2)
 	}
 	for i := 0; i < cfg.Transfers; i++ {
 		from := w.rng.Intn(cfg.Accounts)

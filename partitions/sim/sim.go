@@ -38,12 +38,14 @@ type Config struct {
 	// 3000); the run then heals and continues until it is quiet.
 	Steps int
 	// The workload: hello sequences (activities), bank transfers under
-	// entity locks across partitions, and orchestrations that each signal
-	// one shared counter entity exactly once.
+	// entity locks across partitions, orchestrations that each signal one
+	// shared counter entity exactly once, and chains (durable timers,
+	// sub-orchestrations on other partitions, continue-as-new).
 	Hellos    int // default 6
 	Transfers int // default 8
 	Accounts  int // default 4
 	Signals   int // default 6
+	Chains    int // timers, sub-orchestrations elsewhere, continue-as-new; default 3
 	// Faults (only during the first Steps steps).
 	DropRate  float64       // of packets in the network; default 0.1
 	DupRate   float64       // default 0.1
@@ -69,6 +71,7 @@ func (c *Config) defaults() {
 	def(&c.Transfers, 8)
 	def(&c.Accounts, 4)
 	def(&c.Signals, 6)
+	def(&c.Chains, 3)
 	if c.NoFaults {
 		c.DropRate, c.DupRate, c.CrashRate, c.FailRate = 0, 0, 0, 0
 		return
