@@ -120,6 +120,9 @@ func (c *client) await(ctx context.Context, req *transport.ClientRequest, w chan
 }
 
 func (c *client) call(ctx context.Context, partition int, req *transport.ClientRequest) (*transport.ClientResponse, error) {
+	if d, ok := ctx.Deadline(); ok {
+		req.Deadline = d.UTC() // the partition forgets a wait past it
+	}
 	w, err := c.send(partition, req)
 	if err != nil {
 		return nil, err

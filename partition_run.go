@@ -2,7 +2,6 @@ package netherite
 
 import (
 	"context"
-	"sync"
 
 	"github.com/netherite-go/netherite/partitions"
 )
@@ -24,59 +23,15 @@ type runningPartition interface {
 }
 
 // partitionFailuresVisible says whether the partitions package reports a
-// fatal error while the partition runs (Done/Err). Until it does, the
-// manager sees a partition stop only when it cancels or stops it.
-const partitionFailuresVisible = false
+// fatal error while the partition runs (Done/Err).
+const partitionFailuresVisible = true
 
 // startPartition starts a partition on state; cancelling ctx stops it at
 // once.
 func startPartition(ctx context.Context, cfg partitions.Config, state *partitions.State) (runningPartition, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	p, err := partitions.Start(ctx, cfg, state)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
 	}
-	a := &partitionAdapter{p: partitions.Start(cfg, state), done: make(chan struct{})}
-	go func() {
-		select {
-		case <-ctx.Done():
-			stopped, cancel := context.WithCancel(context.Background())
-			cancel()
-			a.stop(stopped)
-		case <-a.done:
-		}
-	}()
-	return a, nil
+	return p, nil
 }
-
-// partitionAdapter gives a partition of the partitions API without a
-// context the shape of runningPartition.
-type partitionAdapter struct {
-	p    *partitions.Partition
-	once sync.Once
-	err  error
-	done chan struct{}
-}
-
-func (a *partitionAdapter) stop(ctx context.Context) error {
-	a.once.Do(func() {
-		a.err = a.p.Stop(ctx)
-		close(a.done)
-	})
-	<-a.done
-	return a.err
-}
-
-func (a *partitionAdapter) Done() <-chan struct{} { return a.done }
-
-func (a *partitionAdapter) Err() error {
-	select {
-	case <-a.done:
-		return a.err
-	default:
-		return nil
-	}
-}
-
-func (a *partitionAdapter) Stop(ctx context.Context) error { return a.stop(ctx) }
-
-func (a *partitionAdapter) StateStats() (int64, int64, int64) { return a.p.StateStats() }
-func (a *partitionAdapter) SyncLoads() int64                  { return a.p.SyncLoads() }

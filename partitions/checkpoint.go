@@ -1,6 +1,7 @@
 package partitions
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -64,6 +65,7 @@ type checkpointJob struct {
 	lastPos  uint64
 	inputPos uint64
 	mark     int64
+	bytes    int64 // log bytes when it was taken
 	done     chan error
 }
 
@@ -79,6 +81,9 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 	}
 	changes := p.state.LastPos - p.ckptPos
 	pol := p.cfg.Checkpoints
+	if !force && time.Now().Before(p.ckptRetryAt) {
+		return // the last attempt failed: wait out its backoff
+	}
 	due := force ||
 		changes >= uint64(pol.Events) ||
 		p.ckptStore.LogBytes()-p.ckptBytes >= pol.Bytes ||
@@ -100,9 +105,9 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 		return
 	}
 	p.ckptBusy.Store(true)
-	p.ckptPos, p.ckptBytes, p.ckptAt = p.state.LastPos, p.ckptStore.LogBytes(), time.Now()
 	p.flushLog()
-	p.logCh <- logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos, done: done}}
+	p.logCh <- logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos,
+		bytes: p.ckptStore.LogBytes(), done: done}}
 	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap.State)),
 		slog.Duration("encode", time.Since(t0)))
 }
@@ -113,16 +118,57 @@ func (p *Partition) checkpointer() {
 	for {
 		select {
 		case job := <-p.ckptCh:
+			if p.ctx.Err() != nil {
+				// Stopped at once: no more storage writes.
+				p.reportCheckpoint(job, ckptOutcome{skipped: true, err: ErrStopped})
+				return
+			}
 			err := p.ckptStore.SaveCheckpoint(job.snapshot, job.lastPos, job.inputPos, job.mark)
 			if err != nil {
-				p.log.Error("checkpoint failed", slog.Uint64("pos", job.lastPos), slog.Any("error", err))
+				err = fmt.Errorf("partition %d: checkpoint at %d: %w", p.cfg.Partition, job.lastPos, err)
 			}
 			p.ckptBusy.Store(false)
-			if job.done != nil {
-				job.done <- err
-			}
+			p.reportCheckpoint(job, ckptOutcome{lastPos: job.lastPos, bytes: job.bytes, at: time.Now(), err: err})
 		case <-p.ctx.Done():
 			return
+		}
+	}
+}
+
+// reportCheckpoint answers whoever asked for a checkpoint, records the
+// outcome for CheckpointErr, and hands it to the loop.
+func (p *Partition) reportCheckpoint(job *checkpointJob, o ckptOutcome) {
+	if !o.skipped {
+		p.ckptMu.Lock()
+		p.ckptErr = o.err
+		if o.err != nil {
+			p.ckptFails++
+		}
+		p.ckptMu.Unlock()
+	}
+	if job.done != nil {
+		job.done <- o.err
+	}
+	select {
+	case p.ckptResults <- o:
+	case <-p.ctx.Done():
+	}
+}
+
+// checkpointEnded takes in the outcome of a checkpoint on the loop: a
+// success moves the checkpoint position; a failure leaves it and retries
+// after a backoff (the policy stays due, as the position did not move).
+func (p *Partition) checkpointEnded(o ckptOutcome) {
+	switch {
+	case o.skipped:
+	case o.err != nil:
+		p.ckptBackoff = min(max(2*p.ckptBackoff, 100*time.Millisecond), 30*time.Second)
+		p.ckptRetryAt = time.Now().Add(p.ckptBackoff)
+		p.log.Error("checkpoint failed; will retry", slog.Duration("backoff", p.ckptBackoff), slog.Any("error", o.err))
+	default:
+		p.ckptBackoff, p.ckptRetryAt = 0, time.Time{}
+		if o.lastPos > p.ckptPos {
+			p.ckptPos, p.ckptBytes, p.ckptAt = o.lastPos, o.bytes, o.at
 		}
 	}
 }

@@ -103,7 +103,7 @@ func (c *cluster) config(i int) Config {
 // start (re)starts partition i on its state.
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	c.parts[i] = Start(c.config(i), c.states[i])
+	c.parts[i] = mustStart(c.t, c.config(i), c.states[i])
 }
 
 // signal asks entity id to run operation input (through the client path,

@@ -74,43 +74,74 @@ type Partition struct {
 	durableSig chan struct{}
 
 	// Owned by the loop goroutine.
-	pos        uint64 // last assigned commit position
-	durablePos uint64
-	logBuf     []LogEntry
-	inputSeen  uint64
-	unapplied  []LogEntry
-	ready      map[string]bool
-	readyList  []string
-	busy       map[string]bool
-	running    map[uint64]bool // activities started
-	unsent     []*OutboxBatch
-	responses  []pendingResponse
-	waiters    map[string][]waiter
-	received   []receivedMark
-	courier    *Courier
-	sendTimer  *time.Timer
-	sendFails  int
-	timers     *timerQueue
-	draining   bool
-	inFlight   sync.WaitGroup
+	pos         uint64 // last assigned commit position
+	durablePos  uint64
+	logBuf      []LogEntry
+	inputSeen   uint64
+	unapplied   []LogEntry
+	ready       map[string]bool
+	readyList   []string
+	busy        map[string]bool
+	running     map[uint64]bool // activities started
+	unsent      []*OutboxBatch
+	responses   []pendingResponse
+	waiters     map[string][]waiter
+	waiterCount int
+	received    []receivedMark
+	courier     *Courier
+	sendTimer   *time.Timer
+	sendFails   int
+	timers      *timerQueue
+	draining    bool
+	inFlight    sync.WaitGroup
 
-	stats struct{ resident, loads, evictions, syncLoads, parked, outbox atomic.Int64 }
-	pf    *prefetcher // nil without a backing store
+	stats struct {
+		resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64
+		// Activities cancelled by Stop before or while they ran.
+		activitiesCancelled atomic.Int64
+		// Checkpoints skipped because one was still being written.
+		ckptSkipped atomic.Int64
+	}
+	pf *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
-	ckptPos   uint64
-	ckptBytes int64
-	ckptAt    time.Time
-	ckptDone  chan struct{}
-	lastEvent time.Time
+	// ckptPos, ckptBytes and ckptAt describe the last checkpoint that
+	// succeeded (owned by the loop); a failed one does not move them.
+	ckptPos     uint64
+	ckptBytes   int64
+	ckptAt      time.Time
+	ckptResults chan ckptOutcome
+	ckptRetryAt time.Time // after a failure, no policy checkpoint before this
+	ckptBackoff time.Duration
+	ckptDone    chan struct{}
+	ckptMu      sync.Mutex
+	ckptErr     error // of the last attempt; guarded by ckptMu
+	ckptFails   int64 // guarded by ckptMu
+	lastEvent   time.Time
 
-	cancel  context.CancelFunc
-	ctx     context.Context
-	done    chan struct{}
-	logDone chan struct{}
-	failMu  sync.Mutex
-	failed  error // first fatal error; guarded by failMu
+	parent context.Context // Start's: its cancellation stops at once
+	cancel context.CancelFunc
+	ctx    context.Context
+	// actCtx is the context of activities; Stop cancels it first.
+	actCtx    context.Context
+	actCancel context.CancelFunc
+	done      chan struct{} // the loop ended
+	logDone   chan struct{}
+	stopped   chan struct{} // every goroutine of the partition ended: Done
+	stopping  atomic.Bool   // Stop was called
+	stopOnce  sync.Once
+	failMu    sync.Mutex
+	failed    error // first fatal error; guarded by failMu
+}
+
+// ckptOutcome tells the loop how a checkpoint attempt ended.
+type ckptOutcome struct {
+	lastPos uint64
+	bytes   int64
+	at      time.Time
+	err     error
+	skipped bool
 }
 
 type intakeItem struct {
@@ -147,8 +178,18 @@ type receivedMark struct {
 	originPos uint64
 }
 
-// Start runs a partition on state (a new or recovered one).
-func Start(cfg Config, state *State) *Partition {
+// Start runs a partition on state (a new or recovered one). Cancelling
+// ctx stops the partition at once: no more reads, work items, activities,
+// sends or log writes, and no checkpoint (for a lost lease: another host
+// may own the partition now). Done tells when it has stopped, for any
+// reason; Stop stops it gracefully.
+func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
+	if err := cfg.validate(state); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("partition %d: start: %w", cfg.Partition, err)
+	}
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
@@ -160,30 +201,36 @@ func Start(cfg Config, state *State) *Partition {
 		cfg.Log = &MemoryLog{}
 	}
 	cfg.Checkpoints.normalize()
-	ctx, cancel := context.WithCancel(context.Background())
+	pctx, cancel := context.WithCancel(ctx)
+	actCtx, actCancel := context.WithCancel(pctx)
 	p := &Partition{
-		cfg:        cfg,
-		state:      state,
-		log:        cfg.Logger.With(slog.Int("partition", cfg.Partition)),
-		intake:     make(chan intakeItem, 4096),
-		logCh:      make(chan logItem, 256),
-		ckptCh:     make(chan *checkpointJob, 1),
-		durableSig: make(chan struct{}, 1),
-		pos:        state.LastPos,
-		durablePos: state.LastPos,
-		inputSeen:  state.NextInputPos,
-		ckptPos:    state.LastPos,
-		lastEvent:  time.Now(),
-		ready:      map[string]bool{},
-		busy:       map[string]bool{},
-		running:    map[uint64]bool{},
-		waiters:    map[string][]waiter{},
-		courier:    NewCourier(cfg.Courier),
-		sendTimer:  time.NewTimer(time.Hour),
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		logDone:    make(chan struct{}),
+		cfg:         cfg,
+		state:       state,
+		log:         cfg.Logger.With(slog.Int("partition", cfg.Partition)),
+		intake:      make(chan intakeItem, 4096),
+		logCh:       make(chan logItem, 256),
+		ckptCh:      make(chan *checkpointJob, 1),
+		ckptResults: make(chan ckptOutcome, 16),
+		durableSig:  make(chan struct{}, 1),
+		pos:         state.LastPos,
+		durablePos:  state.LastPos,
+		inputSeen:   state.NextInputPos,
+		ckptPos:     state.LastPos,
+		lastEvent:   time.Now(),
+		ready:       map[string]bool{},
+		busy:        map[string]bool{},
+		running:     map[uint64]bool{},
+		waiters:     map[string][]waiter{},
+		courier:     NewCourier(cfg.Courier),
+		sendTimer:   time.NewTimer(time.Hour),
+		parent:      ctx,
+		ctx:         pctx,
+		cancel:      cancel,
+		actCtx:      actCtx,
+		actCancel:   actCancel,
+		done:        make(chan struct{}),
+		logDone:     make(chan struct{}),
+		stopped:     make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
 	// The recovered dedup marks are durable: acknowledge them again, in
@@ -200,11 +247,98 @@ func Start(cfg Config, state *State) *Partition {
 	}
 	go p.logWorker()
 	go p.loop()
+	go p.supervise()
 	// The first event restarts what was volatile.
 	p.put(intakeItem{update: &RecoveryCompleted{}})
 	go p.receive(state.NextInputPos)
-	return p
+	return p, nil
 }
+
+// validate refuses a configuration the partition cannot run with, naming
+// the field.
+func (cfg *Config) validate(state *State) error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("partition %d: Config.%s: %s", cfg.Partition, field, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case cfg.Count < 1:
+		return bad("Count", "%d partitions; need at least 1", cfg.Count)
+	case cfg.Partition < 0 || cfg.Partition >= cfg.Count:
+		return bad("Partition", "%d is not in [0, %d)", cfg.Partition, cfg.Count)
+	case cfg.Executor == nil:
+		return bad("Executor", "not set")
+	case cfg.Transport == nil:
+		return bad("Transport", "not set")
+	case cfg.Transport.PartitionCount() != cfg.Count:
+		return bad("Transport", "has %d partition queues; Config.Count is %d", cfg.Transport.PartitionCount(), cfg.Count)
+	case cfg.Pools == nil || cfg.Pools.Orchestrations == nil || cfg.Pools.Entities == nil || cfg.Pools.Activities == nil:
+		return bad("Pools", "not set (use NewPools)")
+	case cfg.EntityBatchLimit < 0:
+		return bad("EntityBatchLimit", "%d is negative", cfg.EntityBatchLimit)
+	case cfg.MaxPayloadBytes < 0:
+		return bad("MaxPayloadBytes", "%d is negative", cfg.MaxPayloadBytes)
+	case state == nil:
+		return fmt.Errorf("partition %d: no state (use NewState)", cfg.Partition)
+	case state.Partition != cfg.Partition || state.Count != cfg.Count:
+		return bad("Partition", "the state is of partition %d of %d, the config says %d of %d",
+			state.Partition, state.Count, cfg.Partition, cfg.Count)
+	}
+	return nil
+}
+
+// supervise closes Done once the partition has stopped (by Stop, by the
+// cancellation of Start's context, or by a fatal error) and every one of
+// its goroutines that touches storage or the transport has ended.
+func (p *Partition) supervise() {
+	<-p.ctx.Done()
+	p.actCancel()
+	p.timers.stop()
+	<-p.done
+	<-p.logDone
+	if p.ckptDone != nil {
+		<-p.ckptDone
+	}
+	close(p.stopped)
+}
+
+// Done is closed when the partition has stopped, for any reason.
+func (p *Partition) Done() <-chan struct{} { return p.stopped }
+
+// Err returns nil while the partition runs and after a clean Stop; the
+// fatal error that stopped it otherwise (wrapping context.Canceled, or the
+// context's cause, if Start's context was cancelled).
+func (p *Partition) Err() error {
+	select {
+	case <-p.stopped:
+	default:
+		return nil
+	}
+	if err := p.failure(); err != nil {
+		return err
+	}
+	if err := p.parent.Err(); err != nil && !p.stopping.Load() {
+		return fmt.Errorf("partition %d: stopped: %w", p.cfg.Partition, context.Cause(p.parent))
+	}
+	return nil
+}
+
+// CheckpointErr returns the error of the last checkpoint attempt if it
+// failed (nil after a success), and how many attempts failed so far.
+// Safe for concurrent use.
+func (p *Partition) CheckpointErr() (error, int64) {
+	p.ckptMu.Lock()
+	defer p.ckptMu.Unlock()
+	return p.ckptErr, p.ckptFails
+}
+
+// Waiters returns the number of client requests waiting for an instance
+// to start or complete. Safe for concurrent use.
+func (p *Partition) Waiters() int { return int(p.stats.waiters.Load()) }
+
+// ActivitiesCancelled counts the activities that Stop cancelled (queued or
+// running; the next owner of the partition runs them). Safe for
+// concurrent use.
+func (p *Partition) ActivitiesCancelled() int64 { return p.stats.activitiesCancelled.Load() }
 
 // StateStats reports the bytes of instances resident in memory, and how
 // many were read back from storage and evicted so far. Safe for
@@ -315,7 +449,10 @@ func (p *Partition) loop() {
 			p.durableMu.Unlock()
 			p.onDurable(d)
 		case <-p.sendTimer.C:
+		case o := <-p.ckptResults:
+			p.checkpointEnded(o)
 		case <-idle.C:
+			p.expireWaiters(time.Now())
 			p.maybeCheckpoint(false, nil)
 		case <-p.ctx.Done():
 			return
@@ -330,6 +467,7 @@ func (p *Partition) loop() {
 		p.stats.syncLoads.Store(p.state.SyncLoads())
 		p.stats.parked.Store(p.pf.count())
 		p.stats.outbox.Store(int64(len(p.state.Outbox)))
+		p.stats.waiters.Store(int64(p.waiterCount))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -410,6 +548,9 @@ func (p *Partition) logWorker() {
 					continue
 				}
 			}
+			if p.ctx.Err() != nil {
+				return // stopped at once: no more log writes
+			}
 			if len(entries) > 0 {
 				if !p.appendEntries(entries) {
 					return
@@ -422,8 +563,11 @@ func (p *Partition) logWorker() {
 				select {
 				case p.ckptCh <- it.ckpt:
 				default:
-					// A checkpoint is still being written; skip this one.
+					// A checkpoint is still being written; skip this one,
+					// and say so to whoever asked for it.
 					p.ckptBusy.Store(false)
+					p.stats.ckptSkipped.Add(1)
+					p.reportCheckpoint(it.ckpt, ckptOutcome{skipped: true, err: errCheckpointBusy})
 				}
 			}
 		}
@@ -745,13 +889,28 @@ func historyBytes(parts ...[]*core.HistoryEvent) int64 {
 	return n
 }
 
+// startActivity runs an activity once the pool has room. Stop cancels
+// the activities' context: a queued one then does not run, a running one
+// has its result discarded; both stay in the state for the next owner.
 func (p *Partition) startActivity(id uint64, m *core.TaskMessage) {
-	p.inFlight.Add(1)
 	go func() {
-		defer p.inFlight.Done()
-		p.cfg.Pools.Activities <- struct{}{}
-		reply := p.cfg.Executor.ExecuteActivity(p.ctx, m)
+		select {
+		case p.cfg.Pools.Activities <- struct{}{}:
+		case <-p.actCtx.Done():
+			p.stats.activitiesCancelled.Add(1)
+			return
+		}
+		if p.actCtx.Err() != nil {
+			<-p.cfg.Pools.Activities
+			p.stats.activitiesCancelled.Add(1)
+			return
+		}
+		reply := p.cfg.Executor.ExecuteActivity(p.actCtx, m)
 		<-p.cfg.Pools.Activities
+		if p.actCtx.Err() != nil {
+			p.stats.activitiesCancelled.Add(1)
+			return
+		}
 		p.put(intakeItem{update: &ActivityCompleted{ActivityID: id, Reply: reply}})
 	}()
 }
@@ -760,35 +919,62 @@ func (p *Partition) submitTimers(ids []uint64) {
 	p.put(intakeItem{update: &TimerFired{TimerIDs: ids}})
 }
 
-// Stop stops the partition: no new work items start, running ones finish
-// (until ctx is done), the log is flushed, and the loop ends.
+// Stop stops the partition gracefully: no new work starts; queued
+// activities are cancelled rather than run and running ones have their
+// context cancelled and their results discarded (the next owner runs them
+// again); orchestration and entity work items in flight finish (until ctx
+// is done); then it checkpoints (retrying a failed checkpoint until ctx is
+// done) and ends. It returns the fatal error that stopped the partition
+// earlier, if any.
 func (p *Partition) Stop(ctx context.Context) error {
+	p.stopOnce.Do(func() { p.stop(ctx) })
+	<-p.stopped
+	return p.failure()
+}
+
+func (p *Partition) stop(ctx context.Context) {
+	select {
+	case <-p.stopped:
+		return // already stopped (cancelled, or failed)
+	default:
+	}
+	p.stopping.Store(true)
+	// Nothing new starts; activities go for the next owner.
+	p.put(intakeItem{drain: true})
+	p.actCancel()
 	stopped := make(chan struct{})
 	go func() {
 		p.inFlight.Wait()
 		close(stopped)
 	}()
-	// Let the loop absorb the results of running work items meanwhile.
-	p.put(intakeItem{drain: true})
+	// The loop absorbs the results of running work items meanwhile.
 	select {
 	case <-stopped:
 	case <-ctx.Done():
+	case <-p.stopped:
 	}
 	p.timers.stop()
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
-		if err := p.Checkpoint(ctx); err != nil {
-			p.log.Warn("final checkpoint failed", slog.Any("error", err))
+		backoff := 10 * time.Millisecond
+		for {
+			err := p.Checkpoint(ctx)
+			if err == nil || errors.Is(err, ErrStopped) || ctx.Err() != nil {
+				if err != nil {
+					p.log.Warn("final checkpoint failed", slog.Any("error", err))
+				}
+				break
+			}
+			p.log.Warn("final checkpoint failed; retrying", slog.Duration("backoff", backoff), slog.Any("error", err))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
 		}
 	}
 	p.cancel()
-	<-p.done
-	<-p.logDone
-	if p.ckptDone != nil {
-		<-p.ckptDone
-	}
-	return p.failure()
 }
 
 // fail records the partition's first fatal error.
@@ -821,6 +1007,8 @@ func (p *Partition) Checkpoint(ctx context.Context) error {
 		case err = <-done:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.stopped:
+			return ErrStopped
 		}
 		if err != errCheckpointBusy {
 			return err
@@ -856,7 +1044,11 @@ func (p *Partition) read(req *transport.ClientRequest) {
 			p.respondRead(req, &transport.ClientResponse{Status: statusOf(inst, req.IncludePayloads, req.IncludeHistory)})
 			return
 		}
+		if !req.Deadline.IsZero() && !time.Now().Before(req.Deadline) {
+			return // the client has given up already
+		}
 		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
+		p.waiterCount++
 	case transport.RequestQuery:
 		p.query(req)
 	case transport.RequestGetEntity:
@@ -898,10 +1090,35 @@ func (p *Partition) checkWaiters(id string, pos uint64) {
 		r.RequestID = w.req.RequestID
 		p.responses = append(p.responses, pendingResponse{pos: pos, resp: Response{ClientID: w.req.ClientID, Response: r}})
 	}
+	p.setWaiters(id, ws, keep)
+}
+
+// setWaiters replaces an instance's waiters ws by keep (a prefix of ws's
+// backing array), keeping the count.
+func (p *Partition) setWaiters(id string, ws, keep []waiter) {
+	p.waiterCount -= len(ws) - len(keep)
+	clear(ws[len(keep):])
 	if len(keep) == 0 {
 		delete(p.waiters, id)
 	} else {
 		p.waiters[id] = keep
+	}
+}
+
+// expireWaiters drops the waiters whose client has given up (its request
+// deadline passed), so that polling clients do not grow them without
+// bound. The client has stopped listening for the answer.
+func (p *Partition) expireWaiters(now time.Time) {
+	for id, ws := range p.waiters {
+		keep := ws[:0]
+		for _, w := range ws {
+			if w.req.Deadline.IsZero() || now.Before(w.req.Deadline) {
+				keep = append(keep, w)
+			}
+		}
+		if len(keep) < len(ws) {
+			p.setWaiters(id, ws, keep)
+		}
 	}
 }
 
