@@ -106,8 +106,8 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 	}
 	p.ckptBusy.Store(true)
 	p.flushLog()
-	p.logCh <- logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos,
-		bytes: p.ckptStore.LogBytes(), done: done}}
+	p.toLog(logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos,
+		bytes: p.ckptStore.LogBytes(), done: done}})
 	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap.State)),
 		slog.Duration("encode", time.Since(t0)))
 }

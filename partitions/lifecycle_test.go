@@ -224,9 +224,13 @@ func TestCancelStopsAtOnce(t *testing.T) {
 // size, with 10,000 queued activities of 20 ms in all, and waits until
 // some run.
 func startQueued(t testing.TB, pool int) ([]*Partition, *sleepExecutor, *transport.Memory) {
+	return startQueuedCtx(context.Background(), t, pool, 20*time.Millisecond)
+}
+
+func startQueuedCtx(ctx context.Context, t testing.TB, pool int, d time.Duration) ([]*Partition, *sleepExecutor, *transport.Memory) {
 	const count, total = 12, 10000
 	tr := transport.NewMemory(count)
-	x := &sleepExecutor{d: 20 * time.Millisecond}
+	x := &sleepExecutor{d: d}
 	pools := NewPools(100, 100, pool)
 	var parts []*Partition
 	for i := 0; i < count; i++ {
@@ -234,8 +238,12 @@ func startQueued(t testing.TB, pool int) ([]*Partition, *sleepExecutor, *transpo
 		if i < total%count {
 			n++
 		}
-		parts = append(parts, mustStart(t, Config{Partition: i, Count: count, Executor: x, Transport: tr, Pools: pools,
-			Log: &fakeStore{}}, stateWithActivities(i, count, n)))
+		p, err := Start(ctx, Config{Partition: i, Count: count, Executor: x, Transport: tr, Pools: pools,
+			Log: &fakeStore{}}, stateWithActivities(i, count, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, p)
 	}
 	waitFor(t, "activities to start", func() bool { return x.started.Load() > 0 })
 	return parts, x, tr
@@ -406,4 +414,33 @@ func TestExpiredWaitersDropped(t *testing.T) {
 	id++
 	send(&transport.ClientRequest{Kind: transport.RequestWaitCompletion, RequestID: id, InstanceID: "late"})
 	waitFor(t, "the wait without deadline", func() bool { return p.Waiters() == 1 })
+}
+
+// Cancelling partitions in full flight (activities completing, the log
+// busy) stops each at once: Done closes.
+func TestCancelUnderLoadIsDone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	parts, x, tr := startQueuedCtx(ctx, t, 100, time.Millisecond)
+	defer tr.Close()
+	waitFor(t, "activities to complete", func() bool { return x.ran.Load() > 500 })
+	cancel()
+	before := make([]int64, len(parts))
+	for i, p := range parts {
+		before[i] = p.cfg.Log.(*fakeStore).attempts.Load()
+	}
+	for i, p := range parts {
+		select {
+		case <-p.Done():
+		case <-time.After(failAfter):
+			t.Fatalf("partition %d: Done not closed after cancel", p.cfg.Partition)
+		}
+		if !errors.Is(p.Err(), context.Canceled) {
+			t.Fatalf("partition %d: Err %v", p.cfg.Partition, p.Err())
+		}
+		// (One already being written when the context was cancelled may
+		// end; none starts.)
+		if n := p.cfg.Log.(*fakeStore).attempts.Load(); n > before[i]+1 {
+			t.Fatalf("partition %d: %d checkpoints after cancel", p.cfg.Partition, n-before[i])
+		}
+	}
 }

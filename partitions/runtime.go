@@ -155,6 +155,8 @@ type intakeItem struct {
 	checkpoint chan error
 	// resend is another partition's request to resend (not logged).
 	resend *transport.ResendRequest
+	// flushed is closed once everything logged so far is durable.
+	flushed chan struct{}
 }
 
 type durableMark struct {
@@ -457,6 +459,9 @@ func (p *Partition) loop() {
 		case <-p.ctx.Done():
 			return
 		}
+		if p.ctx.Err() != nil {
+			return // stopped at once: no new work, no sends
+		}
 		p.dispatch()
 		p.pump()
 		p.state.Evict(p.busy)
@@ -487,6 +492,9 @@ func (p *Partition) handle(it intakeItem) {
 	case it.checkpoint != nil:
 		p.flushLog()
 		p.maybeCheckpoint(true, it.checkpoint)
+	case it.flushed != nil:
+		p.flushLog()
+		p.toLog(logItem{flushed: it.flushed})
 	case it.read != nil:
 		p.read(it.read)
 	case it.resend != nil:
@@ -508,8 +516,17 @@ func (p *Partition) flushLog() {
 	if len(p.logBuf) == 0 {
 		return
 	}
-	p.logCh <- logItem{entries: p.logBuf}
+	p.toLog(logItem{entries: p.logBuf})
 	p.logBuf = nil
+}
+
+// toLog hands an item to the log worker, unless the partition stopped
+// (the worker is gone).
+func (p *Partition) toLog(it logItem) {
+	select {
+	case p.logCh <- it:
+	case <-p.ctx.Done():
+	}
 }
 
 // logItem is a batch of entries for the log worker, or a checkpoint to
@@ -517,6 +534,8 @@ func (p *Partition) flushLog() {
 type logItem struct {
 	entries []LogEntry
 	ckpt    *checkpointJob
+	// flushed is closed once everything before it is in the log.
+	flushed chan struct{}
 }
 
 // logWorker appends batches to the commit log, merging whatever is queued
@@ -542,11 +561,9 @@ func (p *Partition) logWorker() {
 		}
 		var entries []LogEntry
 		for i, it := range items {
-			if it.ckpt == nil {
-				entries = append(entries, it.entries...)
-				if i < len(items)-1 {
-					continue
-				}
+			entries = append(entries, it.entries...)
+			if it.ckpt == nil && it.flushed == nil && i < len(items)-1 {
+				continue
 			}
 			if p.ctx.Err() != nil {
 				return // stopped at once: no more log writes
@@ -569,6 +586,9 @@ func (p *Partition) logWorker() {
 					p.stats.ckptSkipped.Add(1)
 					p.reportCheckpoint(it.ckpt, ckptOutcome{skipped: true, err: errCheckpointBusy})
 				}
+			}
+			if it.flushed != nil {
+				close(it.flushed)
 			}
 		}
 	}
@@ -720,6 +740,9 @@ func (p *Partition) onDurable(d durableMark) {
 func (p *Partition) pump() {
 	now := time.Now()
 	for _, s := range p.courier.Ready(now) {
+		if p.ctx.Err() != nil {
+			return // stopped at once: the courier's state goes with it
+		}
 		var err error
 		if s.Client != "" {
 			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
@@ -954,6 +977,17 @@ func (p *Partition) stop(ctx context.Context) {
 	case <-p.stopped:
 	}
 	p.timers.stop()
+	if p.ckptStore == nil && p.failure() == nil {
+		// No checkpoints: at least everything logged is written.
+		flushed := make(chan struct{})
+		if p.put(intakeItem{flushed: flushed}) {
+			select {
+			case <-flushed:
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
+		}
+	}
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
