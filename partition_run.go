@@ -23,7 +23,7 @@ type runningPartition interface {
 }
 
 // partitionFailuresVisible says whether the partitions package reports a
-// fatal error while the partition runs (Done/Err).
+// fatal error while the partition runs (Done/Err): it does.
 const partitionFailuresVisible = true
 
 // startPartition starts a partition on state; cancelling ctx stops it at
@@ -31,7 +31,7 @@ const partitionFailuresVisible = true
 func startPartition(ctx context.Context, cfg partitions.Config, state *partitions.State) (runningPartition, error) {
 	p, err := partitions.Start(ctx, cfg, state)
 	if err != nil {
-		return nil, err // not a typed nil in the interface
+		return nil, err
 	}
 	return p, nil
 }

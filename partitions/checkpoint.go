@@ -67,17 +67,44 @@ type checkpointJob struct {
 	mark     int64
 	bytes    int64 // log bytes when it was taken
 	done     chan error
+	// What the policy counted from before this checkpoint, restored if it
+	// fails.
+	prevPos   uint64
+	prevBytes int64
 }
+
+// ckptResult is a checkpoint's outcome, for the loop.
+type ckptResult struct {
+	job *checkpointJob
+	err error
+}
+
+// Checkpoint failures are retried with backoff; this many in a row fail
+// the partition (its log grows without bound otherwise).
+const (
+	ckptRetryMin    = 100 * time.Millisecond
+	ckptRetryMax    = 30 * time.Second
+	ckptMaxFailures = 8
+)
 
 // maybeCheckpoint starts a checkpoint if the policy (or force) says so.
 // The snapshot is encoded here, on the loop, so it is consistent; writing
 // it happens in the background while events keep being applied.
 func (p *Partition) maybeCheckpoint(force bool, done chan error) {
-	if p.ckptStore == nil || p.ckptBusy.Load() || len(p.unapplied) > 0 {
+	if p.ckptStore == nil {
+		if done != nil {
+			done <- nil // nothing to checkpoint
+		}
+		return
+	}
+	if p.ckptBusy.Load() || len(p.unapplied) > 0 {
 		if done != nil {
 			done <- errCheckpointBusy
 		}
 		return
+	}
+	if !force && time.Now().Before(p.ckptRetryAt) {
+		return // backing off after a failure
 	}
 	changes := p.state.LastPos - p.ckptPos
 	pol := p.cfg.Checkpoints
@@ -105,9 +132,11 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 		return
 	}
 	p.ckptBusy.Store(true)
+	job := &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos, done: done,
+		prevPos: p.ckptPos, prevBytes: p.ckptBytes}
+	p.ckptPos, p.ckptBytes, p.ckptAt = p.state.LastPos, p.ckptStore.LogBytes(), time.Now()
 	p.flushLog()
-	p.toLog(logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos,
-		bytes: p.ckptStore.LogBytes(), done: done}})
+	p.logCh <- logItem{ckpt: job}
 	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap.State)),
 		slog.Duration("encode", time.Since(t0)))
 }
@@ -119,13 +148,12 @@ func (p *Partition) checkpointer() {
 		select {
 		case job := <-p.ckptCh:
 			if p.ctx.Err() != nil {
-				// Stopped at once: no more storage writes.
-				p.reportCheckpoint(job, ckptOutcome{skipped: true, err: ErrStopped})
-				return
+				return // cancelled: no checkpoint
 			}
 			err := p.ckptStore.SaveCheckpoint(job.snapshot, job.lastPos, job.inputPos, job.mark)
-			if err != nil {
-				err = fmt.Errorf("partition %d: checkpoint at %d: %w", p.cfg.Partition, job.lastPos, err)
+			select {
+			case p.ckptResults <- ckptResult{job: job, err: err}:
+			case <-p.ctx.Done():
 			}
 			p.ckptBusy.Store(false)
 			p.reportCheckpoint(job, ckptOutcome{lastPos: job.lastPos, bytes: job.bytes, at: time.Now(), err: err})
@@ -135,40 +163,33 @@ func (p *Partition) checkpointer() {
 	}
 }
 
-// reportCheckpoint answers whoever asked for a checkpoint, records the
-// outcome for CheckpointErr, and hands it to the loop.
-func (p *Partition) reportCheckpoint(job *checkpointJob, o ckptOutcome) {
-	if !o.skipped {
-		p.ckptMu.Lock()
-		p.ckptErr = o.err
-		if o.err != nil {
-			p.ckptFails++
+// checkpointDone takes a checkpoint's outcome on the loop. A failed one
+// does not count: the policy's position goes back, and the next attempt
+// waits for a backoff; failing again and again fails the partition.
+func (p *Partition) checkpointDone(r ckptResult) {
+	if r.err == nil {
+		p.ckptFails, p.ckptRetryAt = 0, time.Time{}
+		return
+	}
+	if r.err == errCheckpointBusy {
+		// Skipped, not failed: count from where the last one was.
+		if p.ckptPos == r.job.lastPos {
+			p.ckptPos, p.ckptBytes = r.job.prevPos, r.job.prevBytes
 		}
-		p.ckptMu.Unlock()
+		return
 	}
-	if job.done != nil {
-		job.done <- o.err
+	p.ckptFailures.Add(1)
+	p.ckptFails++
+	if p.ckptPos == r.job.lastPos {
+		p.ckptPos, p.ckptBytes = r.job.prevPos, r.job.prevBytes
 	}
-	select {
-	case p.ckptResults <- o:
-	case <-p.ctx.Done():
-	}
-}
-
-// checkpointEnded takes in the outcome of a checkpoint on the loop: a
-// success moves the checkpoint position; a failure leaves it and retries
-// after a backoff (the policy stays due, as the position did not move).
-func (p *Partition) checkpointEnded(o ckptOutcome) {
-	switch {
-	case o.skipped:
-	case o.err != nil:
-		p.ckptBackoff = min(max(2*p.ckptBackoff, 100*time.Millisecond), 30*time.Second)
-		p.ckptRetryAt = time.Now().Add(p.ckptBackoff)
-		p.log.Error("checkpoint failed; will retry", slog.Duration("backoff", p.ckptBackoff), slog.Any("error", o.err))
-	default:
-		p.ckptBackoff, p.ckptRetryAt = 0, time.Time{}
-		if o.lastPos > p.ckptPos {
-			p.ckptPos, p.ckptBytes, p.ckptAt = o.lastPos, o.bytes, o.at
-		}
+	backoff := ckptRetryMin << min(p.ckptFails-1, 10)
+	backoff = min(backoff, ckptRetryMax)
+	p.ckptRetryAt = time.Now().Add(backoff)
+	p.log.Error("checkpoint failed; retrying", slog.Uint64("pos", r.job.lastPos), slog.Int("failures", p.ckptFails),
+		slog.Duration("retryIn", backoff), slog.Any("error", r.err))
+	if p.ckptFails >= ckptMaxFailures {
+		p.fail(fmt.Errorf("partition %d: checkpoint failed %d times in a row: %w", p.cfg.Partition, p.ckptFails, r.err))
+		p.cancel()
 	}
 }

@@ -103,7 +103,11 @@ func (c *cluster) config(i int) Config {
 // start (re)starts partition i on its state.
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	c.parts[i] = mustStart(c.t, c.config(i), c.states[i])
+	p, err := Start(context.Background(), c.config(i), c.states[i])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.parts[i] = p
 }
 
 // signal asks entity id to run operation input (through the client path,

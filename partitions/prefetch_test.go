@@ -70,8 +70,10 @@ func newPrefetchRig(t *testing.T) *prefetchRig {
 	if r.resp, closeResp, err = r.tr.ListenClient("c"); err != nil {
 		t.Fatal(err)
 	}
-	r.p = mustStart(t, Config{Partition: 0, Count: 1, Executor: counterExecutor{}, Transport: r.tr, Log: store,
-		Pools: NewPools(4, 4, 4), Checkpoints: CheckpointPolicy{Events: 1 << 30, Idle: time.Hour}}, st)
+	if r.p, err = Start(context.Background(), Config{Partition: 0, Count: 1, Executor: counterExecutor{}, Transport: r.tr, Log: store,
+		Pools: NewPools(4, 4, 4), Checkpoints: CheckpointPolicy{Events: 1 << 30, Idle: time.Hour}}, st); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), failAfter)
 		defer cancel()

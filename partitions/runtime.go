@@ -95,14 +95,8 @@ type Partition struct {
 	draining    bool
 	inFlight    sync.WaitGroup
 
-	stats struct {
-		resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64
-		// Activities cancelled by Stop before or while they ran.
-		activitiesCancelled atomic.Int64
-		// Checkpoints skipped because one was still being written.
-		ckptSkipped atomic.Int64
-	}
-	pf *prefetcher // nil without a backing store
+	stats struct{ resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64 }
+	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
@@ -120,28 +114,23 @@ type Partition struct {
 	ckptFails   int64 // guarded by ckptMu
 	lastEvent   time.Time
 
-	parent context.Context // Start's: its cancellation stops at once
-	cancel context.CancelFunc
-	ctx    context.Context
-	// actCtx is the context of activities; Stop cancels it first.
-	actCtx    context.Context
-	actCancel context.CancelFunc
-	done      chan struct{} // the loop ended
-	logDone   chan struct{}
-	stopped   chan struct{} // every goroutine of the partition ended: Done
-	stopping  atomic.Bool   // Stop was called
-	stopOnce  sync.Once
-	failMu    sync.Mutex
-	failed    error // first fatal error; guarded by failMu
-}
-
-// ckptOutcome tells the loop how a checkpoint attempt ended.
-type ckptOutcome struct {
-	lastPos uint64
-	bytes   int64
-	at      time.Time
-	err     error
-	skipped bool
+	cancel  context.CancelFunc
+	ctx     context.Context
+	done    chan struct{}
+	logDone chan struct{}
+	// stopping is closed by Stop: queued activities and work items give
+	// up their turn, running activities see their context cancelled.
+	stopping     chan struct{}
+	stopOnce     sync.Once
+	actCtx       context.Context
+	actCancel    context.CancelFunc
+	stopped      chan struct{} // closed when every goroutine has ended (Done)
+	ckptResults  chan ckptResult
+	ckptFails    int // consecutive checkpoint failures
+	ckptRetryAt  time.Time
+	ckptFailures atomic.Int64
+	failMu       sync.Mutex
+	failed       error // first fatal error; guarded by failMu
 }
 
 type intakeItem struct {
@@ -180,11 +169,10 @@ type receivedMark struct {
 	originPos uint64
 }
 
-// Start runs a partition on state (a new or recovered one). Cancelling
-// ctx stops the partition at once: no more reads, work items, activities,
-// sends or log writes, and no checkpoint (for a lost lease: another host
-// may own the partition now). Done tells when it has stopped, for any
-// reason; Stop stops it gracefully.
+// Start runs a partition on state (a new or recovered one). Cancelling ctx
+// stops it at once: no more reads, work items, activities, sends or log
+// writes, and no checkpoint (the host does so when it loses the lease).
+// Stop stops it gracefully; Done and Err report when and why it stopped.
 func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 	if err := cfg.validate(state); err != nil {
 		return nil, err
@@ -203,16 +191,20 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		cfg.Log = &MemoryLog{}
 	}
 	cfg.Checkpoints.normalize()
-	pctx, cancel := context.WithCancel(ctx)
-	actCtx, actCancel := context.WithCancel(pctx)
+	ctx, cancel := context.WithCancel(ctx)
+	actCtx, actCancel := context.WithCancel(ctx)
 	p := &Partition{
+		stopping:    make(chan struct{}),
+		actCtx:      actCtx,
+		actCancel:   actCancel,
+		stopped:     make(chan struct{}),
+		ckptResults: make(chan ckptResult, 1),
 		cfg:         cfg,
 		state:       state,
 		log:         cfg.Logger.With(slog.Int("partition", cfg.Partition)),
 		intake:      make(chan intakeItem, 4096),
 		logCh:       make(chan logItem, 256),
 		ckptCh:      make(chan *checkpointJob, 1),
-		ckptResults: make(chan ckptOutcome, 16),
 		durableSig:  make(chan struct{}, 1),
 		pos:         state.LastPos,
 		durablePos:  state.LastPos,
@@ -225,14 +217,10 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		waiters:     map[string][]waiter{},
 		courier:     NewCourier(cfg.Courier),
 		sendTimer:   time.NewTimer(time.Hour),
-		parent:      ctx,
-		ctx:         pctx,
+		ctx:         ctx,
 		cancel:      cancel,
-		actCtx:      actCtx,
-		actCancel:   actCancel,
 		done:        make(chan struct{}),
 		logDone:     make(chan struct{}),
-		stopped:     make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
 	// The recovered dedup marks are durable: acknowledge them again, in
@@ -249,98 +237,69 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 	}
 	go p.logWorker()
 	go p.loop()
-	go p.supervise()
+	go func() {
+		<-p.done
+		<-p.logDone
+		if p.ckptDone != nil {
+			<-p.ckptDone
+		}
+		p.actCancel()
+		p.timers.stop()
+		close(p.stopped)
+	}()
 	// The first event restarts what was volatile.
 	p.put(intakeItem{update: &RecoveryCompleted{}})
 	go p.receive(state.NextInputPos)
 	return p, nil
 }
 
-// validate refuses a configuration the partition cannot run with, naming
-// the field.
+// validate checks a configuration, naming the field at fault.
 func (cfg *Config) validate(state *State) error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("partition %d: Config.%s: %s", cfg.Partition, field, fmt.Sprintf(format, args...))
-	}
 	switch {
 	case cfg.Count < 1:
-		return bad("Count", "%d partitions; need at least 1", cfg.Count)
+		return fmt.Errorf("partitions: Config.Count must be at least 1, got %d", cfg.Count)
 	case cfg.Partition < 0 || cfg.Partition >= cfg.Count:
-		return bad("Partition", "%d is not in [0, %d)", cfg.Partition, cfg.Count)
+		return fmt.Errorf("partitions: Config.Partition must be in 0..%d, got %d", cfg.Count-1, cfg.Partition)
 	case cfg.Executor == nil:
-		return bad("Executor", "not set")
+		return fmt.Errorf("partitions: partition %d: Config.Executor is nil", cfg.Partition)
 	case cfg.Transport == nil:
-		return bad("Transport", "not set")
+		return fmt.Errorf("partitions: partition %d: Config.Transport is nil", cfg.Partition)
 	case cfg.Transport.PartitionCount() != cfg.Count:
-		return bad("Transport", "has %d partition queues; Config.Count is %d", cfg.Transport.PartitionCount(), cfg.Count)
-	case cfg.Pools == nil || cfg.Pools.Orchestrations == nil || cfg.Pools.Entities == nil || cfg.Pools.Activities == nil:
-		return bad("Pools", "not set (use NewPools)")
-	case cfg.EntityBatchLimit < 0:
-		return bad("EntityBatchLimit", "%d is negative", cfg.EntityBatchLimit)
-	case cfg.MaxPayloadBytes < 0:
-		return bad("MaxPayloadBytes", "%d is negative", cfg.MaxPayloadBytes)
+		return fmt.Errorf("partitions: partition %d: Config.Transport has %d partitions, Config.Count is %d",
+			cfg.Partition, cfg.Transport.PartitionCount(), cfg.Count)
+	case cfg.Pools == nil:
+		return fmt.Errorf("partitions: partition %d: Config.Pools is nil", cfg.Partition)
 	case state == nil:
-		return fmt.Errorf("partition %d: no state (use NewState)", cfg.Partition)
+		return fmt.Errorf("partitions: partition %d: state is nil", cfg.Partition)
 	case state.Partition != cfg.Partition || state.Count != cfg.Count:
-		return bad("Partition", "the state is of partition %d of %d, the config says %d of %d",
+		return fmt.Errorf("partitions: state is of partition %d of %d, Config says partition %d of %d",
 			state.Partition, state.Count, cfg.Partition, cfg.Count)
+	case cfg.EntityBatchLimit < 0:
+		return fmt.Errorf("partitions: partition %d: Config.EntityBatchLimit is negative (%d)", cfg.Partition, cfg.EntityBatchLimit)
+	case cfg.MaxPayloadBytes < 0:
+		return fmt.Errorf("partitions: partition %d: Config.MaxPayloadBytes is negative (%d)", cfg.Partition, cfg.MaxPayloadBytes)
 	}
 	return nil
 }
 
-// supervise closes Done once the partition has stopped (by Stop, by the
-// cancellation of Start's context, or by a fatal error) and every one of
-// its goroutines that touches storage or the transport has ended.
-func (p *Partition) supervise() {
-	<-p.ctx.Done()
-	p.actCancel()
-	p.timers.stop()
-	<-p.done
-	<-p.logDone
-	if p.ckptDone != nil {
-		<-p.ckptDone
-	}
-	close(p.stopped)
-}
-
-// Done is closed when the partition has stopped, for any reason.
+// Done is closed when the partition has stopped, for any reason: Stop,
+// the cancellation of Start's context, or a fatal error (see Err).
 func (p *Partition) Done() <-chan struct{} { return p.stopped }
 
-// Err returns nil while the partition runs and after a clean Stop; the
-// fatal error that stopped it otherwise (wrapping context.Canceled, or the
-// context's cause, if Start's context was cancelled).
+// Err returns the fatal error that stopped the partition: nil while it
+// runs and after a clean Stop or a cancellation.
 func (p *Partition) Err() error {
 	select {
 	case <-p.stopped:
+		return p.failure()
 	default:
 		return nil
 	}
-	if err := p.failure(); err != nil {
-		return err
-	}
-	if err := p.parent.Err(); err != nil && !p.stopping.Load() {
-		return fmt.Errorf("partition %d: stopped: %w", p.cfg.Partition, context.Cause(p.parent))
-	}
-	return nil
 }
 
-// CheckpointErr returns the error of the last checkpoint attempt if it
-// failed (nil after a success), and how many attempts failed so far.
-// Safe for concurrent use.
-func (p *Partition) CheckpointErr() (error, int64) {
-	p.ckptMu.Lock()
-	defer p.ckptMu.Unlock()
-	return p.ckptErr, p.ckptFails
-}
-
-// Waiters returns the number of client requests waiting for an instance
-// to start or complete. Safe for concurrent use.
-func (p *Partition) Waiters() int { return int(p.stats.waiters.Load()) }
-
-// ActivitiesCancelled counts the activities that Stop cancelled (queued or
-// running; the next owner of the partition runs them). Safe for
+// CheckpointFailures counts the checkpoints that failed. Safe for
 // concurrent use.
-func (p *Partition) ActivitiesCancelled() int64 { return p.stats.activitiesCancelled.Load() }
+func (p *Partition) CheckpointFailures() int64 { return p.ckptFailures.Load() }
 
 // StateStats reports the bytes of instances resident in memory, and how
 // many were read back from storage and evicted so far. Safe for
@@ -451,8 +410,8 @@ func (p *Partition) loop() {
 			p.durableMu.Unlock()
 			p.onDurable(d)
 		case <-p.sendTimer.C:
-		case o := <-p.ckptResults:
-			p.checkpointEnded(o)
+		case r := <-p.ckptResults:
+			p.checkpointDone(r)
 		case <-idle.C:
 			p.expireWaiters(time.Now())
 			p.maybeCheckpoint(false, nil)
@@ -580,11 +539,16 @@ func (p *Partition) logWorker() {
 				select {
 				case p.ckptCh <- it.ckpt:
 				default:
-					// A checkpoint is still being written; skip this one,
-					// and say so to whoever asked for it.
+					// A checkpoint is still being written; skip this one
+					// (a caller of Checkpoint tries again).
+					select {
+					case p.ckptResults <- ckptResult{job: it.ckpt, err: errCheckpointBusy}:
+					case <-p.ctx.Done():
+					}
 					p.ckptBusy.Store(false)
-					p.stats.ckptSkipped.Add(1)
-					p.reportCheckpoint(it.ckpt, ckptOutcome{skipped: true, err: errCheckpointBusy})
+					if it.ckpt.done != nil {
+						it.ckpt.done <- errCheckpointBusy
+					}
 				}
 			}
 			if it.flushed != nil {
@@ -595,6 +559,9 @@ func (p *Partition) logWorker() {
 }
 
 func (p *Partition) appendEntries(entries []LogEntry) bool {
+	if p.ctx.Err() != nil {
+		return false // stopped: no more log writes
+	}
 	if err := p.cfg.Log.Append(entries); err != nil {
 		p.log.Error("commit log append failed; stopping partition", slog.Any("error", err))
 		p.fail(fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err))
@@ -841,7 +808,11 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		st := inst.Entity
 		go func() {
 			defer p.inFlight.Done()
-			p.cfg.Pools.Entities <- struct{}{}
+			select {
+			case p.cfg.Pools.Entities <- struct{}{}:
+			case <-p.stopping:
+				return // redone from the session by the next owner
+			}
 			var ev *EntityBatchProcessed
 			if err != nil {
 				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: st}
@@ -857,7 +828,11 @@ func (p *Partition) startWorkItem(inst *Instance) {
 	history := inst.History[:len(inst.History):len(inst.History)]
 	go func() {
 		defer p.inFlight.Done()
-		p.cfg.Pools.Orchestrations <- struct{}{}
+		select {
+		case p.cfg.Pools.Orchestrations <- struct{}{}:
+		case <-p.stopping:
+			return // redone from the session by the next owner
+		}
 		cur := p.cfg.Cursors.Take(id, gen)
 		res := p.cfg.Executor.ExecuteOrchestration(&OrchestrationWork{InstanceID: id, History: history, NewEvents: pending,
 			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
@@ -912,27 +887,24 @@ func historyBytes(parts ...[]*core.HistoryEvent) int64 {
 	return n
 }
 
-// startActivity runs an activity once the pool has room. Stop cancels
-// the activities' context: a queued one then does not run, a running one
-// has its result discarded; both stay in the state for the next owner.
+// startActivity runs an activity when the pool has room. A stopping
+// partition neither starts it nor takes its result: it stays in the
+// state, and the next owner runs it.
 func (p *Partition) startActivity(id uint64, m *core.TaskMessage) {
 	go func() {
 		select {
 		case p.cfg.Pools.Activities <- struct{}{}:
-		case <-p.actCtx.Done():
-			p.stats.activitiesCancelled.Add(1)
+		case <-p.stopping:
 			return
 		}
 		if p.actCtx.Err() != nil {
 			<-p.cfg.Pools.Activities
-			p.stats.activitiesCancelled.Add(1)
 			return
 		}
 		reply := p.cfg.Executor.ExecuteActivity(p.actCtx, m)
 		<-p.cfg.Pools.Activities
 		if p.actCtx.Err() != nil {
-			p.stats.activitiesCancelled.Add(1)
-			return
+			return // cancelled by Stop: the result may be partial
 		}
 		p.put(intakeItem{update: &ActivityCompleted{ActivityID: id, Reply: reply}})
 	}()
@@ -942,37 +914,25 @@ func (p *Partition) submitTimers(ids []uint64) {
 	p.put(intakeItem{update: &TimerFired{TimerIDs: ids}})
 }
 
-// Stop stops the partition gracefully: no new work starts; queued
-// activities are cancelled rather than run and running ones have their
-// context cancelled and their results discarded (the next owner runs them
-// again); orchestration and entity work items in flight finish (until ctx
-// is done); then it checkpoints (retrying a failed checkpoint until ctx is
-// done) and ends. It returns the fatal error that stopped the partition
-// earlier, if any.
+// Stop stops the partition gracefully: no new work items or activities
+// start; queued activities are not run and running ones have their
+// context cancelled and their results discarded (they stay in the state,
+// for the next owner); running work items finish (until ctx is done); a
+// checkpoint is taken, so the next owner need not replay the log; then
+// everything stops. It returns the fatal error, if the partition failed.
 func (p *Partition) Stop(ctx context.Context) error {
-	p.stopOnce.Do(func() { p.stop(ctx) })
-	<-p.stopped
-	return p.failure()
-}
-
-func (p *Partition) stop(ctx context.Context) {
-	select {
-	case <-p.stopped:
-		return // already stopped (cancelled, or failed)
-	default:
-	}
-	p.stopping.Store(true)
-	// Nothing new starts; activities go for the next owner.
+	p.stopOnce.Do(func() {
+		close(p.stopping)
+		p.actCancel()
+	})
 	p.put(intakeItem{drain: true})
-	p.actCancel()
-	stopped := make(chan struct{})
+	workDone := make(chan struct{})
 	go func() {
 		p.inFlight.Wait()
-		close(stopped)
+		close(workDone)
 	}()
-	// The loop absorbs the results of running work items meanwhile.
 	select {
-	case <-stopped:
+	case <-workDone:
 	case <-ctx.Done():
 	case <-p.stopped:
 	}
@@ -991,24 +951,13 @@ func (p *Partition) stop(ctx context.Context) {
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
-		backoff := 10 * time.Millisecond
-		for {
-			err := p.Checkpoint(ctx)
-			if err == nil || errors.Is(err, ErrStopped) || ctx.Err() != nil {
-				if err != nil {
-					p.log.Warn("final checkpoint failed", slog.Any("error", err))
-				}
-				break
-			}
-			p.log.Warn("final checkpoint failed; retrying", slog.Duration("backoff", backoff), slog.Any("error", err))
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-			}
-			backoff = min(2*backoff, time.Second)
+		if err := p.Checkpoint(ctx); err != nil && !errors.Is(err, ErrStopped) {
+			p.log.Warn("final checkpoint failed", slog.Any("error", err))
 		}
 	}
 	p.cancel()
+	<-p.stopped
+	return p.failure()
 }
 
 // fail records the partition's first fatal error.
@@ -1082,7 +1031,7 @@ func (p *Partition) read(req *transport.ClientRequest) {
 			return // the client has given up already
 		}
 		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
-		p.waiterCount++
+		p.countWaiters()
 	case transport.RequestQuery:
 		p.query(req)
 	case transport.RequestGetEntity:
@@ -1093,8 +1042,59 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		p.respondRead(req, &transport.ClientResponse{Entities: []*transport.EntityStatus{entityStatusOf(inst, req.IncludePayloads)}})
 	case transport.RequestListEntities:
 		p.listEntities(req)
+	case transport.RequestCancel:
+		p.cancelWaiter(req)
 	}
 }
+
+// cancelWaiter drops the wait of a client that gave up (req names the
+// wait by its request id).
+func (p *Partition) cancelWaiter(req *transport.ClientRequest) {
+	ws := p.waiters[req.InstanceID]
+	keep := ws[:0]
+	for _, w := range ws {
+		if w.req.ClientID != req.ClientID || w.req.RequestID != req.RequestID {
+			keep = append(keep, w)
+		}
+	}
+	clear(ws[len(keep):])
+	p.setWaiters(req.InstanceID, keep)
+}
+
+// expireWaiters drops the waits whose client's deadline has passed.
+func (p *Partition) expireWaiters(now time.Time) {
+	for id, ws := range p.waiters {
+		keep := ws[:0]
+		for _, w := range ws {
+			if w.req.Deadline.IsZero() || now.Before(w.req.Deadline) {
+				keep = append(keep, w)
+			}
+		}
+		clear(ws[len(keep):])
+		p.setWaiters(id, keep)
+	}
+}
+
+func (p *Partition) setWaiters(id string, ws []waiter) {
+	if len(ws) == 0 {
+		delete(p.waiters, id)
+	} else {
+		p.waiters[id] = ws
+	}
+	p.countWaiters()
+}
+
+func (p *Partition) countWaiters() {
+	n := 0
+	for _, ws := range p.waiters {
+		n += len(ws)
+	}
+	p.stats.waiters.Store(int64(n))
+}
+
+// Waiters returns the number of clients waiting for an instance to start
+// or complete. Safe for concurrent use.
+func (p *Partition) Waiters() int { return int(p.stats.waiters.Load()) }
 
 func waitSatisfied(kind transport.RequestKind, inst *Instance) bool {
 	if kind == transport.RequestWaitStart {
@@ -1124,19 +1124,7 @@ func (p *Partition) checkWaiters(id string, pos uint64) {
 		r.RequestID = w.req.RequestID
 		p.responses = append(p.responses, pendingResponse{pos: pos, resp: Response{ClientID: w.req.ClientID, Response: r}})
 	}
-	p.setWaiters(id, ws, keep)
-}
-
-// setWaiters replaces an instance's waiters ws by keep (a prefix of ws's
-// backing array), keeping the count.
-func (p *Partition) setWaiters(id string, ws, keep []waiter) {
-	p.waiterCount -= len(ws) - len(keep)
-	clear(ws[len(keep):])
-	if len(keep) == 0 {
-		delete(p.waiters, id)
-	} else {
-		p.waiters[id] = keep
-	}
+	p.setWaiters(id, keep)
 }
 
 // expireWaiters drops the waiters whose client has given up (its request

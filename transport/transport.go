@@ -100,6 +100,10 @@ const (
 	RequestGetEntity
 	RequestListEntities
 	RequestDeleteEntity
+	// RequestCancel withdraws the wait (RequestWaitStart,
+	// RequestWaitCompletion) with the same client and request id; it gets
+	// no response.
+	RequestCancel
 )
 
 var requestNames = map[RequestKind]string{
@@ -108,6 +112,7 @@ var requestNames = map[RequestKind]string{
 	RequestPurgeWhere: "purge-where", RequestSignalEntity: "signal-entity", RequestStatus: "status",
 	RequestWaitStart: "wait-start", RequestWaitCompletion: "wait-completion", RequestQuery: "query",
 	RequestGetEntity: "get-entity", RequestListEntities: "list-entities", RequestDeleteEntity: "delete-entity",
+	RequestCancel: "cancel",
 }
 
 func (k RequestKind) String() string {
