@@ -65,7 +65,6 @@ type checkpointJob struct {
 	lastPos  uint64
 	inputPos uint64
 	mark     int64
-	bytes    int64 // log bytes when it was taken
 	done     chan error
 	// What the policy counted from before this checkpoint, restored if it
 	// fails.
@@ -108,9 +107,6 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 	}
 	changes := p.state.LastPos - p.ckptPos
 	pol := p.cfg.Checkpoints
-	if !force && time.Now().Before(p.ckptRetryAt) {
-		return // the last attempt failed: wait out its backoff
-	}
 	due := force ||
 		changes >= uint64(pol.Events) ||
 		p.ckptStore.LogBytes()-p.ckptBytes >= pol.Bytes ||
@@ -156,7 +152,9 @@ func (p *Partition) checkpointer() {
 			case <-p.ctx.Done():
 			}
 			p.ckptBusy.Store(false)
-			p.reportCheckpoint(job, ckptOutcome{lastPos: job.lastPos, bytes: job.bytes, at: time.Now(), err: err})
+			if job.done != nil {
+				job.done <- err
+			}
 		case <-p.ctx.Done():
 			return
 		}

@@ -74,45 +74,36 @@ type Partition struct {
 	durableSig chan struct{}
 
 	// Owned by the loop goroutine.
-	pos         uint64 // last assigned commit position
-	durablePos  uint64
-	logBuf      []LogEntry
-	inputSeen   uint64
-	unapplied   []LogEntry
-	ready       map[string]bool
-	readyList   []string
-	busy        map[string]bool
-	running     map[uint64]bool // activities started
-	unsent      []*OutboxBatch
-	responses   []pendingResponse
-	waiters     map[string][]waiter
-	waiterCount int
-	received    []receivedMark
-	courier     *Courier
-	sendTimer   *time.Timer
-	sendFails   int
-	timers      *timerQueue
-	draining    bool
-	inFlight    sync.WaitGroup
+	pos        uint64 // last assigned commit position
+	durablePos uint64
+	logBuf     []LogEntry
+	inputSeen  uint64
+	unapplied  []LogEntry
+	ready      map[string]bool
+	readyList  []string
+	busy       map[string]bool
+	running    map[uint64]bool // activities started
+	unsent     []*OutboxBatch
+	responses  []pendingResponse
+	waiters    map[string][]waiter
+	received   []receivedMark
+	courier    *Courier
+	sendTimer  *time.Timer
+	sendFails  int
+	timers     *timerQueue
+	draining   bool
+	inFlight   sync.WaitGroup
 
 	stats struct{ resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64 }
 	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
-	// ckptPos, ckptBytes and ckptAt describe the last checkpoint that
-	// succeeded (owned by the loop); a failed one does not move them.
-	ckptPos     uint64
-	ckptBytes   int64
-	ckptAt      time.Time
-	ckptResults chan ckptOutcome
-	ckptRetryAt time.Time // after a failure, no policy checkpoint before this
-	ckptBackoff time.Duration
-	ckptDone    chan struct{}
-	ckptMu      sync.Mutex
-	ckptErr     error // of the last attempt; guarded by ckptMu
-	ckptFails   int64 // guarded by ckptMu
-	lastEvent   time.Time
+	ckptPos   uint64
+	ckptBytes int64
+	ckptAt    time.Time
+	ckptDone  chan struct{}
+	lastEvent time.Time
 
 	cancel  context.CancelFunc
 	ctx     context.Context
@@ -144,8 +135,6 @@ type intakeItem struct {
 	checkpoint chan error
 	// resend is another partition's request to resend (not logged).
 	resend *transport.ResendRequest
-	// flushed is closed once everything logged so far is durable.
-	flushed chan struct{}
 }
 
 type durableMark struct {
@@ -418,9 +407,6 @@ func (p *Partition) loop() {
 		case <-p.ctx.Done():
 			return
 		}
-		if p.ctx.Err() != nil {
-			return // stopped at once: no new work, no sends
-		}
 		p.dispatch()
 		p.pump()
 		p.state.Evict(p.busy)
@@ -431,7 +417,6 @@ func (p *Partition) loop() {
 		p.stats.syncLoads.Store(p.state.SyncLoads())
 		p.stats.parked.Store(p.pf.count())
 		p.stats.outbox.Store(int64(len(p.state.Outbox)))
-		p.stats.waiters.Store(int64(p.waiterCount))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -451,9 +436,6 @@ func (p *Partition) handle(it intakeItem) {
 	case it.checkpoint != nil:
 		p.flushLog()
 		p.maybeCheckpoint(true, it.checkpoint)
-	case it.flushed != nil:
-		p.flushLog()
-		p.toLog(logItem{flushed: it.flushed})
 	case it.read != nil:
 		p.read(it.read)
 	case it.resend != nil:
@@ -475,17 +457,8 @@ func (p *Partition) flushLog() {
 	if len(p.logBuf) == 0 {
 		return
 	}
-	p.toLog(logItem{entries: p.logBuf})
+	p.logCh <- logItem{entries: p.logBuf}
 	p.logBuf = nil
-}
-
-// toLog hands an item to the log worker, unless the partition stopped
-// (the worker is gone).
-func (p *Partition) toLog(it logItem) {
-	select {
-	case p.logCh <- it:
-	case <-p.ctx.Done():
-	}
 }
 
 // logItem is a batch of entries for the log worker, or a checkpoint to
@@ -493,8 +466,6 @@ func (p *Partition) toLog(it logItem) {
 type logItem struct {
 	entries []LogEntry
 	ckpt    *checkpointJob
-	// flushed is closed once everything before it is in the log.
-	flushed chan struct{}
 }
 
 // logWorker appends batches to the commit log, merging whatever is queued
@@ -520,12 +491,11 @@ func (p *Partition) logWorker() {
 		}
 		var entries []LogEntry
 		for i, it := range items {
-			entries = append(entries, it.entries...)
-			if it.ckpt == nil && it.flushed == nil && i < len(items)-1 {
-				continue
-			}
-			if p.ctx.Err() != nil {
-				return // stopped at once: no more log writes
+			if it.ckpt == nil {
+				entries = append(entries, it.entries...)
+				if i < len(items)-1 {
+					continue
+				}
 			}
 			if len(entries) > 0 {
 				if !p.appendEntries(entries) {
@@ -550,9 +520,6 @@ func (p *Partition) logWorker() {
 						it.ckpt.done <- errCheckpointBusy
 					}
 				}
-			}
-			if it.flushed != nil {
-				close(it.flushed)
 			}
 		}
 	}
@@ -707,9 +674,6 @@ func (p *Partition) onDurable(d durableMark) {
 func (p *Partition) pump() {
 	now := time.Now()
 	for _, s := range p.courier.Ready(now) {
-		if p.ctx.Err() != nil {
-			return // stopped at once: the courier's state goes with it
-		}
 		var err error
 		if s.Client != "" {
 			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
@@ -937,17 +901,6 @@ func (p *Partition) Stop(ctx context.Context) error {
 	case <-p.stopped:
 	}
 	p.timers.stop()
-	if p.ckptStore == nil && p.failure() == nil {
-		// No checkpoints: at least everything logged is written.
-		flushed := make(chan struct{})
-		if p.put(intakeItem{flushed: flushed}) {
-			select {
-			case <-flushed:
-			case <-ctx.Done():
-			case <-p.stopped:
-			}
-		}
-	}
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
@@ -990,8 +943,6 @@ func (p *Partition) Checkpoint(ctx context.Context) error {
 		case err = <-done:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-p.stopped:
-			return ErrStopped
 		}
 		if err != errCheckpointBusy {
 			return err
@@ -1125,23 +1076,6 @@ func (p *Partition) checkWaiters(id string, pos uint64) {
 		p.responses = append(p.responses, pendingResponse{pos: pos, resp: Response{ClientID: w.req.ClientID, Response: r}})
 	}
 	p.setWaiters(id, keep)
-}
-
-// expireWaiters drops the waiters whose client has given up (its request
-// deadline passed), so that polling clients do not grow them without
-// bound. The client has stopped listening for the answer.
-func (p *Partition) expireWaiters(now time.Time) {
-	for id, ws := range p.waiters {
-		keep := ws[:0]
-		for _, w := range ws {
-			if w.req.Deadline.IsZero() || now.Before(w.req.Deadline) {
-				keep = append(keep, w)
-			}
-		}
-		if len(keep) < len(ws) {
-			p.setWaiters(id, ws, keep)
-		}
-	}
 }
 
 func statusOf(inst *Instance, payloads, history bool) *transport.InstanceStatus {
