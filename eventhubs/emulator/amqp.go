@@ -272,7 +272,7 @@ func (e *Emulator) attachReceiver(l *amqpserver.Link) error {
 	default:
 		return amqpErr(condInvalidField, "the epoch is a %T, not a long", v)
 	}
-	slot.kick = func(desc string) { l.Detach(amqpErr(condStolen, "%s", desc)) }
+	slot.kick = func(cond, desc string) { l.Detach(amqpErr(cond, "%s", desc)) }
 	if err := p.attachReceiver(strings.ToLower(cg), slot); err != nil {
 		return amqpErr(condStolen, "%v", err)
 	}
