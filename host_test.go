@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,7 +252,12 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 	defer cancel()
 	opts := netherite.Options{Storage: conn, TaskHub: fmt.Sprintf("leaseloss%d", time.Now().UnixNano()%1e12),
 		PartitionCount: 1, LeaseDuration: 15 * time.Second}
-	a, err := netherite.Start(ctx, opts, r)
+	mem := transport.NewMemory(1)
+	defer mem.Close()
+	counted := &countingTransport{Transport: mem}
+	ao := opts
+	ao.SharedTransport = counted
+	a, err := netherite.Start(ctx, ao, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,8 +304,9 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 		t.Fatalf("partition 0 lost its lease with %v; want an error wrapping blobstore.ErrLeaseLost", s.Err)
 	}
 	// From now on (the host waits a lease period before trying to take the
-	// partition back) it neither writes nor answers.
+	// partition back) it neither writes, reads its queue, nor sends.
 	requests := a.StorageRequests()
+	reads, sends := counted.reads.Load(), counted.sends.Load()
 	one, cancelOne := context.WithTimeout(ctx, 2*time.Second)
 	_, err = a.Client().StartOrchestration(one, samples.HelloSequence, nil)
 	cancelOne()
@@ -308,6 +315,9 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 	}
 	if n := a.StorageRequests(); n != requests {
 		t.Fatalf("the host made %d storage requests after losing its lease", n-requests)
+	}
+	if r, s := counted.reads.Load(), counted.sends.Load(); r != reads || s != sends {
+		t.Fatalf("after losing its lease the partition read its queue %d times and sent %d packets", r-reads, s-sends)
 	}
 	stopLoad()
 	<-loadDone
@@ -327,5 +337,114 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 	}
 	if err := netherite.DeleteTaskHub(ctx, opts); err != nil {
 		t.Error(err)
+	}
+}
+
+// countingTransport counts what partitions do with a transport: reads of
+// their queues, and packets they send (everything but client requests).
+type countingTransport struct {
+	transport.Transport
+	reads, sends atomic.Int64
+}
+
+func (c *countingTransport) ReceivePartition(ctx context.Context, p int, from uint64) ([]*transport.Packet, uint64, error) {
+	c.reads.Add(1)
+	return c.Transport.ReceivePartition(ctx, p, from)
+}
+
+func (c *countingTransport) SendToPartition(p int, packets ...*transport.Packet) error {
+	for _, pk := range packets {
+		if pk.Request == nil {
+			c.sends.Add(1)
+		}
+	}
+	return c.Transport.SendToPartition(p, packets...)
+}
+
+func (c *countingTransport) SendToClient(id string, packets ...*transport.Packet) error {
+	c.sends.Add(int64(len(packets)))
+	return c.Transport.SendToClient(id, packets...)
+}
+
+// A host that lost a lease nobody else took takes it back after a lease
+// period, recovers the partition from storage, and goes on: what it
+// acknowledged before completes, and new work runs.
+func TestLeaseLostThenRetaken(t *testing.T) {
+	conn := blobtest.Connection(t)
+	r := durable.NewRegistry()
+	samples.Register(r)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts := netherite.Options{Storage: conn, TaskHub: fmt.Sprintf("retake%d", time.Now().UnixNano()%1e12),
+		PartitionCount: 1, LeaseDuration: 15 * time.Second}
+	h, err := netherite.Start(ctx, opts, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	before := startHello(t, ctx, h.Client(), 10)
+	acct, err := blobstore.NewAccount(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont, err := acct.TaskHubContainer(opts.TaskHub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := blobstore.BreakLease(ctx, cont, blobstore.PartitionPrefix(h.TaskHub().TaskHubGUID, 0)+blobstore.LeaseBlob); err != nil {
+		t.Fatal(err)
+	}
+	// Without load the loss shows at the next write or renewal (at most
+	// two thirds of the lease).
+	s := waitPartition(t, ctx, h, 0, func(s netherite.PartitionStatus) bool { return s.State == netherite.PartitionNotOwned })
+	if !errors.Is(s.Err, blobstore.ErrLeaseLost) {
+		t.Fatalf("lost with %v", s.Err)
+	}
+	s = waitPartition(t, ctx, h, 0, func(s netherite.PartitionStatus) bool { return s.State == netherite.PartitionOK })
+	if s.Restarts != 1 {
+		t.Fatalf("back with %+v; want one restart", s)
+	}
+	waitCompleted(t, ctx, h.Client(), before)
+	waitCompleted(t, ctx, h.Client(), startHello(t, ctx, h.Client(), 10))
+	if err := h.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := netherite.DeleteTaskHub(ctx, opts); err != nil {
+		t.Error(err)
+	}
+}
+
+// Done is closed by Stop, with no error after a clean stop; every
+// partition is then not owned.
+func TestHostDoneAfterStop(t *testing.T) {
+	h, err := netherite.Start(context.Background(), netherite.Options{Storage: t.TempDir(), PartitionCount: 2}, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range h.Partitions() {
+		if s.State != netherite.PartitionOK || s.Down() {
+			t.Fatalf("after Start: %+v", s)
+		}
+	}
+	select {
+	case <-h.Done():
+		t.Fatal("Done before Stop")
+	default:
+	}
+	if err := h.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.Done():
+	default:
+		t.Fatal("Done still open after Stop")
+	}
+	if h.Err() != nil {
+		t.Fatalf("Err after a clean stop: %v", h.Err())
+	}
+	for _, s := range h.Partitions() {
+		if s.State != netherite.PartitionNotOwned {
+			t.Fatalf("after Stop: %+v", s)
+		}
 	}
 }

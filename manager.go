@@ -197,8 +197,17 @@ func (m *partitionManager) start(ctx context.Context) error {
 		close(m.done)
 		return err
 	}
+	m.install(inc)
 	go m.run(inc)
 	return nil
+}
+
+// install makes inc the running incarnation.
+func (m *partitionManager) install(inc *incarnation) {
+	m.mu.Lock()
+	m.cur = inc
+	m.mu.Unlock()
+	m.setState(PartitionOK, nil)
 }
 
 // run supervises the partition until the host stops it.
@@ -223,11 +232,8 @@ func (m *partitionManager) run(inc *incarnation) {
 				backoff = min(2*backoff, maxRestartBackoff)
 				continue
 			}
+			m.install(inc)
 		}
-		m.mu.Lock()
-		m.cur = inc
-		m.mu.Unlock()
-		m.setState(PartitionOK, nil)
 		started := time.Now()
 
 		var failure error

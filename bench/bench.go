@@ -66,6 +66,9 @@ type Config struct {
 	// Seed picks the moment crash-recovery kills the host (0: from the
 	// clock); the seed used is in the result.
 	Seed int64
+	// killAfterAcks, in tests, holds the crash-recovery kill until the
+	// child acknowledged this many starts.
+	killAfterAcks int
 	// AfterRun, if set, is called when the workload is done and the host
 	// still runs (for profiling).
 	AfterRun func()
@@ -127,6 +130,9 @@ type Result struct {
 	CacheBytes   int64   `json:"cache_bytes,omitempty"`
 	StateLoads   int64   `json:"state_loads"`
 	LoadsPerStep float64 `json:"state_loads_per_step,omitempty"`
+	// SyncLoads counts the loads done synchronously on a partition's
+	// event loop (the rest were prefetched).
+	SyncLoads int64 `json:"sync_loads"`
 	// HeapBytesPerInstance is the live heap per completed instance held
 	// by the host after the run (hello5 only).
 	HeapBytesPerInstance float64 `json:"heap_bytes_per_instance,omitempty"`
@@ -385,7 +391,7 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		res.RestartSeconds = time.Since(t1).Seconds()
 		if err := firstQuery(ctx, h.Client()); err != nil {
-			return res, fmt.Errorf("clean-restart: %w", err)
+			return res, fmt.Errorf("clean-restart: first query: %w", err)
 		}
 		res.RecoverySeconds = time.Since(t1).Seconds()
 		res.ReplayedEvents, res.ReplayedBytes = h.Replayed()
@@ -419,6 +425,7 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 		res.StepsPerWrite = float64(res.EventsLogged) / float64(res.LogWrites)
 	}
 	_, res.StateLoads, _ = h.StateStats()
+	res.SyncLoads = h.SyncLoads()
 	steps := float64(stepsPer[workload] * res.Completed)
 	if steps > 0 {
 		res.LoadsPerStep = float64(res.StateLoads) / steps
@@ -432,10 +439,10 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 func firstQuery(ctx context.Context, c durable.Client) error {
 	page, err := c.Query(ctx, durable.InstanceQuery{PageSize: 1})
 	if err != nil {
-		return fmt.Errorf("first query after restart: %w", err)
+		return err
 	}
 	if len(page.Instances) == 0 {
-		return errors.New("first query after restart: no instance")
+		return errors.New("no instance after the restart")
 	}
 	return nil
 }

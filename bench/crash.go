@@ -130,12 +130,16 @@ func (t *tailBuffer) String() string {
 
 // childLog is what the parent learned from the child's stdout.
 type childLog struct {
+	// killAfter is the number of acknowledged starts that closes the
+	// read's enoughAcks channel.
+	killAfter int
+
 	mu    sync.Mutex
 	acked []string
 	done  map[string]bool
 }
 
-func (l *childLog) read(r io.Reader, ready, firstAck chan<- struct{}) {
+func (l *childLog) read(r io.Reader, ready, enoughAcks chan<- struct{}) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		kind, id, _ := strings.Cut(sc.Text(), " ")
@@ -144,8 +148,8 @@ func (l *childLog) read(r io.Reader, ready, firstAck chan<- struct{}) {
 		case "ready":
 			close(ready)
 		case "ack":
-			if l.acked = append(l.acked, id); len(l.acked) == 1 {
-				close(firstAck)
+			if l.acked = append(l.acked, id); len(l.acked) == l.killAfter {
+				close(enoughAcks)
 			}
 		case "done":
 			l.done[id] = true
@@ -207,11 +211,11 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		stdin.Close()
 	}()
-	log := &childLog{done: map[string]bool{}}
-	ready, firstAck, readDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	log := &childLog{done: map[string]bool{}, killAfter: min(max(1, cfg.killAfterAcks), cfg.N)}
+	ready, enoughAcks, readDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(readDone)
-		log.read(stdout, ready, firstAck)
+		log.read(stdout, ready, enoughAcks)
 	}()
 	select {
 	case <-ready:
@@ -224,13 +228,13 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	// Kill at a random moment within the schedule's middle 80%, but not
 	// before the first start was acknowledged (there is nothing to
-	// recover before).
+	// recover before; tests may ask for more).
 	readyAt := time.Now()
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0))
 	window := float64(cfg.N) / cfg.Rate
 	killAt := readyAt.Add(time.Duration((0.1 + 0.8*rng.Float64()) * window * float64(time.Second)))
 	select {
-	case <-firstAck:
+	case <-enoughAcks:
 	case <-readDone:
 		return nil, fmt.Errorf("crash-recovery: child ended before its first start: %s", stderr)
 	case <-ctx.Done():
@@ -264,16 +268,27 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 
 	r := durable.NewRegistry()
 	Register(r)
+	// Starts acknowledged per second of the schedule until the kill (each
+	// start holds one slot of 1/rate, as in the open loop).
+	res.AchievedPerS = float64(res.AckedBeforeKill) / (kill.Seconds() + 1/cfg.Rate)
+	// A restart that fails fails every acknowledged start: none is
+	// dropped from the count.
+	failAll := func(phase string, err error) (*Result, error) {
+		rec := newRecorder(nil)
+		rec.fail(fail(phase, err), len(acked))
+		rec.stats().fill(res, time.Now())
+		return res, fmt.Errorf("crash-recovery: %s: %w", phase, err)
+	}
 	t1 := time.Now()
 	h, err := netherite.Start(ctx, hostOptions(cfg, ""), r)
 	if err != nil {
-		return res, fmt.Errorf("crash-recovery: restart: %w", err)
+		return failAll("restart", err)
 	}
 	defer h.Stop(context.Background())
 	res.RestartSeconds = time.Since(t1).Seconds()
 	res.Partitions = h.Options().PartitionCount
 	if err := firstQuery(ctx, h.Client()); err != nil {
-		return res, fmt.Errorf("crash-recovery: %w", err)
+		return failAll("first query", err)
 	}
 	res.RecoverySeconds = time.Since(t1).Seconds()
 	res.ReplayedEvents, res.ReplayedBytes = h.Replayed()
@@ -299,7 +314,6 @@ func runCrashRecovery(ctx context.Context, cfg Config) (*Result, error) {
 	res.Seconds = time.Since(t1).Seconds() + kill.Seconds()
 	st := rec.stats()
 	st.fill(res, t1)
-	res.AchievedPerS = float64(res.AckedBeforeKill) / kill.Seconds()
 	hostStats(h, cfg.Workload, res)
 	if res.Failed > 0 {
 		return res, fmt.Errorf("crash-recovery: %d of %d acknowledged starts did not complete after the restart (first: %v)", res.Failed, len(acked), st.First)

@@ -144,6 +144,10 @@ type KV struct {
 	// disables in-place updates.
 	mutablePages int64
 
+	// index is changed with both mu and idxMu held, so that Has, Len and
+	// Keys need only idxMu: they never wait behind an operation that holds
+	// mu while it waits for the device (eviction).
+	idxMu     sync.RWMutex
 	index     map[string]kvEntry
 	liveBytes int64
 
@@ -177,6 +181,8 @@ type KV struct {
 
 	closed bool
 	stats  KVStats // counters only; addresses are filled in by Stats
+
+	testEvictWait func() // tests: called (with mu held) before eviction waits for a write
 }
 
 // kvEntry is an index entry: the address and log size of a key's record.
@@ -354,7 +360,9 @@ func (kv *KV) Upsert(key string, value []byte) error {
 	if exists {
 		kv.liveBytes -= old.size
 	}
+	kv.idxMu.Lock()
 	kv.index[key] = kvEntry{addr: addr, size: size}
+	kv.idxMu.Unlock()
 	kv.liveBytes += size
 	kv.stats.Upserts++
 	return nil
@@ -375,7 +383,9 @@ func (kv *KV) Delete(key string) error {
 	if _, _, err := kv.kvAppend(key, nil, true); err != nil {
 		return kv.kvErr(fmt.Sprintf("delete %q", kvShortKey(key)), err)
 	}
+	kv.idxMu.Lock()
 	delete(kv.index, key)
+	kv.idxMu.Unlock()
 	kv.liveBytes -= old.size
 	kv.stats.Deletes++
 	return nil
@@ -383,27 +393,28 @@ func (kv *KV) Delete(key string) error {
 
 // Len returns the number of live keys.
 func (kv *KV) Len() int {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
+	kv.idxMu.RLock()
+	defer kv.idxMu.RUnlock()
 	return len(kv.index)
 }
 
 // Keys returns the live keys, sorted.
 func (kv *KV) Keys() []string {
-	kv.mu.Lock()
+	kv.idxMu.RLock()
 	keys := make([]string, 0, len(kv.index))
 	for k := range kv.index {
 		keys = append(keys, k)
 	}
-	kv.mu.Unlock()
+	kv.idxMu.RUnlock()
 	slices.Sort(keys)
 	return keys
 }
 
-// Has reports whether key is live, without reading its value.
+// Has reports whether key is live, without reading its value. It does
+// not wait for other operations' device I/O.
 func (kv *KV) Has(key string) bool {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
+	kv.idxMu.RLock()
+	defer kv.idxMu.RUnlock()
 	_, ok := kv.index[key]
 	return ok
 }
@@ -453,7 +464,9 @@ func (kv *KV) Close() error {
 	}
 	kv.closed = true
 	_ = kv.kvWaitAllWrites()
+	kv.idxMu.Lock()
 	kv.frames, kv.index, kv.memBytes = nil, nil, 0
+	kv.idxMu.Unlock()
 	if err := kv.kvIOErr(); err != nil {
 		return kv.kvErr("close", err)
 	}

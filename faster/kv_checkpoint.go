@@ -227,7 +227,9 @@ func (kv *KV) kvRecover() error {
 	if len(index) != rec.Keys {
 		return bad("index %s holds %d keys; the record says %d", rec.IndexDoc, len(index), rec.Keys)
 	}
+	kv.idxMu.Lock()
 	kv.index, kv.liveBytes = index, live
+	kv.idxMu.Unlock()
 	kv.begin, kv.tail, kv.readOnly = rec.Begin, rec.Tail, rec.Tail
 	kv.latest, kv.seq, kv.durableBegin = &rec, rec.Seq, rec.Begin
 	kv.fullyIssued = kvAlignDown(rec.Tail, kv.pageSize)

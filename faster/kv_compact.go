@@ -78,7 +78,9 @@ func (kv *KV) Compact(until int64) error {
 		if err != nil {
 			return kv.kvErr(fmt.Sprintf("compact below %d", until), err)
 		}
+		kv.idxMu.Lock()
 		kv.index[it.key] = kvEntry{addr: addr, size: size}
+		kv.idxMu.Unlock()
 		kv.liveBytes += size - it.e.size
 		kv.stats.CompactedRecords++
 	}

@@ -202,6 +202,9 @@ func (kv *KV) kvEvict() error {
 			break
 		}
 		kv.kvShiftReadOnly(f.end())
+		if kv.testEvictWait != nil {
+			kv.testEvictWait()
+		}
 		kv.kvWaitFrame(f)
 		if err := kv.kvIOErr(); err != nil {
 			return err

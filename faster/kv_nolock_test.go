@@ -171,3 +171,56 @@ func TestKVMaintenanceConcurrentWithWrites(t *testing.T) {
 		kvMustGet(t, kv2, k, w, true)
 	}
 }
+
+// TestKVHasDuringEvictionWait: an Upsert that must evict a page whose
+// write is stuck in the device holds the store's lock while it waits; Has,
+// Len and Keys (what a partition's loop asks) still answer.
+func TestKVHasDuringEvictionWait(t *testing.T) {
+	dev := NewFaultDevice(NewMemoryDevice("hold", 512, 64<<10))
+	kv := kvOpenT(t, KVOptions{Device: dev, Meta: NewMemoryMeta(), PageSize: 4096, MemoryBudget: 4 * 4096})
+	defer kv.Close()
+	if err := kv.Upsert("first", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	hold := dev.HoldWrites()
+	defer hold.Release()
+	waiting := make(chan struct{})
+	var once sync.Once
+	kv.testEvictWait = func() { once.Do(func() { close(waiting) }) }
+	upserts := make(chan error, 1)
+	go func() {
+		for i := range 200 {
+			if err := kv.Upsert(fmt.Sprint("k", i), bytes.Repeat([]byte{'v'}, 300)); err != nil {
+				upserts <- err
+				return
+			}
+		}
+		upserts <- nil
+	}()
+	select {
+	case <-waiting:
+	case err := <-upserts:
+		t.Fatalf("200 upserts in 4 pages of memory finished (%v) without waiting to evict", err)
+	case <-time.After(failAfter):
+		t.Fatal("no eviction waited for a held write")
+	}
+	answered := make(chan bool, 1)
+	go func() { answered <- kv.Has("first") && kv.Len() >= 1 && len(kv.Keys()) >= 1 }()
+	select {
+	case ok := <-answered:
+		if !ok {
+			t.Fatal(`Has("first") = false`)
+		}
+	case <-time.After(failAfter):
+		t.Fatal("Has blocked behind an eviction waiting for the device")
+	}
+	select {
+	case err := <-upserts:
+		t.Fatalf("upserts finished (%v) while the write they wait for was held", err)
+	default:
+	}
+	hold.Release()
+	if err := <-upserts; err != nil {
+		t.Fatal(err)
+	}
+}

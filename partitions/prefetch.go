@@ -110,6 +110,18 @@ func newPrefetcher(st *State) *prefetcher {
 		results: make(chan loadResult, maxLoads)}
 }
 
+// count is the number of items parked now.
+func (pf *prefetcher) count() int64 {
+	if pf == nil {
+		return 0
+	}
+	return int64(len(pf.lanes[laneInput]) + len(pf.lanes[laneLocal]))
+}
+
+// Parked counts the items waiting for their instances to load. Safe for
+// concurrent use.
+func (p *Partition) Parked() int64 { return p.stats.parked.Load() }
+
 // loadResults is the channel the loop selects on (nil without prefetch).
 func (p *Partition) loadResults() chan loadResult {
 	if p.pf == nil {
@@ -278,9 +290,12 @@ func (p *Partition) loaded(r loadResult) {
 		n++
 	}
 	pf.lanes[laneInput] = q[n:]
+	// All of it, not only the prefetch window: an item beyond the window
+	// may need only what a load just brought in, and no later load would
+	// look at it again.
 	q, keep := pf.lanes[laneLocal], pf.lanes[laneLocal][:0]
-	for i, x := range q {
-		if i < prefetchWindow && p.resident(x) {
+	for _, x := range q {
+		if p.resident(x) {
 			p.release(x)
 		} else {
 			keep = append(keep, x)

@@ -94,7 +94,7 @@ type Partition struct {
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions, syncLoads, outbox, waiters atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64 }
 	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
@@ -415,6 +415,7 @@ func (p *Partition) loop() {
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
 		p.stats.syncLoads.Store(p.state.SyncLoads())
+		p.stats.parked.Store(p.pf.count())
 		p.stats.outbox.Store(int64(len(p.state.Outbox)))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))

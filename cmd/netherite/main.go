@@ -181,7 +181,7 @@ func printBench(w io.Writer, res *bench.Result) {
 	fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
 	fmt.Fprintf(w, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
 	if res.StateLoads > 0 {
-		fmt.Fprintf(w, "  state loads from storage: %d (%.3f per orchestration step)\n", res.StateLoads, res.LoadsPerStep)
+		fmt.Fprintf(w, "  state loads from storage: %d (%.3f per orchestration step), %d of them on the event loop\n", res.StateLoads, res.LoadsPerStep, res.SyncLoads)
 	}
 	if res.HeapBytesPerInstance > 0 {
 		fmt.Fprintf(w, "  heap per completed instance: %.0f bytes\n", res.HeapBytesPerInstance)

@@ -44,7 +44,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestBenchJSON(t *testing.T) {
-	for _, w := range []string{"hello5", "hello3-latency", "fanout", "bank", "crash-recovery"} {
+	for _, w := range []string{"hello5", "hello3-latency", "fanout", "bank"} {
 		var out, errb bytes.Buffer
 		args := []string{"bench", w, "-n", "50", "-partitions", "4", "-rate", "1000", "-json"}
 		if code := run(context.Background(), args, &out, &errb); code != 0 {

@@ -135,7 +135,10 @@ func (l *Link) Send(ctx context.Context, payload []byte) error { return l.l.send
 // Credit is the link credit the peer has currently granted.
 func (l *Link) Credit() uint32 { return l.l.credit() }
 
-// Detach detaches the link from our side with closed=true and the error (nil = no error).
+// Detach detaches the link from our side with closed=true and the error (nil = no error). Called before
+// the attach reply is sent (from the handler, or while it runs), it lets the attach complete if the handler
+// accepts and detaches right after, so the peer sees a link error (e.g. amqp:link:stolen) rather than a
+// refused attach.
 func (l *Link) Detach(err *Error) error { return l.l.detach(err) }
 
 // Done is closed when the link is detached (by either side) or its session/connection ends.

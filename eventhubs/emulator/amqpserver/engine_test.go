@@ -556,5 +556,3 @@ func TestFiltersAndProperties(t *testing.T) {
 type HandlerFunc func(l *Link) error
 
 func (f HandlerFunc) Attach(l *Link) error { return f(l) }
-
-func asAMQPError(err error, target **amqp.Error) bool { return errors.As(err, target) }

@@ -23,7 +23,10 @@ type link struct {
 	detachSent bool
 	finished   bool
 	doneErr    error
-	refuseErr  *w.Error // Detach called while the handler was still deciding
+	// Detach was called before our attach reply: once the handler accepts, the link is attached and
+	// detached at once with this error (so the peer sees a link error, not a refused attach).
+	pendingDetach    bool
+	pendingDetachErr *w.Error
 
 	// PeerSends: we receive.
 	rcvDeliveryCount uint32
@@ -101,18 +104,16 @@ func (l *link) runAttach() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l.finished && l.refuseErr == nil {
+	if l.finished && !l.pendingDetach {
 		return // the peer detached, or the session or connection ended, meanwhile
 	}
-	if err != nil || l.refuseErr != nil {
-		e := l.refuseErr
-		if e == nil {
-			var ae *Error
-			if errors.As(err, &ae) {
-				e = toWire(ae)
-			} else {
-				e = &w.Error{Condition: condInternal, Description: err.Error()}
-			}
+	if err != nil {
+		var e *w.Error
+		var ae *Error
+		if errors.As(err, &ae) {
+			e = toWire(ae)
+		} else {
+			e = &w.Error{Condition: condInternal, Description: err.Error()}
 		}
 		l.sendAttachLocked(true)
 		c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: e})
@@ -121,6 +122,11 @@ func (l *link) runAttach() {
 		return
 	}
 	l.sendAttachLocked(false)
+	if l.pendingDetach {
+		c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: l.pendingDetachErr})
+		l.detachSent = true
+		return
+	}
 	if l.pub.Role == PeerSends {
 		l.rcvCredit = linkCreditWindow
 		l.s.flowLocked(l, false)
@@ -180,16 +186,12 @@ func (l *link) detachLocked(e *w.Error) {
 		return
 	}
 	if !l.attached {
-		// The handler is still deciding: runAttach refuses the link with this error.
-		if e == nil {
-			e = &w.Error{Condition: "amqp:link:detach-forced", Description: "detached"}
-		}
-		l.refuseErr = e
-		l.finishLocked(fromWire(e))
-		return
+		// Our attach reply is not sent yet (the handler is deciding): runAttach detaches after it.
+		l.pendingDetach, l.pendingDetachErr = true, e
+	} else {
+		l.s.c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: e})
+		l.detachSent = true
 	}
-	l.s.c.queueLocked(l.s.channel, &w.Detach{Handle: l.handle, Closed: true, Error: e})
-	l.detachSent = true
 	if e != nil {
 		l.finishLocked(fromWire(e))
 	} else {
