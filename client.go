@@ -120,11 +120,20 @@ func (c *client) await(ctx context.Context, req *transport.ClientRequest, w chan
 }
 
 func (c *client) call(ctx context.Context, partition int, req *transport.ClientRequest) (*transport.ClientResponse, error) {
+	if d, ok := ctx.Deadline(); ok {
+		req.Deadline = d.UTC() // the partition drops a wait past it
+	}
 	w, err := c.send(partition, req)
 	if err != nil {
 		return nil, err
 	}
-	return c.await(ctx, req, w)
+	r, err := c.await(ctx, req, w)
+	if r == nil && err != nil && (req.Kind == transport.RequestWaitStart || req.Kind == transport.RequestWaitCompletion) {
+		// Gave up (or closed): the partition need not keep the wait.
+		_ = c.t.SendToPartition(partition, &transport.Packet{Request: &transport.ClientRequest{Kind: transport.RequestCancel,
+			ClientID: c.id, RequestID: req.RequestID, InstanceID: req.InstanceID}})
+	}
+	return r, err
 }
 
 // fanOut sends a copy of req to every partition and gathers the responses.

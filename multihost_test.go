@@ -3,6 +3,7 @@ package netherite_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,16 +77,71 @@ func TestTwoHostsShareTransport(t *testing.T) {
 	}
 }
 
+// TestOptionsValidation: misconfigurations are refused with an error that
+// names the option.
 func TestOptionsValidation(t *testing.T) {
 	r := durable.NewRegistry()
-	for _, o := range []netherite.Options{{PartitionCount: 33}, {PartitionCount: -1}, {Storage: "s3://nowhere"},
-		{Transport: "carrier-pigeon", Storage: "memory"}, {PartitionCount: 4, Partitions: []int{7}, Storage: "memory"}} {
-		if h, err := netherite.Start(context.Background(), o, r); err == nil {
+	for _, c := range []struct {
+		o    netherite.Options
+		want string
+	}{
+		{netherite.Options{PartitionCount: 33}, "Options.PartitionCount"},
+		{netherite.Options{PartitionCount: -1}, "Options.PartitionCount"},
+		{netherite.Options{Storage: "s3://nowhere"}, "Options.Storage"},
+		{netherite.Options{Transport: "carrier-pigeon", Storage: "memory"}, "Options.Transport"},
+		{netherite.Options{PartitionCount: 4, Partitions: []int{7}, Storage: "memory", SharedTransport: transport.NewMemory(4)}, "Options.Partitions"},
+		{netherite.Options{PartitionCount: 4, Partitions: []int{1, 1}, Storage: "memory", SharedTransport: transport.NewMemory(4)}, "Options.Partitions"},
+		// A subset needs a shared transport: the other partitions are elsewhere.
+		{netherite.Options{PartitionCount: 4, Partitions: []int{0, 1}, Storage: "memory"}, "Options.SharedTransport"},
+		{netherite.Options{PartitionCount: 4, Partitions: []int{}, Storage: "memory"}, "Options.SharedTransport"},
+		{netherite.Options{PartitionCount: 4, Storage: "memory", SharedTransport: transport.NewMemory(2)}, "Options.SharedTransport"},
+		{netherite.Options{Storage: "memory", LeaseDuration: 5 * time.Second}, "Options.LeaseDuration"},
+		{netherite.Options{Storage: t.TempDir(), LeaseDuration: 30 * time.Second}, "Options.LeaseDuration"},
+		{netherite.Options{Storage: "memory", MaxConcurrentActivities: -1}, "Options.MaxConcurrentActivities"},
+		{netherite.Options{Storage: "memory", MaxConcurrentOrchestrations: -1}, "Options.MaxConcurrentOrchestrations"},
+		{netherite.Options{Storage: "memory", MaxConcurrentEntities: -1}, "Options.MaxConcurrentEntities"},
+		{netherite.Options{Storage: "memory", MaxPayloadBytes: -1}, "Options.MaxPayloadBytes"},
+		{netherite.Options{Storage: "memory", EntityBatchLimit: -1}, "Options.EntityBatchLimit"},
+		{netherite.Options{Storage: "memory", StateCacheBytes: -1}, "Options.StateCacheBytes"},
+	} {
+		h, err := netherite.Start(context.Background(), c.o, r)
+		if err == nil {
 			h.Stop(context.Background())
-			t.Errorf("options %+v accepted", o)
+			t.Errorf("options %+v accepted", c.o)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("options %+v: error %q does not name %s", c.o, err, c.want)
 		}
 	}
 	if _, err := netherite.Start(context.Background(), netherite.Options{}, nil); err == nil {
 		t.Error("nil registry accepted")
+	}
+	// The whole set of partitions needs no shared transport.
+	h, err := netherite.Start(context.Background(), netherite.Options{PartitionCount: 2, Partitions: []int{1, 0}, Storage: "memory"}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Stop(context.Background())
+}
+
+func TestRedactStorage(t *testing.T) {
+	for in, want := range map[string]string{
+		"memory":    "memory",
+		"/var/data": "/var/data",
+		"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=s3cr3t==;EndpointSuffix=core.windows.net": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=REDACTED;EndpointSuffix=core.windows.net",
+		"BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022&sig=s3cr3t":           "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=REDACTED",
+		"BlobEndpoint=https://acct.blob.core.windows.net/?sv=1&sig=s3cr3t":                                    "BlobEndpoint=REDACTED",
+		"https://acct.blob.core.windows.net/?sv=2022&sig=s3cr3t":                                              "https://acct.blob.core.windows.net/?REDACTED",
+		"https://acct.blob.core.windows.net":                                                                  "https://acct.blob.core.windows.net",
+		"UseDevelopmentStorage=true":                                                                          "UseDevelopmentStorage=true",
+		"AccountName=a;accountkey=s3cr3t":                                                                     "AccountName=a;accountkey=REDACTED",
+	} {
+		if got := netherite.RedactStorage(in); got != want {
+			t.Errorf("RedactStorage(%q) = %q, want %q", in, got, want)
+		}
+		if strings.Contains(netherite.RedactStorage(in), "s3cr3t") {
+			t.Errorf("RedactStorage(%q) leaks the secret", in)
+		}
 	}
 }

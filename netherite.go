@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ type Options struct {
 	// account URL (authenticated with DefaultAzureCredential); or "memory"
 	// (state lives and dies with the host).
 	Storage string
+	// RestartBackoff is the wait before a failed partition is restarted;
+	// it doubles for each failure in a row, up to 30 s (default 1 s).
+	RestartBackoff time.Duration
 	// LeaseDuration is the duration of the partition leases in Azure
 	// Storage, 15 s to 60 s (default 45 s); they are renewed after two
 	// thirds of it. A host that dies holds its partitions until its leases
@@ -53,7 +57,7 @@ type Options struct {
 	// Transport is "memory": in-process queues. Hosts in one process share
 	// queues by passing the same SharedTransport.
 	Transport       string
-	SharedTransport *transport.Memory
+	SharedTransport transport.Transport
 
 	// Concurrency limits of the host (defaults 100, 100, 100).
 	MaxConcurrentOrchestrations int
@@ -66,9 +70,16 @@ type Options struct {
 	// InstanceCacheBytes bounds the orchestration executions kept in
 	// memory between episodes (default 256 MiB; negative disables).
 	InstanceCacheBytes int64
-	// StateCacheBytes bounds the partition state kept in memory with
-	// local storage (decoded instances and store pages, shared out over
-	// the partitions; default 256 MiB). State beyond it lives on disk.
+	// StateCacheBytes is the memory budget for partition state with local
+	// or Azure storage (default 256 MiB). It is divided equally over the
+	// partitions this host runs; each share goes half to decoded instances
+	// and half to the instance store's in-memory pages, and state beyond it
+	// is read back from storage when needed. It does not bound instances
+	// changed since the last checkpoint (dirty ones stay in memory until a
+	// checkpoint writes them, so a burst of writes can exceed it), nor the
+	// executions kept by InstanceCacheBytes, queued messages, outboxes or
+	// log buffers. With "memory" storage all state is in memory and it has
+	// no effect.
 	StateCacheBytes int64
 	// MaxPayloadBytes bounds inputs, outputs and event payloads (default
 	// 16 MiB).
@@ -94,7 +105,7 @@ func (o *Options) normalize() error {
 		o.TaskHub = "default"
 	}
 	if o.PartitionCount < 0 || o.PartitionCount > MaxPartitionCount {
-		return fmt.Errorf("netherite: PartitionCount must be between 1 and %d, got %d", MaxPartitionCount, o.PartitionCount)
+		return fmt.Errorf("netherite: Options.PartitionCount must be between 1 and %d, got %d", MaxPartitionCount, o.PartitionCount)
 	}
 	switch o.Storage {
 	case "memory":
@@ -103,12 +114,38 @@ func (o *Options) normalize() error {
 	default:
 		if strings.Contains(o.Storage, "://") && !strings.HasPrefix(o.Storage, "https://") && !strings.HasPrefix(o.Storage, "http://") &&
 			!strings.Contains(o.Storage, "=") {
-			return fmt.Errorf("netherite: Storage %q: want a directory, \"memory\", an Azure Storage connection string, "+
-				"UseDevelopmentStorage=true, or an account URL", o.Storage)
+			return fmt.Errorf("netherite: Options.Storage %s: want a directory, \"memory\", an Azure Storage connection string, "+
+				"UseDevelopmentStorage=true, or an account URL", RedactStorage(o.Storage))
 		}
 	}
 	if o.LeaseDuration != 0 && (o.LeaseDuration < 15*time.Second || o.LeaseDuration > 60*time.Second) {
-		return fmt.Errorf("netherite: LeaseDuration must be between 15s and 60s, got %v", o.LeaseDuration)
+		return fmt.Errorf("netherite: Options.LeaseDuration must be between 15s and 60s, got %v", o.LeaseDuration)
+	}
+	if o.LeaseDuration != 0 && !isAzureStorage(o.Storage) {
+		return fmt.Errorf("netherite: Options.LeaseDuration applies to Azure Storage only; storage %s has no leases", RedactStorage(o.Storage))
+	}
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxConcurrentOrchestrations", int64(o.MaxConcurrentOrchestrations)},
+		{"MaxConcurrentEntities", int64(o.MaxConcurrentEntities)},
+		{"MaxConcurrentActivities", int64(o.MaxConcurrentActivities)},
+		{"MaxPayloadBytes", int64(o.MaxPayloadBytes)},
+		{"EntityBatchLimit", int64(o.EntityBatchLimit)},
+		{"StateCacheBytes", o.StateCacheBytes},
+		{"RestartBackoff", int64(o.RestartBackoff)},
+	} {
+		if c.v < 0 {
+			return fmt.Errorf("netherite: Options.%s must not be negative (0 means the default), got %d", c.name, c.v)
+		}
+	}
+	seen := map[int]bool{}
+	for _, p := range o.Partitions {
+		if seen[p] {
+			return fmt.Errorf("netherite: Options.Partitions lists partition %d twice", p)
+		}
+		seen[p] = true
 	}
 	if o.Storage == "memory" && o.PartitionCount == 0 {
 		o.PartitionCount = DefaultPartitionCount
@@ -117,7 +154,7 @@ func (o *Options) normalize() error {
 	case "", "memory":
 		o.Transport = "memory"
 	default:
-		return fmt.Errorf("netherite: unknown Transport %q (this build supports \"memory\")", o.Transport)
+		return fmt.Errorf("netherite: unknown Options.Transport %q (this build supports \"memory\")", o.Transport)
 	}
 	return nil
 }
@@ -125,13 +162,18 @@ func (o *Options) normalize() error {
 // checkPlacement checks the options that need the final partition count.
 func (o *Options) checkPlacement() error {
 	if o.SharedTransport != nil && o.SharedTransport.PartitionCount() != o.PartitionCount {
-		return fmt.Errorf("netherite: SharedTransport has %d partitions, Options.PartitionCount is %d",
+		return fmt.Errorf("netherite: Options.SharedTransport has %d partitions, Options.PartitionCount is %d",
 			o.SharedTransport.PartitionCount(), o.PartitionCount)
 	}
 	for _, p := range o.Partitions {
 		if p < 0 || p >= o.PartitionCount {
-			return fmt.Errorf("netherite: Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
+			return fmt.Errorf("netherite: Options.Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
 		}
+	}
+	if o.Partitions != nil && len(o.Partitions) < o.PartitionCount && o.SharedTransport == nil {
+		return fmt.Errorf("netherite: Options.Partitions runs %d of the %d partitions, which needs Options.SharedTransport "+
+			"(the transport shared with the hosts that run the others); without it requests for the others are never answered",
+			len(o.Partitions), o.PartitionCount)
 	}
 	return nil
 }
@@ -150,6 +192,9 @@ func (o *Options) defaults() {
 	if o.InstanceCacheBytes == 0 {
 		o.InstanceCacheBytes = DefaultCacheBytes
 	}
+	if o.RestartBackoff == 0 {
+		o.RestartBackoff = defaultRestartBackoff
+	}
 	if o.StateCacheBytes <= 0 {
 		o.StateCacheBytes = DefaultCacheBytes
 	}
@@ -158,26 +203,33 @@ func (o *Options) defaults() {
 	}
 }
 
-// Host runs partitions and a client.
+// Host runs partitions and a client. Each partition it owns runs under a
+// partition manager, which restarts it after a failure and stops it when
+// its lease is lost (see Partitions).
 type Host struct {
-	opts          Options
-	t             transport.Transport
-	ownTransport  *transport.Memory
-	cursors       *partitions.CursorCache
-	parts         []*partitions.Partition
-	logs          []partitions.CommitLog
-	hub           *TaskHubParameters
-	blobAccount   *blobstore.Account
-	local         []partitionStorage
-	client        *client
-	stopOnce      sync.Once
-	stopErr       error
-	executor      *durable.Executor
-	registry      *durable.Registry
-	partitionList []int
+	opts         Options
+	t            transport.Transport
+	ownTransport *transport.Memory
+	cursors      *partitions.CursorCache
+	hub          *TaskHubParameters
+	blobAccount  *blobstore.Account
+	managers     []*partitionManager
+	owned        map[int]*partitionManager
+	client       *client
+	executor     *durable.Executor
+	registry     *durable.Registry
+
+	stopOnce sync.Once
+	stopErr  error
+	doneOnce sync.Once
+	done     chan struct{}
+	errMu    sync.Mutex
+	err      error
 }
 
-// Start starts a host that runs the functions of r.
+// Start starts a host that runs the functions of r. It returns once every
+// partition it owns runs; ctx bounds that wait (for leases held by another
+// host, too). A start that fails releases whatever it took.
 func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error) {
 	if r == nil {
 		return nil, errors.New("netherite: Start needs a registry")
@@ -189,7 +241,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	h := &Host{opts: opts, registry: r}
+	h := &Host{opts: opts, registry: r, done: make(chan struct{}), owned: map[int]*partitionManager{}}
 	var blobHub *blobTaskHub
 	switch {
 	case opts.Storage == "memory":
@@ -221,81 +273,72 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	}
 	h.executor = durable.NewExecutor(r, durable.ExecutorOptions{Logger: opts.Logger})
 	h.cursors = partitions.NewCursorCache(opts.InstanceCacheBytes)
-	pools := partitions.NewPools(opts.MaxConcurrentOrchestrations, opts.MaxConcurrentEntities, opts.MaxConcurrentActivities)
-	h.partitionList = opts.Partitions
-	if h.partitionList == nil {
+	list := opts.Partitions
+	if list == nil {
 		for i := 0; i < opts.PartitionCount; i++ {
-			h.partitionList = append(h.partitionList, i)
+			list = append(list, i)
 		}
 	}
-	// Open (and recover) the partitions' storage in parallel.
-	logs := make([]partitions.CommitLog, len(h.partitionList))
-	states := make([]*partitions.State, len(h.partitionList))
-	if opts.Storage == "memory" {
-		for k, i := range h.partitionList {
-			logs[k], states[k] = &partitions.MemoryLog{}, partitions.NewState(i, opts.PartitionCount)
-		}
-	} else {
-		h.local = make([]partitionStorage, len(h.partitionList))
-		errs := make([]error, len(h.partitionList))
-		cache := opts.StateCacheBytes / int64(opts.PartitionCount)
-		var wg sync.WaitGroup
-		for k, i := range h.partitionList {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var ps partitionStorage
-				if blobHub != nil {
-					var bp *blobPartition
-					bp, states[k], errs[k] = openBlobPartition(ctx, blobHub, i, cache, opts.LeaseDuration)
-					if errs[k] == nil {
-						ps = bp
-					}
-				} else {
-					var lp *localPartition
-					lp, states[k], errs[k] = openLocalPartition(opts.Storage, h.hub, i, cache)
-					if errs[k] == nil {
-						ps = lp
-					}
-				}
-				if errs[k] == nil {
-					h.local[k], logs[k] = ps, ps.durableStore()
-				}
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			h.closeStorage()
-			return nil, err
-		}
+	env := &partitionEnv{
+		opts:     opts,
+		t:        h.t,
+		executor: WorkExecutor(h.executor),
+		pools:    partitions.NewPools(opts.MaxConcurrentOrchestrations, opts.MaxConcurrentEntities, opts.MaxConcurrentActivities),
+		cursors:  h.cursors,
+		hub:      h.hub,
+		blobHub:  blobHub,
+		log:      opts.Logger,
+		fatal:    h.fail,
 	}
-	for k, i := range h.partitionList {
-		log := logs[k]
-		h.logs = append(h.logs, log)
-		h.parts = append(h.parts, partitions.Start(partitions.Config{
-			Partition:         i,
-			Count:             opts.PartitionCount,
-			Executor:          WorkExecutor(h.executor),
-			Transport:         h.t,
-			Log:               log,
-			Pools:             pools,
-			Cursors:           h.cursors,
-			PersistStepsFirst: opts.PersistStepsFirst,
-			EntityBatchLimit:  opts.EntityBatchLimit,
-			MaxPayloadBytes:   opts.MaxPayloadBytes,
-			Logger:            opts.Logger,
-			Checkpoints:       opts.Checkpoints,
-		}, states[k]))
+	if len(list) > 0 {
+		// The budget is shared by the partitions this host runs.
+		env.cache = opts.StateCacheBytes / int64(len(list))
+	}
+	// Open (and recover) the partitions in parallel.
+	errs := make([]error, len(list))
+	var wg sync.WaitGroup
+	for k, i := range list {
+		m := newPartitionManager(env, i)
+		h.managers = append(h.managers, m)
+		h.owned[i] = m
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = m.start(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		h.abort()
+		return nil, err
 	}
 	c, err := newClient(h.t, opts, r.Converter())
 	if err != nil {
-		h.stopPartitions(context.Background())
+		h.abort()
 		return nil, err
 	}
 	h.client = c
 	opts.Logger.Debug("netherite host started", slog.String("taskHub", opts.TaskHub),
-		slog.Int("partitions", opts.PartitionCount), slog.String("storage", opts.Storage))
+		slog.Int("partitions", opts.PartitionCount), slog.Any("owned", list), slog.String("storage", RedactStorage(opts.Storage)))
 	return h, nil
+}
+
+// abort undoes a start that failed: partitions stop at once, storage,
+// locks and leases are released.
+func (h *Host) abort() {
+	var wg sync.WaitGroup
+	for _, m := range h.managers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.abort()
+		}()
+	}
+	wg.Wait()
+	h.cursors.Clear()
+	if h.ownTransport != nil {
+		h.ownTransport.Close()
+	}
 }
 
 // Client returns the host's client.
@@ -304,14 +347,49 @@ func (h *Host) Client() durable.Client { return h.client }
 // Options returns the host's options with defaults filled in.
 func (h *Host) Options() Options { return h.opts }
 
+// Partitions reports every partition of the task hub: those this host runs
+// (ok, recovering or failed) and the others (not owned).
+func (h *Host) Partitions() []PartitionStatus {
+	out := make([]PartitionStatus, h.opts.PartitionCount)
+	for i := range out {
+		if m := h.owned[i]; m != nil {
+			out[i] = m.Status()
+		} else {
+			out[i] = PartitionStatus{Partition: i, State: PartitionNotOwned}
+		}
+	}
+	return out
+}
+
+// Done is closed when the host has stopped (Stop returned), or when one of
+// its partitions failed in a way that no restart repairs (see Err); the
+// host then still runs its other partitions until Stop.
+func (h *Host) Done() <-chan struct{} { return h.done }
+
+// Err returns the failure that closed Done: nil while the host runs and
+// after a clean Stop.
+func (h *Host) Err() error {
+	h.errMu.Lock()
+	defer h.errMu.Unlock()
+	return h.err
+}
+
+// fail records a failure of a partition that no restart repairs.
+func (h *Host) fail(partition int, err error) {
+	h.errMu.Lock()
+	if h.err == nil {
+		h.err = fmt.Errorf("netherite: partition %d failed for good: %w", partition, err)
+	}
+	h.errMu.Unlock()
+	h.doneOnce.Do(func() { close(h.done) })
+}
+
 // Stats reports storage activity: commit-log writes and events logged.
 func (h *Host) Stats() (logWrites, eventsLogged int64) {
-	for _, l := range h.logs {
-		if s, ok := l.(interface{ Stats() (int64, int64) }); ok {
-			a, e := s.Stats()
-			logWrites += a
-			eventsLogged += e
-		}
+	for _, m := range h.managers {
+		a, e := m.logStats()
+		logWrites += a
+		eventsLogged += e
 	}
 	return
 }
@@ -319,11 +397,23 @@ func (h *Host) Stats() (logWrites, eventsLogged int64) {
 // StateStats sums the partitions' state-memory statistics: bytes of
 // instances resident, instances read back from storage, and evicted.
 func (h *Host) StateStats() (resident, loads, evictions int64) {
-	for _, p := range h.parts {
-		r, l, e := p.StateStats()
+	for _, m := range h.managers {
+		r, l, e := m.stateStats()
 		resident, loads, evictions = resident+r, loads+l, evictions+e
 	}
 	return
+}
+
+// SyncLoads sums the instances the partitions read from storage
+// synchronously on their event loops (zero: loads are prefetched).
+func (h *Host) SyncLoads() int64 {
+	var n int64
+	for _, m := range h.managers {
+		if inc := m.current(); inc != nil {
+			n += inc.part.SyncLoads()
+		}
+	}
+	return n
 }
 
 // StorageRequests counts the HTTP requests made to Azure Storage (0 with
@@ -338,40 +428,78 @@ func (h *Host) StorageRequests() int64 {
 // TaskHub returns the task hub's parameters (nil with memory storage).
 func (h *Host) TaskHub() *TaskHubParameters { return h.hub }
 
-func (h *Host) closeStorage() error {
-	var errs []error
-	for _, l := range h.local {
-		if l != nil {
-			errs = append(errs, l.close())
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // Stop stops the host gracefully: running work items finish (until ctx is
-// done), partitions stop, cached executions are released.
+// done), partitions stop and checkpoint, their storage and leases are
+// released, cached executions are released.
 func (h *Host) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() {
-		h.stopErr = errors.Join(h.stopPartitions(ctx), h.closeStorage())
+		var wg sync.WaitGroup
+		errs := make([]error, len(h.managers))
+		for k, m := range h.managers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[k] = m.stop(ctx)
+			}()
+		}
+		wg.Wait()
+		h.stopErr = errors.Join(errs...)
 		h.client.close()
 		h.cursors.Clear()
 		if h.ownTransport != nil {
 			h.ownTransport.Close()
 		}
+		h.doneOnce.Do(func() { close(h.done) })
 	})
 	return h.stopErr
 }
 
-func (h *Host) stopPartitions(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(h.parts))
-	for i, p := range h.parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = p.Stop(ctx)
-		}()
+// RedactStorage returns Options.Storage fit for logs and output: the
+// values of AccountKey, SharedAccessSignature and any other key or
+// signature in a connection string, and the query (a SAS) of an account
+// URL, are replaced by "REDACTED".
+func RedactStorage(s string) string {
+	if strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://") {
+		if u, err := url.Parse(s); err == nil {
+			if u.RawQuery != "" {
+				u.RawQuery = "REDACTED"
+			}
+			if u.User != nil {
+				u.User = url.User("REDACTED")
+			}
+			return u.String()
+		}
+		return "(an account URL that does not parse)"
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	if !strings.Contains(s, "=") {
+		return s // a directory or "memory"
+	}
+	parts := strings.Split(s, ";")
+	for i, part := range parts {
+		k, _, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		switch key := strings.ToLower(strings.TrimSpace(k)); {
+		case key == "accountname", key == "defaultendpointsprotocol", key == "endpointsuffix",
+			key == "usedevelopmentstorage", key == "developmentstorageproxyuri",
+			strings.HasSuffix(key, "endpoint") && !strings.Contains(part, "?"):
+		default:
+			parts[i] = k + "=REDACTED"
+		}
+	}
+	return strings.Join(parts, ";")
+}
+
+// Replayed reports the commit log that recovery replayed when this host
+// opened its partitions: events applied after the checkpoints, and their
+// bytes (0 with memory storage).
+func (h *Host) Replayed() (events, bytes int64) {
+	for _, m := range h.managers {
+		if inc := m.current(); inc != nil && inc.storage != nil {
+			e, b := inc.storage.durableStore().Replayed()
+			events, bytes = events+e, bytes+b
+		}
+	}
+	return events, bytes
 }

@@ -56,8 +56,12 @@ func TestReplayReproducesState(t *testing.T) {
 			for i := 0; i < count; i++ {
 				l := &captureLog{}
 				logs = append(logs, l)
-				parts = append(parts, Start(Config{Partition: i, Count: count, Executor: x, Transport: tr, Log: l,
-					Pools: pools, Cursors: cursors, PersistStepsFirst: persistFirst}, NewState(i, count)))
+				p, err := Start(context.Background(), Config{Partition: i, Count: count, Executor: x, Transport: tr, Log: l,
+					Pools: pools, Cursors: cursors, PersistStepsFirst: persistFirst}, NewState(i, count))
+				if err != nil {
+					t.Fatal(err)
+				}
+				parts = append(parts, p)
 			}
 			responses, closeFn, err := tr.ListenClient("c")
 			if err != nil {

@@ -431,6 +431,10 @@ func startScenarioHost(t *testing.T, opts netherite.Options) *netherite.Host {
 		if err := h.Stop(ctx); err != nil {
 			t.Errorf("stop host: %v", err)
 		}
+		// Storage is read off the partitions' loops (prefetch).
+		if n := h.SyncLoads(); n != 0 {
+			t.Errorf("%d instances were loaded synchronously on a partition's loop", n)
+		}
 	})
 	return h
 }
@@ -462,6 +466,25 @@ func forEachPartitionCountOpts(t *testing.T, opts netherite.Options, fn func(t *
 			})
 		}
 	}
+	for _, b := range scenarioBackends {
+		t.Run(fmt.Sprintf("%s/partitions=%d", b.name, b.partitions), func(t *testing.T) {
+			o := opts
+			o.PartitionCount = b.partitions
+			b.setup(t, &o)
+			h := startScenarioHost(t, o)
+			fn(t, h.Client(), h)
+		})
+	}
+}
+
+// scenarioBackends are further setups every scenario runs on, added by
+// other files (scenarios_faulty_test.go).
+var scenarioBackends []scenarioBackend
+
+type scenarioBackend struct {
+	name       string
+	partitions int
+	setup      func(t *testing.T, o *netherite.Options)
 }
 
 // forEachPartitionCount runs fn as subtests on hosts with 1 and with 12

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/netherite-go/netherite/durable"
@@ -74,6 +73,10 @@ func openTaskHub(dir, name string, partitionCount int) (*TaskHubParameters, erro
 	return checkTaskHubParameters(b, name, partitionCount, dir)
 }
 
+// testLogDevice, set only by tests, wraps the commit-log device of every
+// partition opened (to inject faults).
+var testLogDevice func(partition int, d faster.Device) faster.Device
+
 // localPartition is one partition's storage in a local directory.
 type localPartition struct {
 	store *partitions.DurableStore
@@ -91,14 +94,18 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 	if err != nil {
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockFile(lock); err != nil {
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d in %s is in use by another host (%v)", i, pdir, err)
 	}
-	dev, err := faster.NewFileDevice(filepath.Join(pdir, "commit-log"), "commit-log", localSectorSize, localSegmentSize)
+	var dev faster.Device
+	dev, err = faster.NewFileDevice(filepath.Join(pdir, "commit-log"), "commit-log", localSectorSize, localSegmentSize)
 	if err != nil {
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
+	}
+	if testLogDevice != nil {
+		dev = testLogDevice(i, dev)
 	}
 	meta, err := faster.NewDirMeta(pdir)
 	if err != nil {
@@ -219,7 +226,7 @@ func DeleteTaskHub(ctx context.Context, opts Options) error {
 			return err
 		}
 		locks = append(locks, l)
-		if err := syscall.Flock(int(l.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := lockFile(l); err != nil {
 			return fmt.Errorf("netherite: task hub %q: partition %d is in use by a host; stop it first", p.TaskHubName, i)
 		}
 	}

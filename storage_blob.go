@@ -10,6 +10,7 @@ import (
 
 	"github.com/netherite-go/netherite/blobstore"
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/faster"
 	"github.com/netherite-go/netherite/partitions"
 )
 
@@ -85,7 +86,9 @@ type blobPartition struct {
 	store *partitions.DurableStore
 }
 
-func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes int64, lease time.Duration) (*blobPartition, *partitions.State, error) {
+// openBlobPartition acquires the partition's lease (then calls owned, if
+// not nil), opens its storage and recovers its state.
+func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes int64, lease time.Duration, owned func()) (*blobPartition, *partitions.State, error) {
 	var lopts blobstore.LeaseOptions
 	if lease > 0 {
 		lopts = blobstore.LeaseOptions{Duration: lease, RenewEvery: lease * 2 / 3, Guard: lease * 8 / 9}
@@ -94,7 +97,14 @@ func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes 
 	if err != nil {
 		return nil, nil, fmt.Errorf("netherite: %w", err)
 	}
-	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), bp.LogDevice, bp.Meta, storeOptions(bp.KVDevice, cacheBytes))
+	if owned != nil {
+		owned()
+	}
+	var logDev faster.Device = bp.LogDevice
+	if testLogDevice != nil {
+		logDev = testLogDevice(i, logDev)
+	}
+	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", i), logDev, bp.Meta, storeOptions(bp.KVDevice, cacheBytes))
 	if err != nil {
 		bp.Close()
 		return nil, nil, err

@@ -1,6 +1,13 @@
 // Package bench holds the benchmark workloads and the harness that runs
-// them against a host: throughput, latency percentiles and storage
-// activity, for `netherite bench` and `go test -bench`.
+// them against a host: throughput, latency percentiles, failures and
+// storage activity, for `netherite bench` and `go test -bench`.
+//
+// Two drivers run the orchestrations of a workload. The open loop
+// (hello3-latency, crash-recovery) starts them on a fixed schedule and
+// measures latency from each one's intended start, so a slow engine or
+// harness cannot hide its delays. The closed loop (hello5, bank, hold,
+// clean-restart) keeps at most Config.InFlight orchestrations in flight
+// and measures throughput.
 package bench
 
 import (
@@ -12,7 +19,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,10 +28,19 @@ import (
 	"github.com/netherite-go/netherite"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/partitions"
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "recovery", "hold"}
+var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold"}
+
+// DefaultInFlight caps the orchestrations in flight in a closed loop, so
+// that the harness's own waiting does not grow with n.
+const DefaultInFlight = 2048
+
+// ColdCacheBytes is the state cache of the cold run of hello5-coldcache:
+// small enough that nearly every step reads its instance from storage.
+const ColdCacheBytes = 1 << 20
 
 // Config selects a workload and the host it runs on.
 type Config struct {
@@ -33,11 +48,27 @@ type Config struct {
 	N          int
 	Partitions int
 	Storage    string
-	// Rate is the start rate per second for hello3-latency.
-	Rate              float64
+	// Rate is the offered start rate per second of the open loop
+	// (hello3-latency, crash-recovery; default 100).
+	Rate float64
+	// InFlight caps the orchestrations in flight in the closed loop
+	// (0: DefaultInFlight; negative: no cap, all n started at once).
+	InFlight          int
 	PersistStepsFirst bool
 	// CacheBytes bounds the partition state in memory (0: the default).
 	CacheBytes int64
+	// CheckpointEvents, if positive, checkpoints each partition after this
+	// many events (default: the host's, 10,000).
+	CheckpointEvents int
+	// Timeout bounds the run; what is not done by then fails as a timeout
+	// (0: no bound).
+	Timeout time.Duration
+	// Seed picks the moment crash-recovery kills the host (0: from the
+	// clock); the seed used is in the result.
+	Seed int64
+	// killAfterAcks, in tests, holds the crash-recovery kill until the
+	// child acknowledged this many starts.
+	killAfterAcks int
 	// AfterRun, if set, is called when the workload is done and the host
 	// still runs (for profiling).
 	AfterRun func()
@@ -45,25 +76,63 @@ type Config struct {
 	Progress io.Writer
 }
 
-// Result is what a run measured.
+// Modes of running a workload (Result.Mode).
+const (
+	modeOpen   = "open-loop"   // starts on a schedule; latency from the intended start
+	modeClosed = "closed-loop" // at most in_flight_cap in flight; latency from the start call
+	modeSingle = "single"      // one orchestration (fanout)
+)
+
+// Result is what a run measured. Rates are named for what they count.
 type Result struct {
-	Workload       string  `json:"workload"`
-	N              int     `json:"n"`
-	Partitions     int     `json:"partitions"`
-	Storage        string  `json:"storage"`
-	PersistFirst   bool    `json:"persist_steps_first"`
-	Completed      int     `json:"completed"`
-	Failed         int     `json:"failed"`
-	Seconds        float64 `json:"seconds"`
-	ThroughputPerS float64 `json:"throughput_per_s"`
-	P50Ms          float64 `json:"p50_ms"`
-	P90Ms          float64 `json:"p90_ms"`
-	P99Ms          float64 `json:"p99_ms"`
+	Workload     string `json:"workload"`
+	N            int    `json:"n"`
+	Partitions   int    `json:"partitions"`
+	Storage      string `json:"storage"`
+	PersistFirst bool   `json:"persist_steps_first"`
+	Mode         string `json:"mode"`
+	// LatencyFrom says where latencies start: "intended start" (open
+	// loop) or "start call" (closed loop, single).
+	LatencyFrom string `json:"latency_from"`
+	// OfferedPerS is the schedule's start rate and AchievedPerS the rate
+	// at which starts were acknowledged (open loop). MaxIssueLagMs is how
+	// late the harness issued a start against its schedule.
+	OfferedPerS   float64 `json:"offered_per_s,omitempty"`
+	AchievedPerS  float64 `json:"achieved_per_s,omitempty"`
+	MaxIssueLagMs float64 `json:"max_issue_lag_ms,omitempty"`
+	// InFlightCap is the closed loop's cap (n when all start at once).
+	InFlightCap int `json:"in_flight_cap,omitempty"`
+	// Completed and Failed count orchestrations; Errors counts the
+	// failures by kind ("start: timeout", "status: Failed", ...).
+	Completed  int            `json:"completed"`
+	Failed     int            `json:"failed"`
+	Errors     map[string]int `json:"errors"`
+	FirstError string         `json:"first_error,omitempty"`
+	Seconds    float64        `json:"seconds"`
+	// Throughput by what it counts: completed orchestrations, activities
+	// (fanout) and bank transfers per second.
+	OrchestrationsPerS float64 `json:"orchestrations_per_s"`
+	ActivitiesPerS     float64 `json:"activities_per_s,omitempty"`
+	TransfersPerS      float64 `json:"transfers_per_s,omitempty"`
+	// Latency percentiles of the completed orchestrations (failures are
+	// in Failed, not here).
+	P50Ms float64 `json:"p50_ms"`
+	P90Ms float64 `json:"p90_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
 	// LogWrites and EventsLogged count commit-log appends and the events
 	// they carried; StepsPerWrite is their ratio.
 	LogWrites     int64   `json:"log_writes"`
 	EventsLogged  int64   `json:"events_logged"`
 	StepsPerWrite float64 `json:"events_per_log_write"`
+	// StateLoads counts instances read back from storage after eviction,
+	// LoadsPerStep per orchestration step (episode).
+	CacheBytes   int64   `json:"cache_bytes,omitempty"`
+	StateLoads   int64   `json:"state_loads"`
+	LoadsPerStep float64 `json:"state_loads_per_step,omitempty"`
+	// SyncLoads counts the loads done synchronously on a partition's
+	// event loop (the rest were prefetched).
+	SyncLoads int64 `json:"sync_loads"`
 	// HeapBytesPerInstance is the live heap per completed instance held
 	// by the host after the run (hello5 only).
 	HeapBytesPerInstance float64 `json:"heap_bytes_per_instance,omitempty"`
@@ -73,9 +142,26 @@ type Result struct {
 	// RequestsPerStep divides them by the orchestration steps (episodes).
 	StorageRequests int64   `json:"storage_requests,omitempty"`
 	RequestsPerStep float64 `json:"storage_requests_per_step,omitempty"`
-	// RecoverySeconds is how long a restart took, from Start to the
-	// first answered status (recovery only).
+	// Restart figures (clean-restart, crash-recovery): RestartSeconds
+	// until Start returned, RecoverySeconds until the first query
+	// answered, both from the restart; the commit log replayed then.
+	RestartSeconds  float64 `json:"restart_seconds,omitempty"`
 	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
+	ReplayedEvents  int64   `json:"replayed_events,omitempty"`
+	ReplayedBytes   int64   `json:"replayed_bytes,omitempty"`
+	// Crash figures (crash-recovery): the seed and moment of the kill,
+	// what the killed process had acknowledged and completed by then, and
+	// how long the restarted host took to complete every acknowledged
+	// start (Completed/Failed then count those).
+	Seed                int64   `json:"seed,omitempty"`
+	KillAfterS          float64 `json:"kill_after_s,omitempty"`
+	AckedBeforeKill     int     `json:"acknowledged_before_kill,omitempty"`
+	CompletedBeforeKill int     `json:"completed_before_kill,omitempty"`
+	DrainSeconds        float64 `json:"drain_seconds,omitempty"`
+	// Warm is the warm-cache run of hello5-coldcache, and ColdToWarm the
+	// cold run's orchestrations/s divided by the warm run's.
+	Warm       *Result `json:"warm,omitempty"`
+	ColdToWarm float64 `json:"cold_to_warm_throughput,omitempty"`
 	// RSSBytes is the process's resident memory after the run, with the
 	// completed instances held (hold only).
 	RSSBytes int64 `json:"rss_bytes,omitempty"`
@@ -161,6 +247,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.N <= 0 {
 		return nil, fmt.Errorf("bench: n must be positive, got %d", cfg.N)
 	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 100
+	}
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	switch cfg.Workload {
+	case "hello5", "hello3-latency", "fanout", "bank", "clean-restart", "hold":
+	case "crash-recovery":
+		return runCrashRecovery(ctx, cfg)
+	case "hello5-coldcache":
+		return runColdCache(ctx, cfg)
+	case "recovery":
+		return nil, fmt.Errorf(`bench: workload "recovery" is now "clean-restart" (a restart after a clean stop, which checkpoints); "crash-recovery" kills the host`)
+	default:
+		return nil, fmt.Errorf("bench: unknown workload %q (want one of %v)", cfg.Workload, Workloads)
+	}
 	if cfg.Storage == "" {
 		dir, err := os.MkdirTemp("", "netherite-bench-")
 		if err != nil {
@@ -169,71 +274,114 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer os.RemoveAll(dir)
 		cfg.Storage = dir
 	}
+	return runOne(ctx, cfg)
+}
+
+// isAzure tells a storage account (connection string or URL) from a
+// directory or "memory".
+func isAzure(storage string) bool {
+	return strings.Contains(storage, "=") || strings.HasPrefix(storage, "http")
+}
+
+// hostOptions are the options of a benchmark host on storage, with hub as
+// the task hub name ("" for the default).
+func hostOptions(cfg Config, hub string) netherite.Options {
+	return netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
+		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
+		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}}
+}
+
+// newResult describes the host a run uses; never an account key.
+func newResult(cfg Config, o netherite.Options, hub string) *Result {
+	storage := o.Storage
+	if hub != "" {
+		storage = "azure-storage(" + hub + ")"
+	}
+	return &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage,
+		PersistFirst: o.PersistStepsFirst, Errors: map[string]int{}, CacheBytes: cfg.CacheBytes}
+}
+
+// inFlightCap is the closed loop's cap for cfg.
+func inFlightCap(cfg Config) int {
+	switch {
+	case cfg.InFlight < 0:
+		return cfg.N
+	case cfg.InFlight == 0:
+		return min(DefaultInFlight, cfg.N)
+	}
+	return min(cfg.InFlight, cfg.N)
+}
+
+// stepsPer is the orchestration steps (episodes) of one orchestration of
+// a workload, for per-step figures.
+var stepsPer = map[string]int{"hello5": 6, "hello5-coldcache": 6, "hello3-latency": 4, "clean-restart": 1, "hold": 1}
+
+// runOne runs a workload that needs one host (and a restart for
+// clean-restart).
+func runOne(ctx context.Context, cfg Config) (*Result, error) {
 	r := durable.NewRegistry()
 	Register(r)
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	hub := ""
-	if strings.Contains(cfg.Storage, "=") || strings.HasPrefix(cfg.Storage, "http") {
-		// An Azure Storage account: a fresh task hub for every run.
+	if isAzure(cfg.Storage) {
+		// A fresh task hub for every run, deleted afterwards.
 		hub = fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)
 	}
-	opts := netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
-		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256}
+	opts := hostOptions(cfg, hub)
 	h, err := netherite.Start(ctx, opts, r)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { h.Stop(context.Background()) }()
-	o := h.Options()
-	storage := o.Storage
-	if hub != "" {
-		storage = "azure-storage(" + hub + ")" // never print account keys
-	}
-	res := &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage, PersistFirst: o.PersistStepsFirst}
+	defer func() {
+		h.Stop(context.Background())
+		if hub != "" {
+			netherite.DeleteTaskHub(context.Background(), opts)
+		}
+	}()
+	res := newResult(cfg, h.Options(), hub)
 	c := h.Client()
-	var lat []time.Duration
-	t0 := time.Now()
+	prog := newProgress(cfg.Progress, cfg.N)
+	var rec *recorder
+	var t0 time.Time
 	switch cfg.Workload {
 	case "hello5":
-		lat, err = runMany(ctx, c, cfg, res, "BenchHello5", 0)
+		rec, t0 = closed(cfg, res).run(ctx, orchestrationOp(c, "BenchHello5", prog))
 	case "hello3-latency":
-		rate := cfg.Rate
-		if rate <= 0 {
-			rate = 100
-		}
-		lat, err = runMany(ctx, c, cfg, res, "BenchHello3", rate)
+		res.Mode, res.LatencyFrom, res.OfferedPerS = modeOpen, "intended start", cfg.Rate
+		rec, t0 = (&openLoop{n: cfg.N, rate: cfg.Rate}).run(ctx, orchestrationOp(c, "BenchHello3", prog))
 	case "fanout":
-		lat, err = runFanOut(ctx, c, cfg, res)
+		res.Mode, res.LatencyFrom = modeSingle, "start call"
+		rec, t0 = (&closedLoop{n: 1, inFlight: 1}).run(ctx, fanOutOp(c, cfg.N))
 	case "bank":
-		lat, err = runBank(ctx, c, cfg, res)
-	case "recovery", "hold":
-		lat, err = runMany(ctx, c, cfg, res, "BenchInline", 0)
-	default:
-		return nil, fmt.Errorf("bench: unknown workload %q (want one of %v)", cfg.Workload, Workloads)
+		rec, t0, err = runBank(ctx, c, cfg, res, prog)
+	case "clean-restart", "hold":
+		rec, t0 = closed(cfg, res).run(ctx, orchestrationOp(c, "BenchInline", prog))
 	}
 	res.Seconds = time.Since(t0).Seconds()
+	prog.finish()
+	if rec != nil {
+		rec.stats().fill(res, t0)
+	}
 	if err != nil {
 		return res, err
 	}
 	if res.Seconds > 0 {
-		res.ThroughputPerS = float64(res.Completed) / res.Seconds
-	}
-	res.P50Ms, res.P90Ms, res.P99Ms = percentile(lat, 50), percentile(lat, 90), percentile(lat, 99)
-	res.LogWrites, res.EventsLogged = h.Stats()
-	if res.StorageRequests = h.StorageRequests(); res.StorageRequests > 0 {
-		steps := map[string]int{"hello5": 6, "hello3-latency": 4, "recovery": 1, "hold": 1}[cfg.Workload]
-		if steps > 0 && res.Completed > 0 {
-			res.RequestsPerStep = float64(res.StorageRequests) / float64(steps*res.Completed)
+		res.OrchestrationsPerS = float64(res.Completed) / res.Seconds
+		switch cfg.Workload {
+		case "fanout":
+			if res.Completed == 1 {
+				res.ActivitiesPerS = float64(cfg.N) / res.Seconds
+			}
+		case "bank":
+			res.TransfersPerS = res.OrchestrationsPerS
 		}
 	}
-	if res.LogWrites > 0 {
-		res.StepsPerWrite = float64(res.EventsLogged) / float64(res.LogWrites)
-	}
+	hostStats(h, cfg.Workload, res)
 	switch cfg.Workload {
-	case "recovery":
-		// Stop cleanly (with checkpoints) and time the restart.
+	case "clean-restart":
+		// Stop cleanly (which checkpoints) and time the restart.
 		if err := h.Stop(ctx); err != nil {
 			return res, err
 		}
@@ -241,11 +389,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if h, err = netherite.Start(ctx, opts, r); err != nil {
 			return res, err
 		}
-		page, err := h.Client().Query(ctx, durable.InstanceQuery{PageSize: 1})
-		if err != nil || len(page.Instances) == 0 {
-			return res, fmt.Errorf("recovery: no instance after restart (%v)", err)
+		res.RestartSeconds = time.Since(t1).Seconds()
+		if err := firstQuery(ctx, h.Client()); err != nil {
+			return res, fmt.Errorf("clean-restart: first query: %w", err)
 		}
 		res.RecoverySeconds = time.Since(t1).Seconds()
+		res.ReplayedEvents, res.ReplayedBytes = h.Replayed()
 	case "hold":
 		runtime.GC()
 		debug.FreeOSMemory()
@@ -263,180 +412,182 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-// runMany starts n orchestrations (all at once, or at rate per second)
-// and waits for each, measuring start-to-completion latency.
-func runMany(ctx context.Context, c durable.Client, cfg Config, res *Result, name string, rate float64) ([]time.Duration, error) {
-	lat := make([]time.Duration, cfg.N)
-	var done, failed atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 1)
-	prog := newProgress(cfg.Progress, cfg.N)
-	var tick *time.Ticker
-	if rate > 0 {
-		tick = time.NewTicker(time.Duration(float64(time.Second) / rate))
-		defer tick.Stop()
-	}
-	sem := make(chan struct{}, 64) // bound concurrent start requests
-	// Bound the orchestrations in flight too (not at a fixed rate), so the
-	// harness's own waiting does not grow with n.
-	var inflight chan struct{}
-	if rate <= 0 {
-		inflight = make(chan struct{}, 2048)
-	}
-	for i := 0; i < cfg.N; i++ {
-		if inflight != nil {
-			inflight <- struct{}{}
-		}
-		if tick != nil {
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			if inflight != nil {
-				defer func() { <-inflight }()
-			}
-			start := time.Now()
-			id, err := c.StartOrchestration(ctx, name, "world")
-			<-sem
-			if err != nil {
-				select {
-				case errs <- fmt.Errorf("start: %w", err):
-				default:
-				}
-				failed.Add(1)
-				return
-			}
-			s, err := c.WaitForCompletion(ctx, id)
-			lat[i] = time.Since(start)
-			if err != nil || s.RuntimeStatus != core.StatusCompleted {
-				failed.Add(1)
-			} else {
-				done.Add(1)
-			}
-			prog.add()
-		}()
-	}
-	wg.Wait()
-	prog.finish()
-	res.Completed, res.Failed = int(done.Load()), int(failed.Load())
-	select {
-	case err := <-errs:
-		return lat, err
-	default:
-	}
-	return lat, nil
+// closed is the closed loop of cfg, described in res.
+func closed(cfg Config, res *Result) *closedLoop {
+	res.Mode, res.LatencyFrom, res.InFlightCap = modeClosed, "start call", inFlightCap(cfg)
+	return &closedLoop{n: cfg.N, inFlight: res.InFlightCap}
 }
 
-func runFanOut(ctx context.Context, c durable.Client, cfg Config, res *Result) ([]time.Duration, error) {
-	start := time.Now()
-	id, err := c.StartOrchestration(ctx, "BenchFanOut", cfg.N)
+// hostStats adds the host's storage figures to res.
+func hostStats(h *netherite.Host, workload string, res *Result) {
+	res.LogWrites, res.EventsLogged = h.Stats()
+	if res.LogWrites > 0 {
+		res.StepsPerWrite = float64(res.EventsLogged) / float64(res.LogWrites)
+	}
+	_, res.StateLoads, _ = h.StateStats()
+	res.SyncLoads = h.SyncLoads()
+	steps := float64(stepsPer[workload] * res.Completed)
+	if steps > 0 {
+		res.LoadsPerStep = float64(res.StateLoads) / steps
+	}
+	if res.StorageRequests = h.StorageRequests(); res.StorageRequests > 0 && steps > 0 {
+		res.RequestsPerStep = float64(res.StorageRequests) / steps
+	}
+}
+
+// firstQuery asks for one instance, as a user would after a restart.
+func firstQuery(ctx context.Context, c durable.Client) error {
+	page, err := c.Query(ctx, durable.InstanceQuery{PageSize: 1})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
+	if len(page.Instances) == 0 {
+		return errors.New("no instance after the restart")
+	}
+	return nil
+}
+
+// orchestrationOp starts orchestrator name and waits for it to complete.
+func orchestrationOp(c durable.Client, name string, prog *progress) op {
+	return func(ctx context.Context, i int, acked func()) error {
+		defer prog.add()
+		id, err := c.StartOrchestration(ctx, name, "world")
+		if err != nil {
+			return fail("start", err)
+		}
+		acked()
+		return waitCompleted(ctx, c, id)
+	}
+}
+
+// waitCompleted waits for instance id and fails unless it completed.
+func waitCompleted(ctx context.Context, c durable.Client, id string) error {
+	s, err := c.WaitForCompletion(ctx, id)
 	if err != nil {
-		return nil, err
+		return fail("wait", err)
 	}
-	var sum int
-	if s.RuntimeStatus != core.StatusCompleted || s.ReadOutput(&sum) != nil || sum != cfg.N*(cfg.N-1)/2 {
-		res.Failed = 1
-		return nil, fmt.Errorf("fanout: status %s output %s failure %v", s.RuntimeStatus, s.Output, s.Failure)
+	if s.RuntimeStatus != core.StatusCompleted {
+		return &failure{kind: "status: " + s.RuntimeStatus.String(), err: fmt.Errorf("instance %s ended %s", id, s.RuntimeStatus)}
 	}
-	res.Completed = cfg.N // activities
-	return []time.Duration{time.Since(start)}, nil
+	return nil
+}
+
+// fanOutOp runs one orchestration that calls n activities in parallel.
+func fanOutOp(c durable.Client, n int) op {
+	return func(ctx context.Context, _ int, acked func()) error {
+		id, err := c.StartOrchestration(ctx, "BenchFanOut", n)
+		if err != nil {
+			return fail("start", err)
+		}
+		acked()
+		s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
+		if err != nil {
+			return fail("wait", err)
+		}
+		if s.RuntimeStatus != core.StatusCompleted {
+			return &failure{kind: "status: " + s.RuntimeStatus.String(), err: fmt.Errorf("fanout: failure %v", s.Failure)}
+		}
+		var sum int
+		if err := s.ReadOutput(&sum); err != nil || sum != n*(n-1)/2 {
+			return &failure{kind: "wrong output", err: fmt.Errorf("fanout: output %s, want %d (%v)", s.Output, n*(n-1)/2, err)}
+		}
+		return nil
+	}
 }
 
 // runBank runs n transfers between accounts placed on every partition and
 // checks that the total balance is conserved.
-func runBank(ctx context.Context, c durable.Client, cfg Config, res *Result) ([]time.Duration, error) {
-	parts := cfg.Partitions
-	if parts <= 0 {
-		parts = netherite.DefaultPartitionCount
-	}
+func runBank(ctx context.Context, c durable.Client, cfg Config, res *Result, prog *progress) (*recorder, time.Time, error) {
+	parts := res.Partitions
 	accounts := 2 * parts
 	const initial = 1000
 	key := func(i int) string { return fmt.Sprintf("acct%d!%d", i, i%parts) }
 	for i := 0; i < accounts; i++ {
 		if err := c.SignalEntity(ctx, core.NewEntityID("BenchAccount", key(i)), "add", initial); err != nil {
-			return nil, err
+			return nil, time.Now(), err
 		}
 	}
-	lat := make([]time.Duration, cfg.N)
-	var done, failed atomic.Int64
-	var wg sync.WaitGroup
-	prog := newProgress(cfg.Progress, cfg.N)
-	sem := make(chan struct{}, 64)
-	for i := 0; i < cfg.N; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			from := (i * 7) % accounts
-			to := (from + 1 + i%(accounts-1)) % accounts
-			start := time.Now()
-			id, err := c.StartOrchestration(ctx, "BenchTransfer", [3]string{key(from), key(to)})
-			<-sem
-			if err == nil {
-				var s *durable.OrchestrationStatus
-				s, err = c.WaitForCompletion(ctx, id)
-				if err == nil && s.RuntimeStatus != core.StatusCompleted {
-					err = errors.New(s.RuntimeStatus.String())
-				}
-			}
-			lat[i] = time.Since(start)
-			if err != nil {
-				failed.Add(1)
-			} else {
-				done.Add(1)
-			}
-			prog.add()
-		}()
-	}
-	wg.Wait()
-	prog.finish()
-	res.Completed, res.Failed = int(done.Load()), int(failed.Load())
+	rec, t0 := closed(cfg, res).run(ctx, func(ctx context.Context, i int, acked func()) error {
+		defer prog.add()
+		from := (i * 7) % accounts
+		to := (from + 1 + i%(accounts-1)) % accounts
+		id, err := c.StartOrchestration(ctx, "BenchTransfer", [3]string{key(from), key(to)})
+		if err != nil {
+			return fail("start", err)
+		}
+		acked()
+		return waitCompleted(ctx, c, id)
+	})
 	total := 0
 	for i := 0; i < accounts; i++ {
 		m, err := c.GetEntity(ctx, core.NewEntityID("BenchAccount", key(i)), true)
 		if err != nil {
-			return lat, fmt.Errorf("bank: read account %s: %w", key(i), err)
+			return rec, t0, fmt.Errorf("bank: read account %s: %w", key(i), err)
 		}
 		var bal int
 		if err := m.ReadState(&bal); err != nil {
-			return lat, err
+			return rec, t0, err
 		}
 		total += bal
 	}
 	ok := total == accounts*initial
 	res.Conserved = &ok
 	if !ok {
-		return lat, fmt.Errorf("bank: TOTAL NOT CONSERVED: %d, want %d", total, accounts*initial)
+		return rec, t0, fmt.Errorf("bank: TOTAL NOT CONSERVED: %d, want %d", total, accounts*initial)
 	}
-	return lat, nil
+	return rec, t0, nil
 }
 
-func percentile(d []time.Duration, p float64) float64 {
-	var xs []time.Duration
-	for _, v := range d {
-		if v > 0 {
-			xs = append(xs, v)
+// runColdCache runs hello5 on the same storage, each time on a fresh task
+// hub: a discarded warm-up, then warm (the configured state cache) and
+// cold (ColdCacheBytes, so that instances are evicted and read back from
+// storage as far as the host allows; state_loads_per_step says how far).
+// The result is the cold run's, with the warm run and the ratio.
+func runColdCache(ctx context.Context, cfg Config) (*Result, error) {
+	root := cfg.Storage
+	if root == "" {
+		dir, err := os.MkdirTemp("", "netherite-bench-")
+		if err != nil {
+			return nil, err
 		}
+		defer os.RemoveAll(dir)
+		root = dir
 	}
-	if len(xs) == 0 {
-		return 0
+	run := func(what string, n int, cache int64) (*Result, error) {
+		c := cfg
+		c.Workload, c.N, c.CacheBytes, c.Storage = "hello5", n, cache, root
+		if !isAzure(root) && root != "memory" {
+			dir, err := os.MkdirTemp(root, what+"-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(dir)
+			c.Storage = dir
+		}
+		res, err := runOne(ctx, c)
+		if err != nil {
+			return res, fmt.Errorf("hello5-coldcache: %s run: %w", what, err)
+		}
+		return res, nil
 	}
-	sort.Slice(xs, func(i, j int) bool { return xs[i] < xs[j] })
-	i := int(math.Ceil(p/100*float64(len(xs)))) - 1
-	if i < 0 {
-		i = 0
+	// A first run pays for warming up the process and the storage
+	// service (Azurite's JIT): a discarded run of n/4 takes that cost.
+	if _, err := run("warmup", max(1, cfg.N/4), cfg.CacheBytes); err != nil {
+		return nil, err
 	}
-	return float64(xs[i]) / float64(time.Millisecond)
+	warm, err := run("warm", cfg.N, cfg.CacheBytes)
+	if err != nil {
+		return warm, err
+	}
+	cold, err := run("cold", cfg.N, ColdCacheBytes)
+	if cold == nil {
+		return nil, err
+	}
+	cold.Workload, cold.Warm = "hello5-coldcache", warm
+	if warm.OrchestrationsPerS > 0 {
+		cold.ColdToWarm = cold.OrchestrationsPerS / warm.OrchestrationsPerS
+	}
+	return cold, err
 }
 
 // progress draws a one-line progress bar.

@@ -67,10 +67,20 @@ func TestTerminatedWaiterLocksEntityForever(t *testing.T) {
 	if err := env.Run(); err != nil {
 		t.Fatal(err)
 	}
+	if a, b := status(t, env, "a").RuntimeStatus, status(t, env, "b").RuntimeStatus; a != core.StatusCompleted || b != core.StatusTerminated {
+		t.Fatalf("a=%s b=%s, want Completed and Terminated", a, b)
+	}
 	st := env.EntityState(e)
-	t.Logf("a=%s b=%s entity=%+v", status(t, env, "a").RuntimeStatus, status(t, env, "b").RuntimeStatus, st)
-	if st != nil && st.LockedBy != "" {
+	if st == nil {
+		t.Fatal("the entity has no state: the signal after the locks was never processed")
+	}
+	if st.LockedBy != "" || len(st.Queue) != 0 {
 		t.Errorf("entity locked forever by %q, %d requests stuck in queue", st.LockedBy, len(st.Queue))
+	}
+	// The signal sent after both critical sections ran.
+	var n int
+	if ok, err := env.ReadEntityState(e, &n); !ok || err != nil || n != 5 {
+		t.Errorf("entity state %d (exists %v, %v), want 5", n, ok, err)
 	}
 }
 
@@ -96,7 +106,8 @@ func TestWhenAllEmptyAwaitOut(t *testing.T) {
 var _ = fmt.Sprint
 
 // Event delivered while suspended after the timer that makes the function
-// ContinueAsNew: it should be carried over, as it is without suspension.
+// ContinueAsNew: it is carried over to the next generation, as it is
+// without suspension (where it arrives after the ContinueAsNew).
 func TestSuspendedCarryOver(t *testing.T) {
 	for _, suspend := range []bool{false, true} {
 		r := durable.NewRegistry()
@@ -112,33 +123,72 @@ func TestSuspendedCarryOver(t *testing.T) {
 		env := durabletest.New(r)
 		start(t, env, "c", "C", 0)
 		if suspend {
+			// The timer (1m) and the event (1m1s) both arrive while
+			// suspended, and are delivered together at the resume.
 			env.SuspendAt(30*time.Second, "c", "")
 			env.ResumeAt(5*time.Minute, "c", "")
 		}
-		// timer fires at 1m; event raised "with" it: put it in the same batch as the timer
 		_ = env.RaiseEventAt(time.Minute+time.Second, "c", "x", "payload")
 		if err := env.Run(); err != nil {
 			t.Fatal(err)
 		}
+		// A lost event would end generation 1 by its one-hour timeout.
 		s := status(t, env, "c")
-		t.Logf("suspend=%v: %s out=%s fail=%v", suspend, s.RuntimeStatus, s.Output, s.Failure)
+		if s.RuntimeStatus != core.StatusCompleted || string(s.Output) != `"payload"` {
+			t.Errorf("suspend=%v: %s output %s failure %v; want Completed with \"payload\"", suspend, s.RuntimeStatus, s.Output, s.Failure)
+		}
 	}
 }
 
-// Retry: RetryTimeout compared against now+delay, not elapsed time.
+// Retry: a failure at or after RetryTimeout since the first attempt is
+// final (as in DTFx: the elapsed time is checked when an attempt fails,
+// the next delay is not added).
 func TestRetryTimeoutSemantics(t *testing.T) {
-	r := durable.NewRegistry()
-	n := 0
-	durable.RegisterActivity(r, "F", func(ctx durable.ActivityContext, _ any) (int, error) { n++; return 0, errors.New("fail") })
-	durable.RegisterOrchestrator(r, "R", func(ctx durable.OrchestrationContext, _ any) (int, error) {
-		return durable.Await[int](ctx.CallActivity("F", nil, durable.WithRetry(durable.RetryPolicy{
-			MaxAttempts: 10, FirstRetryInterval: 10 * time.Second, BackoffCoefficient: 2, RetryTimeout: 60 * time.Second})))
-	})
-	env := durabletest.New(r)
-	start(t, env, "r", "R", nil)
-	_ = env.Run()
-	// attempts at 0,10,30,70(>60 elapsed? no: at t=30, elapsed 30 < 60 so DTFx retries at 70)
-	t.Logf("attempts=%d (DTFx-style elapsed check gives 4: 0s,10s,30s,70s)", n)
+	for _, c := range []struct {
+		first    time.Duration
+		attempts int
+		end      time.Duration
+	}{
+		// 0s, 10s, 30s fail within 60s and are retried; 70s is final.
+		{10 * time.Second, 4, 70 * time.Second},
+		// 0s, 20s fail within 60s; the failure at exactly 60s is final.
+		{20 * time.Second, 3, 60 * time.Second},
+	} {
+		r := durable.NewRegistry()
+		var at []time.Duration
+		var t0 time.Time
+		durable.RegisterActivity(r, "F", func(ctx durable.ActivityContext, _ any) (int, error) { return 0, errors.New("fail") })
+		durable.RegisterOrchestrator(r, "R", func(ctx durable.OrchestrationContext, _ any) (int, error) {
+			if !ctx.IsReplaying() && t0.IsZero() {
+				t0 = ctx.CurrentTime()
+			}
+			n, err := durable.Await[int](ctx.CallActivity("F", nil, durable.WithRetry(durable.RetryPolicy{
+				MaxAttempts: 10, FirstRetryInterval: c.first, BackoffCoefficient: 2, RetryTimeout: 60 * time.Second})))
+			at = append(at, ctx.CurrentTime().Sub(t0))
+			return n, err
+		})
+		env := durabletest.New(r)
+		start(t, env, "r", "R", nil)
+		if err := env.Run(); err != nil {
+			t.Fatal(err)
+		}
+		s := status(t, env, "r")
+		if s.RuntimeStatus != core.StatusFailed || s.Failure == nil || !strings.Contains(s.Failure.Message, "fail") {
+			t.Fatalf("first=%v: %s %v, want Failed with the activity's error", c.first, s.RuntimeStatus, s.Failure)
+		}
+		var attempts int
+		for _, ev := range s.History {
+			if ev.Kind == core.EventTaskScheduled {
+				attempts++
+			}
+		}
+		if attempts != c.attempts {
+			t.Errorf("first=%v: %d attempts, want %d", c.first, attempts, c.attempts)
+		}
+		if len(at) == 0 || at[len(at)-1] != c.end {
+			t.Errorf("first=%v: gave up at %v, want %v", c.first, at, c.end)
+		}
+	}
 }
 
 // Awaiting a task of another orchestration hangs both goroutines instead

@@ -45,6 +45,8 @@ func (op FaultOp) String() string {
 //   - TearAt: the Nth write writes only its first k sectors and then reports
 //     the given error (nil: reports success, as a lying disk would).
 //   - SetDelay: every operation of a kind waits before running.
+//   - HoldWrites, HoldReads: writes (reads) wait until the hold is
+//     released (Crash and Close wait for them meanwhile).
 //   - Crash: drops every write not covered by a successful Flush (the inner
 //     device gets its previous content back) and fails every operation
 //     with ErrDeviceCrashed until Restart.
@@ -63,7 +65,44 @@ type FaultDevice struct {
 	delay   [faultOps]time.Duration
 	undo    []*faultUndo // writes since the last successful Flush, in order
 	crashed bool
-	ops     sync.WaitGroup // reads and writes in flight
+	holds   [faultOps]*Hold // if set, operations of that kind wait at it
+	ops     sync.WaitGroup  // reads and writes in flight
+}
+
+// Hold stops the reads or writes of a FaultDevice until released, so that
+// a test can act while an operation is known to be stuck in the device.
+type Hold struct {
+	blocked     chan struct{} // closed when the first write waits
+	blockedOnce sync.Once
+	release     chan struct{}
+	releaseOnce sync.Once
+}
+
+// Blocked is closed once an operation is waiting at the hold.
+func (h *Hold) Blocked() <-chan struct{} { return h.blocked }
+
+// Release lets the held operations (and later ones) proceed.
+func (h *Hold) Release() { h.releaseOnce.Do(func() { close(h.release) }) }
+
+func (h *Hold) wait() {
+	h.blockedOnce.Do(func() { close(h.blocked) })
+	<-h.release
+}
+
+// HoldWrites makes every later write wait until the returned hold is
+// released (Crash does not release it). Reads and flushes are not held.
+func (d *FaultDevice) HoldWrites() *Hold { return d.holdOps(FaultWrite) }
+
+// HoldReads makes every later read wait until the returned hold is
+// released. Writes and flushes are not held.
+func (d *FaultDevice) HoldReads() *Hold { return d.holdOps(FaultRead) }
+
+func (d *FaultDevice) holdOps(op FaultOp) *Hold {
+	h := &Hold{blocked: make(chan struct{}), release: make(chan struct{})}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.holds[op] = h
+	return h
 }
 
 type faultRule struct {
@@ -116,10 +155,12 @@ func (d *FaultDevice) SetDelay(op FaultOp, delay time.Duration) {
 	d.delay[op] = delay
 }
 
-// ClearFaults removes every programmed failure, tear and delay.
+// ClearFaults removes every programmed failure, tear and delay, and the
+// holds (operations already held stay held until released).
 func (d *FaultDevice) ClearFaults() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.holds = [faultOps]*Hold{}
 	d.rules = nil
 	d.delay = [faultOps]time.Duration{}
 }
@@ -224,9 +265,13 @@ func (d *FaultDevice) WriteAsync(addr int64, p []byte, done func(error)) {
 		return
 	}
 	rule, delay := d.beginLocked(FaultWrite)
+	hold := d.holds[FaultWrite]
 	d.ops.Add(1)
 	d.mu.Unlock()
 	go func() {
+		if hold != nil {
+			hold.wait()
+		}
 		done(d.write(addr, p, rule, delay))
 	}()
 }
@@ -286,9 +331,13 @@ func (d *FaultDevice) ReadAsync(addr int64, p []byte, done func(error)) {
 		return
 	}
 	rule, delay := d.beginLocked(FaultRead)
+	hold := d.holds[FaultRead]
 	d.ops.Add(1)
 	d.mu.Unlock()
 	go func() {
+		if hold != nil {
+			hold.wait()
+		}
 		done(d.read(addr, p, rule, delay))
 	}()
 }

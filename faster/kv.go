@@ -119,12 +119,18 @@ type KVStats struct {
 //
 // # Concurrency
 //
-// All methods are safe for concurrent use: an internal mutex serializes
-// them (a Get that reads from the device holds it while it waits).
-// Device writes run asynchronously; only Checkpoint, eviction and Close
-// wait for them.
+// All methods are safe for concurrent use: an internal mutex (kv.mu)
+// serializes them, but no method holds it while it waits for the device,
+// except eviction (which waits for the write of the oldest page, issued
+// long before): a Get that reads a record back from the device, and
+// Checkpoint while it writes pages and documents, run without it, so Gets
+// and Upserts proceed meanwhile. Checkpoint and Compact are serialized
+// with each other by a second mutex.
 type KV struct {
 	mu sync.Mutex
+	// maint serializes Checkpoint, Compact and Close: the maintenance
+	// operations that release mu while they do I/O.
+	maint sync.Mutex
 
 	name     string
 	dev      Device
@@ -138,6 +144,10 @@ type KV struct {
 	// disables in-place updates.
 	mutablePages int64
 
+	// index is changed with both mu and idxMu held, so that Has, Len and
+	// Keys need only idxMu: they never wait behind an operation that holds
+	// mu while it waits for the device (eviction).
+	idxMu     sync.RWMutex
 	index     map[string]kvEntry
 	liveBytes int64
 
@@ -156,11 +166,23 @@ type KV struct {
 	seq          uint64              // sequence number of the last checkpoint attempt
 	durableBegin int64               // Begin of the latest durable checkpoint
 
-	ioMu  sync.Mutex
-	ioErr error // first failed page write or device flush: sticky
+	// reads are the device reads in flight without kv.mu (by id: the
+	// address read), so that segment removal spares them.
+	reads  map[uint64]int64
+	readID uint64
+
+	// ioMu guards the write tracking (and the frames' pending counts);
+	// ioCond signals a completed write.
+	ioMu     sync.Mutex
+	ioCond   *sync.Cond
+	ioErr    error // first failed page write or device flush: sticky
+	writeSeq uint64
+	inflight map[uint64]bool // sequence numbers of writes in flight
 
 	closed bool
 	stats  KVStats // counters only; addresses are filled in by Stats
+
+	testEvictWait func() // tests: called (with mu held) before eviction waits for a write
 }
 
 // kvEntry is an index entry: the address and log size of a key's record.
@@ -219,7 +241,10 @@ func OpenKV(opts KVOptions) (*KV, error) {
 		segSize:  opts.Device.SegmentSize(),
 		budget:   opts.MemoryBudget,
 		index:    make(map[string]kvEntry),
+		reads:    make(map[uint64]int64),
+		inflight: make(map[uint64]bool),
 	}
+	kv.ioCond = sync.NewCond(&kv.ioMu)
 	if opts.MutableFraction > 0 {
 		kv.mutablePages = max(1, int64(float64(kv.budget/kv.pageSize)*opts.MutableFraction))
 	}
@@ -261,8 +286,8 @@ func (kv *KV) kvSetIOErr(err error) {
 }
 
 // Get returns a copy of the key's value. A record evicted from memory is
-// read back from the device. A checksum mismatch there is reported as an
-// error naming the device segment.
+// read back from the device, without holding the store's lock. A checksum
+// mismatch there is reported as an error naming the device segment.
 func (kv *KV) Get(key string) (value []byte, ok bool, err error) {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
@@ -273,7 +298,20 @@ func (kv *KV) Get(key string) (value []byte, ok bool, err error) {
 	if !ok {
 		return nil, false, nil
 	}
-	v, tomb, err := kv.kvReadRecord(e, key, true)
+	var v []byte
+	var tomb bool
+	if f := kv.kvFrameAt(e.addr); f != nil {
+		v, tomb, err = kv.kvReadMemory(f, e, key, true)
+	} else {
+		end := kv.kvBeginDeviceRead(e)
+		kv.mu.Unlock()
+		v, tomb, err = kv.kvReadDevice(e, key)
+		kv.mu.Lock()
+		end()
+		if err == nil {
+			kv.kvCountRead(e)
+		}
+	}
 	if err != nil {
 		return nil, false, kv.kvErr(fmt.Sprintf("get %q", kvShortKey(key)), err)
 	}
@@ -322,7 +360,9 @@ func (kv *KV) Upsert(key string, value []byte) error {
 	if exists {
 		kv.liveBytes -= old.size
 	}
+	kv.idxMu.Lock()
 	kv.index[key] = kvEntry{addr: addr, size: size}
+	kv.idxMu.Unlock()
 	kv.liveBytes += size
 	kv.stats.Upserts++
 	return nil
@@ -343,7 +383,9 @@ func (kv *KV) Delete(key string) error {
 	if _, _, err := kv.kvAppend(key, nil, true); err != nil {
 		return kv.kvErr(fmt.Sprintf("delete %q", kvShortKey(key)), err)
 	}
+	kv.idxMu.Lock()
 	delete(kv.index, key)
+	kv.idxMu.Unlock()
 	kv.liveBytes -= old.size
 	kv.stats.Deletes++
 	return nil
@@ -351,27 +393,28 @@ func (kv *KV) Delete(key string) error {
 
 // Len returns the number of live keys.
 func (kv *KV) Len() int {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
+	kv.idxMu.RLock()
+	defer kv.idxMu.RUnlock()
 	return len(kv.index)
 }
 
 // Keys returns the live keys, sorted.
 func (kv *KV) Keys() []string {
-	kv.mu.Lock()
+	kv.idxMu.RLock()
 	keys := make([]string, 0, len(kv.index))
 	for k := range kv.index {
 		keys = append(keys, k)
 	}
-	kv.mu.Unlock()
+	kv.idxMu.RUnlock()
 	slices.Sort(keys)
 	return keys
 }
 
-// Has reports whether key is live, without reading its value.
+// Has reports whether key is live, without reading its value. It does
+// not wait for other operations' device I/O.
 func (kv *KV) Has(key string) bool {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
+	kv.idxMu.RLock()
+	defer kv.idxMu.RUnlock()
 	_, ok := kv.index[key]
 	return ok
 }
@@ -412,16 +455,18 @@ func (kv *KV) LatestCheckpoint() (token string, meta []byte, err error) {
 // (the next OpenKV recovers from that checkpoint). It does not close the
 // Device or the MetaStore. Closing twice is no error.
 func (kv *KV) Close() error {
+	kv.maint.Lock()
+	defer kv.maint.Unlock()
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	if kv.closed {
 		return nil
 	}
 	kv.closed = true
-	for _, f := range kv.frames {
-		f.writes.Wait()
-	}
+	_ = kv.kvWaitAllWrites()
+	kv.idxMu.Lock()
 	kv.frames, kv.index, kv.memBytes = nil, nil, 0
+	kv.idxMu.Unlock()
 	if err := kv.kvIOErr(); err != nil {
 		return kv.kvErr("close", err)
 	}

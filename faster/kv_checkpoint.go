@@ -63,13 +63,23 @@ func (kv *KV) kvIndexDoc(token string) string {
 // checkpoint's Begin (see Compact) and older checkpoint documents are
 // removed.
 //
+// Only the fold-over itself (freezing the region to write and encoding
+// the index) holds the store's lock; the device writes, the flush and the
+// documents are written without it, so Gets (including reads from the
+// device) and Upserts proceed during a checkpoint. Upserts then go above
+// the frozen tail and belong to the next checkpoint.
+//
 // A failed device write or flush is sticky: the store then refuses further
 // changes and must be reopened. A failed MetaStore write is not: the
 // previous checkpoint stays the latest and Checkpoint may be retried.
 func (kv *KV) Checkpoint(meta []byte) (token string, err error) {
+	kv.maint.Lock()
+	defer kv.maint.Unlock()
+
+	// Freeze, under the lock.
 	kv.mu.Lock()
-	defer kv.mu.Unlock()
 	if err := kv.kvCheck("checkpoint"); err != nil {
+		kv.mu.Unlock()
 		return "", err
 	}
 	// Fold over: pad the tail to a sector boundary, so that later writes of
@@ -85,15 +95,9 @@ func (kv *KV) Checkpoint(meta []byte) (token string, err error) {
 			kv.fullyIssued = max(kv.fullyIssued, f.end())
 		}
 	}
-	if err := kv.kvWaitWrites(); err != nil {
-		return "", kv.kvErr("checkpoint", err)
-	}
-	if err := kv.dev.Flush(); err != nil {
-		err = fmt.Errorf("flush device %s: %w", kv.dev.Name(), err)
-		kv.kvSetIOErr(err)
-		return "", kv.kvErr("checkpoint", err)
-	}
-
+	// Every write up to this one covers the frozen region (earlier writes
+	// included); later ones are above the tail.
+	writes := kv.kvIssuedSeq()
 	kv.seq++
 	rec := &kvCheckpointRecord{
 		Version:  kvCheckpointFmt,
@@ -109,6 +113,17 @@ func (kv *KV) Checkpoint(meta []byte) (token string, err error) {
 	}
 	rec.IndexDoc = kv.kvIndexDoc(rec.Token)
 	idx := kvEncodeIndex(kv.index)
+	kv.mu.Unlock()
+
+	// Write, without the lock.
+	if err := kv.kvWaitIssued(writes); err != nil {
+		return "", kv.kvErr("checkpoint", err)
+	}
+	if err := kv.dev.Flush(); err != nil {
+		err = fmt.Errorf("flush device %s: %w", kv.dev.Name(), err)
+		kv.kvSetIOErr(err)
+		return "", kv.kvErr("checkpoint", err)
+	}
 	rec.IndexBytes, rec.IndexCRC = len(idx), crc32.Checksum(idx, kvCRCTable)
 	if err := kv.meta.WriteFile(rec.IndexDoc, idx); err != nil {
 		return "", kv.kvErr(fmt.Sprintf("checkpoint %s: write index %s", rec.Token, rec.IndexDoc), err)
@@ -120,37 +135,57 @@ func (kv *KV) Checkpoint(meta []byte) (token string, err error) {
 	if err := kv.meta.WriteFile(kv.kvLatestDoc(), doc); err != nil {
 		return "", kv.kvErr(fmt.Sprintf("checkpoint %s: write record %s", rec.Token, kv.kvLatestDoc()), err)
 	}
+
+	// Record, under the lock.
+	kv.mu.Lock()
 	kv.latest = rec
 	kv.durableBegin = rec.Begin
 	kv.stats.Checkpoints++
+	kv.mu.Unlock()
 	kv.kvCleanup()
 	return rec.Token, nil
 }
 
 // kvCleanup removes what the latest durable checkpoint no longer needs:
 // device segments wholly below its Begin, and other checkpoints' index
-// documents. Failures are counted and retried next time.
+// documents. Failures are counted and retried next time. It runs without
+// kv.mu (the caller holds kv.maint): segments are removed only below the
+// lowest device read in flight, and reads that start later only look at
+// records at or above Begin.
 func (kv *KV) kvCleanup() {
-	if kv.durableBegin > kv.stats.RemovedBelow {
-		if err := kv.dev.RemoveSegmentsBelow(kv.durableBegin); err != nil {
-			kv.stats.CleanupErrors++
+	kv.mu.Lock()
+	limit := kv.durableBegin
+	for _, addr := range kv.reads {
+		limit = min(limit, addr)
+	}
+	removed := kv.stats.RemovedBelow
+	latest := kv.latest
+	kv.mu.Unlock()
+
+	var errs int64
+	if limit > removed {
+		if err := kv.dev.RemoveSegmentsBelow(limit); err != nil {
+			errs++
 		} else {
-			kv.stats.RemovedBelow = kv.durableBegin
+			removed = limit
 		}
 	}
 	names, err := kv.meta.List(kv.prefix + kvIndexDocPrefix)
 	if err != nil {
-		kv.stats.CleanupErrors++
-		return
+		errs++
 	}
 	for _, name := range names {
-		if !strings.HasSuffix(name, kvIndexDocSuffix) || (kv.latest != nil && name == kv.latest.IndexDoc) {
+		if !strings.HasSuffix(name, kvIndexDocSuffix) || (latest != nil && name == latest.IndexDoc) {
 			continue
 		}
 		if err := kv.meta.Remove(name); err != nil {
-			kv.stats.CleanupErrors++
+			errs++
 		}
 	}
+	kv.mu.Lock()
+	kv.stats.RemovedBelow = max(kv.stats.RemovedBelow, removed)
+	kv.stats.CleanupErrors += errs
+	kv.mu.Unlock()
 }
 
 // kvRecover loads the latest checkpoint, if any.
@@ -192,7 +227,9 @@ func (kv *KV) kvRecover() error {
 	if len(index) != rec.Keys {
 		return bad("index %s holds %d keys; the record says %d", rec.IndexDoc, len(index), rec.Keys)
 	}
+	kv.idxMu.Lock()
 	kv.index, kv.liveBytes = index, live
+	kv.idxMu.Unlock()
 	kv.begin, kv.tail, kv.readOnly = rec.Begin, rec.Tail, rec.Tail
 	kv.latest, kv.seq, kv.durableBegin = &rec, rec.Seq, rec.Begin
 	kv.fullyIssued = kvAlignDown(rec.Tail, kv.pageSize)

@@ -18,9 +18,14 @@ import (
 // crash anywhere in between loses nothing the previous checkpoint needs.
 //
 // Records are read one by one (in address order), from memory or the
-// device. If Compact fails midway, the records copied so far stay copied
-// and Begin does not move; calling it again is safe.
+// device; device reads happen without the store's lock, so Gets and
+// Upserts proceed meanwhile (a key updated or deleted during the read is
+// not copied: its new record is already above until). If Compact fails
+// midway, the records copied so far stay copied and Begin does not move;
+// calling it again is safe.
 func (kv *KV) Compact(until int64) error {
+	kv.maint.Lock()
+	defer kv.maint.Unlock()
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	if err := kv.kvCheck("compact"); err != nil {
@@ -42,18 +47,40 @@ func (kv *KV) Compact(until int64) error {
 	}
 	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.e.addr, b.e.addr) })
 	for _, it := range items {
-		v, tomb, err := kv.kvReadRecord(it.e, it.key, false)
+		var v []byte
+		var tomb bool
+		var err error
+		if f := kv.kvFrameAt(it.e.addr); f != nil {
+			v, tomb, err = kv.kvReadMemory(f, it.e, it.key, false)
+		} else {
+			end := kv.kvBeginDeviceRead(it.e)
+			kv.mu.Unlock()
+			v, tomb, err = kv.kvReadDevice(it.e, it.key)
+			kv.mu.Lock()
+			end()
+			if err == nil {
+				kv.kvCountRead(it.e)
+			}
+			if kv.closed {
+				return kv.kvErr("compact", ErrClosed)
+			}
+		}
 		if err == nil && tomb {
 			err = fmt.Errorf("index points to a tombstone at %d", it.e.addr)
 		}
 		if err != nil {
 			return kv.kvErr(fmt.Sprintf("compact below %d: key %q", until, kvShortKey(it.key)), err)
 		}
+		if cur, ok := kv.index[it.key]; !ok || cur != it.e {
+			continue // updated or deleted meanwhile
+		}
 		addr, size, err := kv.kvAppend(it.key, v, false)
 		if err != nil {
 			return kv.kvErr(fmt.Sprintf("compact below %d", until), err)
 		}
+		kv.idxMu.Lock()
 		kv.index[it.key] = kvEntry{addr: addr, size: size}
+		kv.idxMu.Unlock()
 		kv.liveBytes += size - it.e.size
 		kv.stats.CompactedRecords++
 	}
@@ -62,7 +89,7 @@ func (kv *KV) Compact(until int64) error {
 	// them either (the latest checkpoint's pages were written at that
 	// checkpoint). Drop them once their writes, if any, are done.
 	for len(kv.frames) > 0 && kv.frames[0].end() <= until {
-		kv.frames[0].writes.Wait()
+		kv.kvWaitFrame(kv.frames[0])
 		kv.kvDropFirstFrame()
 	}
 	kv.kvShiftReadOnly(kv.kvHead())

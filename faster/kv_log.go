@@ -3,7 +3,6 @@ package faster
 import (
 	"fmt"
 	"sort"
-	"sync"
 )
 
 // kvFrame is a run of in-memory log pages: one page normally, or several
@@ -15,8 +14,9 @@ type kvFrame struct {
 	// issued: bytes [0, issued) have been handed to the device (or were
 	// read from it at recovery). Always a multiple of the sector size.
 	issued int
-	// writes counts the device writes of this frame in flight.
-	writes sync.WaitGroup
+	// pending counts the device writes of this frame in flight; guarded
+	// by kv.ioMu (not kv.mu, so that waiting needs no kv.mu).
+	pending int
 }
 
 func (f *kvFrame) end() int64 { return f.start + int64(len(f.buf)) }
@@ -132,16 +132,63 @@ func (kv *KV) kvIssue(f *kvFrame, to int) {
 		addr := f.start + int64(f.issued)
 		n := min(int64(to-f.issued), kvAlignDown(addr, kv.segSize)+kv.segSize-addr)
 		p := f.buf[f.issued : f.issued+int(n)]
-		f.writes.Add(1)
 		kv.stats.PageFlushes++
 		kv.stats.FlushedBytes += n
+		kv.ioMu.Lock()
+		kv.writeSeq++
+		seq := kv.writeSeq
+		kv.inflight[seq] = true
+		f.pending++
+		kv.ioMu.Unlock()
 		kv.dev.WriteAsync(addr, p, func(err error) {
-			if err != nil {
-				kv.kvSetIOErr(fmt.Errorf("write log page at %d (%d bytes) to %s: %w", addr, n, kv.dev.SegmentName(addr), err))
+			kv.ioMu.Lock()
+			defer kv.ioMu.Unlock()
+			if err != nil && kv.ioErr == nil {
+				kv.ioErr = fmt.Errorf("write log page at %d (%d bytes) to %s: %w", addr, n, kv.dev.SegmentName(addr), err)
 			}
-			f.writes.Done()
+			delete(kv.inflight, seq)
+			f.pending--
+			kv.ioCond.Broadcast()
 		})
 		f.issued += int(n)
+	}
+}
+
+// kvIssuedSeq is the sequence number of the last write issued so far.
+func (kv *KV) kvIssuedSeq() uint64 {
+	kv.ioMu.Lock()
+	defer kv.ioMu.Unlock()
+	return kv.writeSeq
+}
+
+// kvWaitIssued waits for every write issued up to sequence number seq
+// (later ones may still be in flight) and returns the sticky I/O error.
+// It needs no kv.mu: a checkpoint waits with it while the store serves
+// Gets and Upserts.
+func (kv *KV) kvWaitIssued(seq uint64) error {
+	kv.ioMu.Lock()
+	defer kv.ioMu.Unlock()
+	for {
+		older := false
+		for s := range kv.inflight {
+			if s <= seq {
+				older = true
+				break
+			}
+		}
+		if !older {
+			return kv.ioErr
+		}
+		kv.ioCond.Wait()
+	}
+}
+
+// kvWaitFrame waits until no write of frame f is in flight.
+func (kv *KV) kvWaitFrame(f *kvFrame) {
+	kv.ioMu.Lock()
+	defer kv.ioMu.Unlock()
+	for f.pending > 0 {
+		kv.ioCond.Wait()
 	}
 }
 
@@ -155,7 +202,10 @@ func (kv *KV) kvEvict() error {
 			break
 		}
 		kv.kvShiftReadOnly(f.end())
-		f.writes.Wait()
+		if kv.testEvictWait != nil {
+			kv.testEvictWait()
+		}
+		kv.kvWaitFrame(f)
 		if err := kv.kvIOErr(); err != nil {
 			return err
 		}
@@ -178,39 +228,45 @@ func (kv *KV) kvDropFirstFrame() {
 	}
 }
 
-// kvWaitWrites waits for every page write in flight.
-func (kv *KV) kvWaitWrites() error {
-	for _, f := range kv.frames {
-		f.writes.Wait()
-	}
-	return kv.kvIOErr()
+// kvWaitAllWrites waits for every page write in flight.
+func (kv *KV) kvWaitAllWrites() error {
+	return kv.kvWaitIssued(kv.kvIssuedSeq())
 }
 
-// kvReadRecord returns the value of the record e points to, which must
-// hold key: from memory if it is there, else from the device. If copyOut
-// is false, an in-memory value may alias the log page.
-func (kv *KV) kvReadRecord(e kvEntry, key string, copyOut bool) (value []byte, tombstone bool, err error) {
-	if f := kv.kvFrameAt(e.addr); f != nil {
-		b := f.buf[e.addr-f.start:]
-		h, err := kvParseHeader(b)
-		if err != nil {
-			return nil, false, fmt.Errorf("record at %d in memory: %w", e.addr, err)
-		}
-		if string(b[kvHeaderSize:kvHeaderSize+h.keyLen]) != key {
-			return nil, false, fmt.Errorf("record at %d in memory holds another key", e.addr)
-		}
-		v := kvRecordValue(b, h)
-		if copyOut {
-			v = append(make([]byte, 0, len(v)), v...)
-		}
-		return v, h.tombstone(), nil
+// kvReadMemory returns the value of the record e points to in frame f,
+// which must hold key. If copyOut is false, the value aliases the log
+// page. Called with kv.mu held.
+func (kv *KV) kvReadMemory(f *kvFrame, e kvEntry, key string, copyOut bool) (value []byte, tombstone bool, err error) {
+	b := f.buf[e.addr-f.start:]
+	h, err := kvParseHeader(b)
+	if err != nil {
+		return nil, false, fmt.Errorf("record at %d in memory: %w", e.addr, err)
 	}
-	return kv.kvReadDevice(e, key)
+	if string(b[kvHeaderSize:kvHeaderSize+h.keyLen]) != key {
+		return nil, false, fmt.Errorf("record at %d in memory holds another key", e.addr)
+	}
+	v := kvRecordValue(b, h)
+	if copyOut {
+		v = append(make([]byte, 0, len(v)), v...)
+	}
+	return v, h.tombstone(), nil
+}
+
+// kvBeginDeviceRead registers a device read of the record at e before
+// kv.mu is released, so that segment removal spares it; the returned
+// function ends the registration (call it with kv.mu held).
+func (kv *KV) kvBeginDeviceRead(e kvEntry) (end func()) {
+	kv.readID++
+	id := kv.readID
+	kv.reads[id] = e.addr
+	return func() { delete(kv.reads, id) }
 }
 
 // kvReadDevice reads the record e points to from the device (one read of
 // its whole slot, e.size bytes, sector-aligned) and checks its checksum and
-// key.
+// key. It touches no KV field but the immutable ones, so it runs without
+// kv.mu (registered with kvBeginDeviceRead); the caller counts the read
+// in the stats (kvCountRead).
 func (kv *KV) kvReadDevice(e kvEntry, key string) (value []byte, tombstone bool, err error) {
 	start := kvAlignDown(e.addr, kv.sector)
 	buf := make([]byte, kvAlignUp(e.addr+e.size, kv.sector)-start)
@@ -228,8 +284,13 @@ func (kv *KV) kvReadDevice(e kvEntry, key string) (value []byte, tombstone bool,
 	if err != nil {
 		return nil, false, fmt.Errorf("record at %d in %s: %w", e.addr, kv.dev.SegmentName(e.addr), err)
 	}
-	kv.stats.DeviceReads++
 	return kvRecordValue(b, h), h.tombstone(), nil
+}
+
+// kvCountRead counts one record read back from the device (kv.mu held).
+func (kv *KV) kvCountRead(e kvEntry) {
+	kv.stats.DeviceReads++
+	kv.stats.ReadBytes += kvAlignUp(e.addr+e.size, kv.sector) - kvAlignDown(e.addr, kv.sector)
 }
 
 // kvDeviceRead fills p from addr (both sector-aligned), one read call per
@@ -251,7 +312,6 @@ func (kv *KV) kvDeviceRead(addr int64, p []byte) error {
 		kv.dev.ReadAsync(a, p[off:off+n], func(err error) { ch <- result{a, err} })
 		off += n
 	}
-	kv.stats.ReadBytes += int64(len(p))
 	var first error
 	for range calls {
 		if r := <-ch; r.err != nil && first == nil {

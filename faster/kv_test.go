@@ -229,7 +229,7 @@ func kvOpenT(t testing.TB, opts KVOptions) *KV {
 func kvAbandon(kv *KV) {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
-	_ = kv.kvWaitWrites()
+	_ = kv.kvWaitAllWrites()
 	kv.closed = true
 }
 

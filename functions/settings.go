@@ -42,6 +42,11 @@ const (
 	EnvEventHubsConnectionName     = "NETHERITE_EVENTHUBS_CONNECTION_NAME"
 	DefaultEventHubsConnectionName = "EventHubsConnection"
 
+	// EnvStorage overrides where partition state lives: a directory,
+	// "memory", or a connection string (see netherite.Options.Storage).
+	// When it is not set, the Azure Storage connection is used.
+	EnvStorage = "NETHERITE_STORAGE"
+
 	// MaxPartitionCount is the largest partition count (as for Netherite).
 	MaxPartitionCount = 32
 )
@@ -71,8 +76,14 @@ type Settings struct {
 	// EventHubsConnection is the Event Hubs connection string, read from
 	// the app setting named by NETHERITE_EVENTHUBS_CONNECTION_NAME
 	// (default EventHubsConnection): "Endpoint=sb://...;..." or, as in
-	// Netherite, "SingleHost" or "Memory" for in-process queues.
+	// Netherite, "SingleHost" or "Memory" for in-process queues. It is
+	// reserved for the Event Hubs transport, which this build does not
+	// have yet: `netherite serve -functions` accepts only the in-process
+	// values (see [Settings.InProcessQueues]).
 	EventHubsConnection string
+	// Storage is NETHERITE_STORAGE: where partition state lives, when it
+	// should not be the Azure Storage account of StorageConnection.
+	Storage string
 	// PartitionCount is the number of partitions of a new task hub, 1 to
 	// 32: NETHERITE_PARTITION_COUNT, else
 	// AzureFunctionsJobHost__extensions__durableTask__storageProvider__partitionCount.
@@ -136,10 +147,36 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		}
 	}
 
+	s.Storage = get(EnvStorage)
+
 	if len(errs) > 0 {
 		return Settings{}, fmt.Errorf("functions: bad app settings: %w", errors.Join(errs...))
 	}
 	return s, nil
+}
+
+// InProcessQueues reports whether EventHubsConnection asks for in-process
+// queues (unset, "SingleHost", "Memory" or "MemoryF"), the only transport
+// of this build.
+func (s Settings) InProcessQueues() bool {
+	switch strings.ToLower(s.EventHubsConnection) {
+	case "", "singlehost", "memory", "memoryf":
+		return true
+	}
+	return false
+}
+
+// StorageFor returns where a host run by `netherite serve -functions` keeps
+// its state: flag (the -storage flag) if given, else NETHERITE_STORAGE,
+// else the Azure Storage connection (AzureWebJobsStorage), else "" (the
+// host's default directory).
+func (s Settings) StorageFor(flag string) string {
+	for _, v := range []string{flag, s.Storage, s.StorageConnection} {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // either reads a setting that has two names; setting both to different

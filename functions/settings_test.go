@@ -135,3 +135,32 @@ func TestMaxPartitionCountMatchesHost(t *testing.T) {
 		t.Errorf("MaxPartitionCount %d, netherite.MaxPartitionCount %d", MaxPartitionCount, netherite.MaxPartitionCount)
 	}
 }
+
+// Where `serve -functions` keeps state: -storage, else NETHERITE_STORAGE,
+// else AzureWebJobsStorage; and which EventHubsConnection values it runs.
+func TestStorageForAndQueues(t *testing.T) {
+	env := map[string]string{"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+	s, err := LoadSettings(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.StorageFor(""); got != "UseDevelopmentStorage=true" {
+		t.Errorf("AzureWebJobsStorage alone: %q", got)
+	}
+	if got := s.StorageFor("/data"); got != "/data" {
+		t.Errorf("with -storage: %q", got)
+	}
+	env[EnvStorage] = "memory"
+	if s, _ = LoadSettings(func(k string) string { return env[k] }); s.StorageFor("") != "memory" {
+		t.Errorf("NETHERITE_STORAGE: %q", s.StorageFor(""))
+	}
+	if got := (Settings{}).StorageFor(""); got != "" {
+		t.Errorf("nothing set: %q", got)
+	}
+	for v, want := range map[string]bool{"": true, "SingleHost": true, "memory": true,
+		"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0": false} {
+		if got := (Settings{EventHubsConnection: v}).InProcessQueues(); got != want {
+			t.Errorf("InProcessQueues(%q) = %v", v, got)
+		}
+	}
+}

@@ -8,7 +8,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
+	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,37 +137,63 @@ func TestScenariosOnAzurite(t *testing.T) {
 	}
 }
 
-// Two hosts contend for the same partitions: only the lease holder runs
-// them. When its lease is broken it stops writing, and the other host
-// takes over with nothing lost.
+// Two hosts contend for the same partition under load: only the lease
+// holder runs it. When its lease is broken it stops at once, reporting the
+// fencing error (blobstore.ErrLeaseLost); the other host takes over with
+// nothing lost: every start the first host acknowledged completes.
 func TestLeaseHandover(t *testing.T) {
 	conn := blobtest.Connection(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	opts := netherite.Options{Storage: conn, TaskHub: hubName(t), PartitionCount: 1}
+	opts := netherite.Options{Storage: conn, TaskHub: hubName(t), PartitionCount: 1, LeaseDuration: 15 * time.Second}
 	a := start(t, ctx, opts)
+	defer a.Stop(context.Background())
 	c := a.Client()
-	var ids []string
-	for i := 0; i < 5; i++ {
-		id, err := c.StartOrchestration(ctx, samples.HelloSequence, nil)
-		if err != nil {
-			t.Fatal(err)
+
+	// Load on A: orchestrations keep starting through the handover.
+	var mu sync.Mutex
+	var acked []string
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for loadCtx.Err() == nil {
+			one, cancel := context.WithTimeout(loadCtx, 2*time.Second)
+			id, err := c.StartOrchestration(one, samples.HelloSequence, nil)
+			cancel()
+			if err == nil {
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+			}
 		}
-		ids = append(ids, id)
+	}()
+	defer func() { stopLoad(); <-loadDone }()
+	ackedCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
 	}
-	for _, id := range ids {
-		wait(t, ctx, c, id)
+	for ackedCount() < 20 {
+		if ctx.Err() != nil {
+			t.Fatal("no load on A")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	// B cannot get the partition while A holds it.
+
+	// B cannot get the partition while A holds it: it waits for the lease.
 	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
-	if b, err := netherite.Start(short, opts, registry()); err == nil {
+	b, err := netherite.Start(short, opts, registry())
+	cancelShort()
+	if err == nil {
 		b.Stop(context.Background())
-		cancelShort()
 		t.Fatal("a second host acquired a leased partition")
 	}
-	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "held by another owner") {
+		t.Fatalf("B's start failed with %v; want it to wait for the lease held by A", err)
+	}
 
-	// Break A's lease: A must stop writing; B takes over.
+	// Break A's lease: A stops at once with the fencing error; B takes over.
 	acct, err := blobstore.NewAccount(conn)
 	if err != nil {
 		t.Fatal(err)
@@ -177,29 +205,49 @@ func TestLeaseHandover(t *testing.T) {
 	if err := blobstore.BreakLease(ctx, cont, blobstore.PartitionPrefix(a.TaskHub().TaskHubGUID, 0)+blobstore.LeaseBlob); err != nil {
 		t.Fatal(err)
 	}
-	b := start(t, ctx, opts)
+	var lost netherite.PartitionStatus
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		lost = a.Partitions()[0]
+		if lost.State == netherite.PartitionNotOwned || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if lost.State != netherite.PartitionNotOwned || !errors.Is(lost.Err, blobstore.ErrLeaseLost) {
+		t.Fatalf("A after the break: %+v; want not owned, with an error wrapping blobstore.ErrLeaseLost", lost)
+	}
+	b = start(t, ctx, opts)
 	defer b.Stop(context.Background())
-	// A can no longer make anything durable: its requests fail or time out.
-	stale, cancelStale := context.WithTimeout(ctx, 5*time.Second)
+	if s := b.Partitions()[0]; s.State != netherite.PartitionOK {
+		t.Fatalf("B: %+v", s)
+	}
+	// A can no longer make anything durable: its requests go unanswered.
+	stale, cancelStale := context.WithTimeout(ctx, 3*time.Second)
 	_, staleErr := c.StartOrchestration(stale, samples.HelloSequence, nil, durable.WithStartInstanceID("stale-write"))
 	cancelStale()
+	if !errors.Is(staleErr, context.DeadlineExceeded) {
+		t.Fatalf("a start on A after it lost the lease: %v; want no answer", staleErr)
+	}
+	stopLoad()
+	<-loadDone
 	a.Stop(context.Background())
+	if _, err := b.Client().GetStatus(ctx, "stale-write"); err == nil {
+		t.Fatal("B sees an instance that A created after losing its lease")
+	}
+	// Everything A acknowledged was durable: it completes on B.
 	bc := b.Client()
+	mu.Lock()
+	ids := append([]string(nil), acked...)
+	mu.Unlock()
 	for _, id := range ids {
 		wait(t, ctx, bc, id)
-	}
-	if staleErr == nil {
-		// If A acknowledged it, it must have been durable: B has it.
-		if _, err := bc.GetStatus(ctx, "stale-write"); err != nil {
-			t.Fatalf("A acknowledged a creation that B cannot see: %v", err)
-		}
 	}
 	id, err := bc.StartOrchestration(ctx, samples.HelloSequence, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wait(t, ctx, bc, id)
-	fmt.Println("lease handover: A stopped writing; B recovered", len(ids), "instances")
+	t.Logf("lease handover under load: A stopped with %v; B completed the %d starts A acknowledged", lost.Err, len(ids))
 }
 
 func TestTaskHubCommandsOnAzurite(t *testing.T) {

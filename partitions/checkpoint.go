@@ -1,6 +1,7 @@
 package partitions
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -14,8 +15,8 @@ type CheckpointStore interface {
 	// log worker calls it, between appends.
 	Mark() int64
 	// Snapshot captures the state for a checkpoint. It runs on the
-	// partition's loop, so the state does not change meanwhile; it should
-	// do no slow I/O.
+	// partition's loop, so the state does not change meanwhile; it must do
+	// no storage I/O (SaveCheckpoint writes).
 	Snapshot(s *State) (*Snapshot, error)
 	// SaveCheckpoint durably records snap as the state after the event at
 	// lastPos (having read the input queue up to inputPos), covering the
@@ -55,6 +56,8 @@ func (c *CheckpointPolicy) normalize() {
 type Snapshot struct {
 	State   []byte
 	Pending []string
+	// flush holds the changed instances for the KV, if there is one.
+	flush *dirtyFlush
 }
 
 type checkpointJob struct {
@@ -63,17 +66,44 @@ type checkpointJob struct {
 	inputPos uint64
 	mark     int64
 	done     chan error
+	// What the policy counted from before this checkpoint, restored if it
+	// fails.
+	prevPos   uint64
+	prevBytes int64
 }
+
+// ckptResult is a checkpoint's outcome, for the loop.
+type ckptResult struct {
+	job *checkpointJob
+	err error
+}
+
+// Checkpoint failures are retried with backoff; this many in a row fail
+// the partition (its log grows without bound otherwise).
+const (
+	ckptRetryMin    = 100 * time.Millisecond
+	ckptRetryMax    = 30 * time.Second
+	ckptMaxFailures = 8
+)
 
 // maybeCheckpoint starts a checkpoint if the policy (or force) says so.
 // The snapshot is encoded here, on the loop, so it is consistent; writing
 // it happens in the background while events keep being applied.
 func (p *Partition) maybeCheckpoint(force bool, done chan error) {
-	if p.ckptStore == nil || p.ckptBusy.Load() || len(p.unapplied) > 0 {
+	if p.ckptStore == nil {
+		if done != nil {
+			done <- nil // nothing to checkpoint
+		}
+		return
+	}
+	if p.ckptBusy.Load() || len(p.unapplied) > 0 {
 		if done != nil {
 			done <- errCheckpointBusy
 		}
 		return
+	}
+	if !force && time.Now().Before(p.ckptRetryAt) {
+		return // backing off after a failure
 	}
 	changes := p.state.LastPos - p.ckptPos
 	pol := p.cfg.Checkpoints
@@ -98,9 +128,11 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 		return
 	}
 	p.ckptBusy.Store(true)
+	job := &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos, done: done,
+		prevPos: p.ckptPos, prevBytes: p.ckptBytes}
 	p.ckptPos, p.ckptBytes, p.ckptAt = p.state.LastPos, p.ckptStore.LogBytes(), time.Now()
 	p.flushLog()
-	p.logCh <- logItem{ckpt: &checkpointJob{snapshot: snap, lastPos: p.state.LastPos, inputPos: p.state.NextInputPos, done: done}}
+	p.logCh <- logItem{ckpt: job}
 	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap.State)),
 		slog.Duration("encode", time.Since(t0)))
 }
@@ -111,9 +143,13 @@ func (p *Partition) checkpointer() {
 	for {
 		select {
 		case job := <-p.ckptCh:
+			if p.ctx.Err() != nil {
+				return // cancelled: no checkpoint
+			}
 			err := p.ckptStore.SaveCheckpoint(job.snapshot, job.lastPos, job.inputPos, job.mark)
-			if err != nil {
-				p.log.Error("checkpoint failed", slog.Uint64("pos", job.lastPos), slog.Any("error", err))
+			select {
+			case p.ckptResults <- ckptResult{job: job, err: err}:
+			case <-p.ctx.Done():
 			}
 			p.ckptBusy.Store(false)
 			if job.done != nil {
@@ -122,5 +158,36 @@ func (p *Partition) checkpointer() {
 		case <-p.ctx.Done():
 			return
 		}
+	}
+}
+
+// checkpointDone takes a checkpoint's outcome on the loop. A failed one
+// does not count: the policy's position goes back, and the next attempt
+// waits for a backoff; failing again and again fails the partition.
+func (p *Partition) checkpointDone(r ckptResult) {
+	if r.err == nil {
+		p.ckptFails, p.ckptRetryAt = 0, time.Time{}
+		return
+	}
+	if r.err == errCheckpointBusy {
+		// Skipped, not failed: count from where the last one was.
+		if p.ckptPos == r.job.lastPos {
+			p.ckptPos, p.ckptBytes = r.job.prevPos, r.job.prevBytes
+		}
+		return
+	}
+	p.ckptFailures.Add(1)
+	p.ckptFails++
+	if p.ckptPos == r.job.lastPos {
+		p.ckptPos, p.ckptBytes = r.job.prevPos, r.job.prevBytes
+	}
+	backoff := ckptRetryMin << min(p.ckptFails-1, 10)
+	backoff = min(backoff, ckptRetryMax)
+	p.ckptRetryAt = time.Now().Add(backoff)
+	p.log.Error("checkpoint failed; retrying", slog.Uint64("pos", r.job.lastPos), slog.Int("failures", p.ckptFails),
+		slog.Duration("retryIn", backoff), slog.Any("error", r.err))
+	if p.ckptFails >= ckptMaxFailures {
+		p.fail(fmt.Errorf("partition %d: checkpoint failed %d times in a row: %w", p.cfg.Partition, p.ckptFails, r.err))
+		p.cancel()
 	}
 }

@@ -421,7 +421,7 @@ func logEntryToProto(e LogEntry) (*partitionspb.LogEntry, error) {
 				return fail(err)
 			}
 			b = &partitionspb.MessageBatch{Origin: int64(ev.Batch.Origin), OriginPos: ev.Batch.OriginPos,
-				FirstSub: ev.Batch.FirstSub, Messages: ms}
+				FirstSub: ev.Batch.FirstSub, Prev: ev.Batch.Prev, Messages: ms}
 		}
 		p.Event = &partitionspb.LogEntry_MessagesReceived{MessagesReceived: &partitionspb.MessagesReceived{
 			InputPos: ev.InputPos, Batch: b}}
@@ -515,7 +515,8 @@ func logEntryFromProto(p *partitionspb.LogEntry) (LogEntry, error) {
 			if ms, err = messagesFromProto("message", pb.Messages); err != nil {
 				break
 			}
-			b = &transport.MessageBatch{Origin: int(pb.Origin), OriginPos: pb.OriginPos, FirstSub: pb.FirstSub, Messages: ms}
+			b = &transport.MessageBatch{Origin: int(pb.Origin), OriginPos: pb.OriginPos, FirstSub: pb.FirstSub,
+				Prev: pb.Prev, Messages: ms}
 		}
 		e.Event = &MessagesReceived{InputPos: x.GetInputPos(), Batch: b}
 	case *partitionspb.LogEntry_AckReceived:
@@ -593,6 +594,7 @@ func clientRequestToProto(r *transport.ClientRequest) (*partitionspb.ClientReque
 		Reuse:           int64(r.Reuse),
 		IncludePayloads: r.IncludePayloads,
 		IncludeHistory:  r.IncludeHistory,
+		Deadline:        timeToProto(r.Deadline),
 	}
 	if f := r.Filter; f != nil {
 		p.Filter = &partitionspb.Filter{
@@ -626,7 +628,12 @@ func clientRequestFromProto(p *partitionspb.ClientRequest) (*transport.ClientReq
 	if err != nil {
 		return nil, err
 	}
+	deadline, err := timeFromProto("request deadline", p.Deadline)
+	if err != nil {
+		return nil, err
+	}
 	r := &transport.ClientRequest{
+		Deadline:        deadline,
 		Kind:            transport.RequestKind(p.Kind),
 		ClientID:        string(p.ClientId),
 		RequestID:       p.RequestId,
@@ -788,7 +795,7 @@ func stateToProto(s *State) (*partitionspb.State, error) {
 			if err != nil {
 				return nil, fmt.Errorf("outbox batch %d: %w", i, err)
 			}
-			batches[i] = &partitionspb.OutboxBatch{Pos: b.Pos, Dest: int64(b.Dest), Messages: ms}
+			batches[i] = &partitionspb.OutboxBatch{Pos: b.Pos, Dest: int64(b.Dest), Prev: b.Prev, Messages: ms}
 		}
 		p.Outbox = &partitionspb.OutboxList{Batches: batches}
 	}
@@ -800,6 +807,14 @@ func stateToProto(s *State) (*partitionspb.State, error) {
 			entries[i] = &partitionspb.DedupEntry{Origin: int64(o), Pos: m.Pos, Sub: m.Sub}
 		}
 		p.Dedup = &partitionspb.DedupMap{Entries: entries}
+	}
+	if s.OutboxLast != nil {
+		dests := slices.Sorted(maps.Keys(s.OutboxLast))
+		entries := make([]*partitionspb.OutboxLastEntry, len(dests))
+		for i, d := range dests {
+			entries[i] = &partitionspb.OutboxLastEntry{Dest: int64(d), Pos: s.OutboxLast[d]}
+		}
+		p.OutboxLast = &partitionspb.OutboxLastMap{Entries: entries}
 	}
 	return p, nil
 }
@@ -844,7 +859,7 @@ func stateFromProto(p *partitionspb.State) (*State, error) {
 			if err != nil {
 				return nil, fmt.Errorf("outbox batch %d: %w", i, err)
 			}
-			s.Outbox[i] = &OutboxBatch{Pos: pb.Pos, Dest: int(pb.Dest), Messages: ms}
+			s.Outbox[i] = &OutboxBatch{Pos: pb.Pos, Dest: int(pb.Dest), Prev: pb.Prev, Messages: ms}
 		}
 	}
 	if p.Dedup != nil {
@@ -855,6 +870,16 @@ func stateFromProto(p *partitionspb.State) (*State, error) {
 				return nil, fmt.Errorf("dedup origin %d appears twice", o)
 			}
 			s.Dedup[o] = DedupMark{Pos: d.GetPos(), Sub: d.GetSub()}
+		}
+	}
+	if p.OutboxLast != nil {
+		s.OutboxLast = make(map[int]uint64, len(p.OutboxLast.Entries))
+		for _, e := range p.OutboxLast.Entries {
+			d := int(e.GetDest())
+			if _, dup := s.OutboxLast[d]; dup {
+				return nil, fmt.Errorf("outbox-last destination %d appears twice", d)
+			}
+			s.OutboxLast[d] = e.GetPos()
 		}
 	}
 	return s, nil

@@ -57,8 +57,8 @@ func fullEvents() []Event {
 			Filter: &transport.Filter{InstanceIDPrefix: "ord", CreatedFrom: encT0.Add(-time.Hour),
 				CreatedTo: encT0.Add(time.Hour), Statuses: []core.RuntimeStatus{core.StatusCompleted, core.StatusFailed},
 				After: "order!1", PageSize: 50, EntityName: "counter"},
-			IncludePayloads: true, IncludeHistory: true}},
-		&MessagesReceived{InputPos: 18, Batch: &transport.MessageBatch{Origin: 5, OriginPos: 1234, FirstSub: 2,
+			IncludePayloads: true, IncludeHistory: true, Deadline: encT0.Add(time.Minute)}},
+		&MessagesReceived{InputPos: 18, Batch: &transport.MessageBatch{Origin: 5, OriginPos: 1234, FirstSub: 2, Prev: 1100,
 			Messages: []*core.TaskMessage{
 				encMsg("a", encEvent(core.EventEventRaised, func(e *core.HistoryEvent) { e.Name, e.Input = "Approval", []byte("true") })),
 				encMsg("@counter@c", encEvent(core.EventEntityOperationSignaled, func(e *core.HistoryEvent) {
@@ -298,8 +298,9 @@ func fullState() *State {
 	s.Timers[2] = encMsg(running, encEvent(core.EventTimerFired, func(e *core.HistoryEvent) { e.FireAt = encT0.Add(time.Hour) }))
 	s.Outbox = []*OutboxBatch{
 		{Pos: 1200, Dest: 0, Messages: []*core.TaskMessage{encMsg("x!0", encEvent(core.EventEventRaised, nil))}},
-		{Pos: 1200, Dest: 5, Messages: []*core.TaskMessage{encMsg("x!5", encEvent(core.EventEventRaised, nil)), encMsg("y!5", nil)}},
+		{Pos: 1200, Dest: 5, Prev: 1100, Messages: []*core.TaskMessage{encMsg("x!5", encEvent(core.EventEventRaised, nil)), encMsg("y!5", nil)}},
 	}
+	s.OutboxLast[0], s.OutboxLast[5], s.OutboxLast[9] = 1200, 1200, 40
 	s.Dedup[7] = DedupMark{Pos: 100, Sub: 2}
 	s.Dedup[0] = DedupMark{Pos: 50}
 	s.Dedup[11] = DedupMark{Pos: 1, Sub: 1}

@@ -49,8 +49,9 @@ type Config struct {
 	// MaxPayloadBytes caps orchestration outputs and custom status; larger
 	// ones fail the orchestration.
 	MaxPayloadBytes int
-	// AckInterval is how often received messages are acknowledged.
-	AckInterval time.Duration
+	// Courier tunes acks, resends and send retries (Self and Count are
+	// set from Partition and Count).
+	Courier CourierConfig
 	// Checkpoints says when to checkpoint (if Log is a CheckpointStore).
 	Checkpoints CheckpointPolicy
 	Logger      *slog.Logger
@@ -86,13 +87,15 @@ type Partition struct {
 	responses  []pendingResponse
 	waiters    map[string][]waiter
 	received   []receivedMark
-	ackUpTo    map[int]uint64
-	ackSent    map[int]uint64
+	courier    *Courier
+	sendTimer  *time.Timer
+	sendFails  int
 	timers     *timerQueue
 	draining   bool
 	inFlight   sync.WaitGroup
 
-	stats struct{ resident, loads, evictions atomic.Int64 }
+	stats struct{ resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64 }
+	pf    *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
@@ -106,8 +109,19 @@ type Partition struct {
 	ctx     context.Context
 	done    chan struct{}
 	logDone chan struct{}
-	failMu  sync.Mutex
-	failed  error // first fatal error; guarded by failMu
+	// stopping is closed by Stop: queued activities and work items give
+	// up their turn, running activities see their context cancelled.
+	stopping     chan struct{}
+	stopOnce     sync.Once
+	actCtx       context.Context
+	actCancel    context.CancelFunc
+	stopped      chan struct{} // closed when every goroutine has ended (Done)
+	ckptResults  chan ckptResult
+	ckptFails    int // consecutive checkpoint failures
+	ckptRetryAt  time.Time
+	ckptFailures atomic.Int64
+	failMu       sync.Mutex
+	failed       error // first fatal error; guarded by failMu
 }
 
 type intakeItem struct {
@@ -119,6 +133,8 @@ type intakeItem struct {
 	drain bool
 	// checkpoint asks for a checkpoint now; the result goes to the channel.
 	checkpoint chan error
+	// resend is another partition's request to resend (not logged).
+	resend *transport.ResendRequest
 }
 
 type durableMark struct {
@@ -142,14 +158,21 @@ type receivedMark struct {
 	originPos uint64
 }
 
-// Start runs a partition on state (a new or recovered one).
-func Start(cfg Config, state *State) *Partition {
+// Start runs a partition on state (a new or recovered one). Cancelling ctx
+// stops it at once: no more reads, work items, activities, sends or log
+// writes, and no checkpoint (the host does so when it loses the lease).
+// Stop stops it gracefully; Done and Err report when and why it stopped.
+func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
+	if err := cfg.validate(state); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("partition %d: start: %w", cfg.Partition, err)
+	}
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
-	if cfg.AckInterval <= 0 {
-		cfg.AckInterval = 50 * time.Millisecond
-	}
+	cfg.Courier.Self, cfg.Courier.Count = cfg.Partition, cfg.Count
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -157,32 +180,45 @@ func Start(cfg Config, state *State) *Partition {
 		cfg.Log = &MemoryLog{}
 	}
 	cfg.Checkpoints.normalize()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
+	actCtx, actCancel := context.WithCancel(ctx)
 	p := &Partition{
-		cfg:        cfg,
-		state:      state,
-		log:        cfg.Logger.With(slog.Int("partition", cfg.Partition)),
-		intake:     make(chan intakeItem, 4096),
-		logCh:      make(chan logItem, 256),
-		ckptCh:     make(chan *checkpointJob, 1),
-		durableSig: make(chan struct{}, 1),
-		pos:        state.LastPos,
-		durablePos: state.LastPos,
-		inputSeen:  state.NextInputPos,
-		ckptPos:    state.LastPos,
-		lastEvent:  time.Now(),
-		ready:      map[string]bool{},
-		busy:       map[string]bool{},
-		running:    map[uint64]bool{},
-		waiters:    map[string][]waiter{},
-		ackUpTo:    map[int]uint64{},
-		ackSent:    map[int]uint64{},
-		ctx:        ctx,
-		cancel:     cancel,
-		done:       make(chan struct{}),
-		logDone:    make(chan struct{}),
+		stopping:    make(chan struct{}),
+		actCtx:      actCtx,
+		actCancel:   actCancel,
+		stopped:     make(chan struct{}),
+		ckptResults: make(chan ckptResult, 1),
+		cfg:         cfg,
+		state:       state,
+		log:         cfg.Logger.With(slog.Int("partition", cfg.Partition)),
+		intake:      make(chan intakeItem, 4096),
+		logCh:       make(chan logItem, 256),
+		ckptCh:      make(chan *checkpointJob, 1),
+		durableSig:  make(chan struct{}, 1),
+		pos:         state.LastPos,
+		durablePos:  state.LastPos,
+		inputSeen:   state.NextInputPos,
+		ckptPos:     state.LastPos,
+		lastEvent:   time.Now(),
+		ready:       map[string]bool{},
+		busy:        map[string]bool{},
+		running:     map[uint64]bool{},
+		waiters:     map[string][]waiter{},
+		courier:     NewCourier(cfg.Courier),
+		sendTimer:   time.NewTimer(time.Hour),
+		ctx:         ctx,
+		cancel:      cancel,
+		done:        make(chan struct{}),
+		logDone:     make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
+	// The recovered dedup marks are durable: acknowledge them again, in
+	// case the acks were lost with the previous owner.
+	for origin, m := range state.Dedup {
+		p.courier.DurableMark(origin, m.Pos, time.Now())
+	}
+	state.GoLive()
+	p.pf = newPrefetcher(state)
 	p.ckptStore, _ = cfg.Log.(CheckpointStore)
 	if p.ckptStore != nil {
 		p.ckptDone = make(chan struct{})
@@ -190,11 +226,69 @@ func Start(cfg Config, state *State) *Partition {
 	}
 	go p.logWorker()
 	go p.loop()
+	go func() {
+		<-p.done
+		<-p.logDone
+		if p.ckptDone != nil {
+			<-p.ckptDone
+		}
+		p.actCancel()
+		p.timers.stop()
+		close(p.stopped)
+	}()
 	// The first event restarts what was volatile.
 	p.put(intakeItem{update: &RecoveryCompleted{}})
 	go p.receive(state.NextInputPos)
-	return p
+	return p, nil
 }
+
+// validate checks a configuration, naming the field at fault.
+func (cfg *Config) validate(state *State) error {
+	switch {
+	case cfg.Count < 1:
+		return fmt.Errorf("partitions: Config.Count must be at least 1, got %d", cfg.Count)
+	case cfg.Partition < 0 || cfg.Partition >= cfg.Count:
+		return fmt.Errorf("partitions: Config.Partition must be in 0..%d, got %d", cfg.Count-1, cfg.Partition)
+	case cfg.Executor == nil:
+		return fmt.Errorf("partitions: partition %d: Config.Executor is nil", cfg.Partition)
+	case cfg.Transport == nil:
+		return fmt.Errorf("partitions: partition %d: Config.Transport is nil", cfg.Partition)
+	case cfg.Transport.PartitionCount() != cfg.Count:
+		return fmt.Errorf("partitions: partition %d: Config.Transport has %d partitions, Config.Count is %d",
+			cfg.Partition, cfg.Transport.PartitionCount(), cfg.Count)
+	case cfg.Pools == nil:
+		return fmt.Errorf("partitions: partition %d: Config.Pools is nil", cfg.Partition)
+	case state == nil:
+		return fmt.Errorf("partitions: partition %d: state is nil", cfg.Partition)
+	case state.Partition != cfg.Partition || state.Count != cfg.Count:
+		return fmt.Errorf("partitions: state is of partition %d of %d, Config says partition %d of %d",
+			state.Partition, state.Count, cfg.Partition, cfg.Count)
+	case cfg.EntityBatchLimit < 0:
+		return fmt.Errorf("partitions: partition %d: Config.EntityBatchLimit is negative (%d)", cfg.Partition, cfg.EntityBatchLimit)
+	case cfg.MaxPayloadBytes < 0:
+		return fmt.Errorf("partitions: partition %d: Config.MaxPayloadBytes is negative (%d)", cfg.Partition, cfg.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// Done is closed when the partition has stopped, for any reason: Stop,
+// the cancellation of Start's context, or a fatal error (see Err).
+func (p *Partition) Done() <-chan struct{} { return p.stopped }
+
+// Err returns the fatal error that stopped the partition: nil while it
+// runs and after a clean Stop or a cancellation.
+func (p *Partition) Err() error {
+	select {
+	case <-p.stopped:
+		return p.failure()
+	default:
+		return nil
+	}
+}
+
+// CheckpointFailures counts the checkpoints that failed. Safe for
+// concurrent use.
+func (p *Partition) CheckpointFailures() int64 { return p.ckptFailures.Load() }
 
 // StateStats reports the bytes of instances resident in memory, and how
 // many were read back from storage and evicted so far. Safe for
@@ -202,6 +296,14 @@ func Start(cfg Config, state *State) *Partition {
 func (p *Partition) StateStats() (resident, loads, evictions int64) {
 	return p.stats.resident.Load(), p.stats.loads.Load(), p.stats.evictions.Load()
 }
+
+// SyncLoads counts the instances read from storage synchronously on the
+// partition's loop; prefetching keeps it at zero. Safe for concurrent use.
+func (p *Partition) SyncLoads() int64 { return p.stats.syncLoads.Load() }
+
+// OutboxLen returns the number of batches in the outbox (not yet
+// acknowledged by their destination). Safe for concurrent use.
+func (p *Partition) OutboxLen() int { return int(p.stats.outbox.Load()) }
 
 // State returns the partition's state. Only for tests, after Stop.
 func (p *Partition) State() *State { return p.state }
@@ -217,14 +319,34 @@ func (p *Partition) put(it intakeItem) bool {
 
 // receive reads the input queue and turns packets into events.
 func (p *Partition) receive(from uint64) {
+	var fails int
+	var backoff time.Duration
 	for {
 		pkts, next, err := p.cfg.Transport.ReceivePartition(p.ctx, p.cfg.Partition, from)
 		if err != nil {
-			if p.ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
-				p.log.Error("receive failed", slog.Any("error", err))
+			switch {
+			case p.ctx.Err() != nil || errors.Is(err, transport.ErrClosed):
+				return
+			case errors.Is(err, transport.ErrPositionGone):
+				// Reading on would skip packets: exactly-once is lost.
+				p.log.Error("input queue position is gone; stopping partition", slog.Uint64("position", from), slog.Any("error", err))
+				p.fail(fmt.Errorf("partition %d: receive at input position %d: %w", p.cfg.Partition, from, err))
+				p.cancel()
+				return
 			}
-			return
+			fails++
+			backoff = min(max(2*backoff, 10*time.Millisecond), 2*time.Second)
+			if fails%5 == 0 {
+				p.log.Warn("receive failed; retrying", slog.Int("failures", fails), slog.Duration("backoff", backoff), slog.Any("error", err))
+			}
+			select {
+			case <-time.After(backoff):
+			case <-p.ctx.Done():
+				return
+			}
+			continue
 		}
+		fails, backoff = 0, 0
 		for i, pk := range pkts {
 			it := intakeItem{inputPos: from + uint64(i) + 1}
 			switch {
@@ -236,6 +358,8 @@ func (p *Partition) receive(from uint64) {
 				it.update = &MessagesReceived{InputPos: it.inputPos, Batch: pk.Messages}
 			case pk.Ack != nil:
 				it.update = &AckReceived{InputPos: it.inputPos, Ack: pk.Ack}
+			case pk.Resend != nil:
+				it.resend = pk.Resend
 			default:
 				continue
 			}
@@ -249,43 +373,50 @@ func (p *Partition) receive(from uint64) {
 
 func (p *Partition) loop() {
 	defer close(p.done)
-	acks := time.NewTicker(p.cfg.AckInterval)
-	defer acks.Stop()
+	defer p.sendTimer.Stop()
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for {
 		select {
 		case it := <-p.intake:
-			p.handle(it)
+			p.arrive(it)
 		drain:
 			for n := 0; n < 4096; n++ {
 				select {
 				case it = <-p.intake:
-					p.handle(it)
+					p.arrive(it)
 				default:
 					break drain
 				}
 			}
 			p.flushLog()
 			p.maybeCheckpoint(false, nil)
+		case r := <-p.loadResults():
+			p.loaded(r)
 		case <-p.durableSig:
 			p.durableMu.Lock()
 			d := p.durableMsg
 			p.durableMu.Unlock()
 			p.onDurable(d)
-		case <-acks.C:
-			p.sendAcks()
+		case <-p.sendTimer.C:
+		case r := <-p.ckptResults:
+			p.checkpointDone(r)
 		case <-idle.C:
+			p.expireWaiters(time.Now())
 			p.maybeCheckpoint(false, nil)
 		case <-p.ctx.Done():
 			return
 		}
 		p.dispatch()
+		p.pump()
 		p.state.Evict(p.busy)
 		res, loads, evicts := p.state.BackingStats()
 		p.stats.resident.Store(res)
 		p.stats.loads.Store(loads)
 		p.stats.evictions.Store(evicts)
+		p.stats.syncLoads.Store(p.state.SyncLoads())
+		p.stats.parked.Store(p.pf.count())
+		p.stats.outbox.Store(int64(len(p.state.Outbox)))
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -307,6 +438,8 @@ func (p *Partition) handle(it intakeItem) {
 		p.maybeCheckpoint(true, it.checkpoint)
 	case it.read != nil:
 		p.read(it.read)
+	case it.resend != nil:
+		p.courier.ResendRequested(it.resend.From, it.resend.After)
 	case it.update != nil:
 		p.lastEvent = time.Now()
 		p.pos++
@@ -376,8 +509,16 @@ func (p *Partition) logWorker() {
 				select {
 				case p.ckptCh <- it.ckpt:
 				default:
-					// A checkpoint is still being written; skip this one.
+					// A checkpoint is still being written; skip this one
+					// (a caller of Checkpoint tries again).
+					select {
+					case p.ckptResults <- ckptResult{job: it.ckpt, err: errCheckpointBusy}:
+					case <-p.ctx.Done():
+					}
 					p.ckptBusy.Store(false)
+					if it.ckpt.done != nil {
+						it.ckpt.done <- errCheckpointBusy
+					}
 				}
 			}
 		}
@@ -385,6 +526,9 @@ func (p *Partition) logWorker() {
 }
 
 func (p *Partition) appendEntries(entries []LogEntry) bool {
+	if p.ctx.Err() != nil {
+		return false // stopped: no more log writes
+	}
 	if err := p.cfg.Log.Append(entries); err != nil {
 		p.log.Error("commit log append failed; stopping partition", slog.Any("error", err))
 		p.fail(fmt.Errorf("partition %d: commit log: %w", p.cfg.Partition, err))
@@ -463,6 +607,16 @@ func (p *Partition) apply(e LogEntry) {
 	for _, r := range fx.Received {
 		p.received = append(p.received, receivedMark{commitPos: e.Pos, origin: r.Origin, originPos: r.Pos})
 	}
+	now := time.Now()
+	for _, o := range fx.Duplicates {
+		p.courier.Duplicate(o, now)
+	}
+	for _, g := range fx.Gaps {
+		p.courier.Gap(g.Origin, g.Pos, now)
+	}
+	for _, a := range fx.Acks {
+		p.courier.Acked(a.Origin, a.Pos, now)
+	}
 }
 
 func (p *Partition) markReady(id string) {
@@ -488,22 +642,24 @@ func (p *Partition) onDurable(d durableMark) {
 		}
 		p.unapplied = p.unapplied[n:]
 	}
-	p.sendOutbox()
 	n := 0
+	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
+		n++
+	}
+	p.courier.Durable(p.unsent[:n]...)
+	p.unsent = p.unsent[n:]
+	n = 0
 	for n < len(p.responses) && p.responses[n].pos <= p.durablePos {
 		r := p.responses[n].resp
-		if err := p.cfg.Transport.SendToClient(r.ClientID, &transport.Packet{Response: r.Response}); err != nil {
-			p.log.Warn("response dropped", slog.String("client", r.ClientID), slog.Any("error", err))
-		}
+		p.courier.Respond(r.ClientID, r.Response)
 		n++
 	}
 	p.responses = p.responses[n:]
 	n = 0
+	now := time.Now()
 	for n < len(p.received) && p.received[n].commitPos <= p.durablePos {
 		r := p.received[n]
-		if r.originPos > p.ackUpTo[r.origin] {
-			p.ackUpTo[r.origin] = r.originPos
-		}
+		p.courier.DurableMark(r.origin, r.originPos, now)
 		n++
 	}
 	p.received = p.received[n:]
@@ -512,36 +668,39 @@ func (p *Partition) onDurable(d durableMark) {
 	}
 }
 
-// sendOutbox sends the batches whose step is durable, in position order,
-// one packet per batch, grouped per destination.
-func (p *Partition) sendOutbox() {
-	n := 0
-	perDest := map[int][]*transport.Packet{}
-	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
-		b := p.unsent[n]
-		perDest[b.Dest] = append(perDest[b.Dest], &transport.Packet{Messages: &transport.MessageBatch{
-			Origin: p.cfg.Partition, OriginPos: b.Pos, Messages: b.Messages}})
-		n++
-	}
-	p.unsent = p.unsent[n:]
-	dests := make([]int, 0, len(perDest))
-	for d := range perDest {
-		dests = append(dests, d)
-	}
-	sort.Ints(dests)
-	for _, d := range dests {
-		if err := p.cfg.Transport.SendToPartition(d, perDest[d]...); err != nil {
-			p.log.Error("send to partition failed", slog.Int("dest", d), slog.Any("error", err))
+// pump performs the sends the courier has due, reports their outcomes,
+// and sets the timer for the next ones. A failed send stays with the
+// courier, which retries it with backoff; nothing is dropped.
+func (p *Partition) pump() {
+	now := time.Now()
+	for _, s := range p.courier.Ready(now) {
+		var err error
+		if s.Client != "" {
+			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
+		} else {
+			err = p.cfg.Transport.SendToPartition(s.Partition, s.Packets...)
+		}
+		p.courier.Result(s, err, now)
+		if err != nil {
+			p.sendFails++
+			lvl := slog.LevelDebug
+			if p.sendFails%100 == 0 {
+				lvl = slog.LevelWarn
+			}
+			if p.log.Enabled(context.Background(), lvl) {
+				p.log.Log(context.Background(), lvl, "send failed; retrying", slog.Int("dest", s.Partition), slog.Bool("client", s.Client != ""),
+					slog.Int("failures", p.sendFails), slog.Any("error", err))
+			}
 		}
 	}
-}
-
-func (p *Partition) sendAcks() {
-	for origin, upTo := range p.ackUpTo {
-		if upTo > p.ackSent[origin] {
-			p.ackSent[origin] = upTo
-			_ = p.cfg.Transport.SendToPartition(origin, &transport.Packet{Ack: &transport.Ack{From: p.cfg.Partition, UpTo: upTo}})
+	if !p.sendTimer.Stop() {
+		select {
+		case <-p.sendTimer.C:
+		default:
 		}
+	}
+	if next := p.courier.Next(now); !next.IsZero() {
+		p.sendTimer.Reset(max(next.Sub(time.Now()), time.Millisecond))
 	}
 }
 
@@ -550,7 +709,7 @@ func (p *Partition) respondRead(req *transport.ClientRequest, r *transport.Clien
 	r.RequestID = req.RequestID
 	resp := Response{ClientID: req.ClientID, Response: r}
 	if p.state.LastPos <= p.durablePos {
-		_ = p.cfg.Transport.SendToClient(req.ClientID, &transport.Packet{Response: r})
+		p.courier.Respond(req.ClientID, r)
 		return
 	}
 	p.responses = append(p.responses, pendingResponse{pos: p.state.LastPos, resp: resp})
@@ -568,6 +727,10 @@ func (p *Partition) dispatch() {
 			delete(p.ready, id)
 			if p.busy[id] {
 				continue // it becomes ready again when the work item ends
+			}
+			if !p.state.Resident(id) {
+				p.wakeWhenLoaded(id) // ready again once loaded
+				continue
 			}
 			inst := p.state.Lookup(id)
 			if inst == nil || len(inst.Pending) == 0 || inst.WaitingForStart {
@@ -609,7 +772,11 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		st := inst.Entity
 		go func() {
 			defer p.inFlight.Done()
-			p.cfg.Pools.Entities <- struct{}{}
+			select {
+			case p.cfg.Pools.Entities <- struct{}{}:
+			case <-p.stopping:
+				return // redone from the session by the next owner
+			}
 			var ev *EntityBatchProcessed
 			if err != nil {
 				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: st}
@@ -625,7 +792,11 @@ func (p *Partition) startWorkItem(inst *Instance) {
 	history := inst.History[:len(inst.History):len(inst.History)]
 	go func() {
 		defer p.inFlight.Done()
-		p.cfg.Pools.Orchestrations <- struct{}{}
+		select {
+		case p.cfg.Pools.Orchestrations <- struct{}{}:
+		case <-p.stopping:
+			return // redone from the session by the next owner
+		}
 		cur := p.cfg.Cursors.Take(id, gen)
 		res := p.cfg.Executor.ExecuteOrchestration(&OrchestrationWork{InstanceID: id, History: history, NewEvents: pending,
 			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
@@ -680,13 +851,25 @@ func historyBytes(parts ...[]*core.HistoryEvent) int64 {
 	return n
 }
 
+// startActivity runs an activity when the pool has room. A stopping
+// partition neither starts it nor takes its result: it stays in the
+// state, and the next owner runs it.
 func (p *Partition) startActivity(id uint64, m *core.TaskMessage) {
-	p.inFlight.Add(1)
 	go func() {
-		defer p.inFlight.Done()
-		p.cfg.Pools.Activities <- struct{}{}
-		reply := p.cfg.Executor.ExecuteActivity(p.ctx, m)
+		select {
+		case p.cfg.Pools.Activities <- struct{}{}:
+		case <-p.stopping:
+			return
+		}
+		if p.actCtx.Err() != nil {
+			<-p.cfg.Pools.Activities
+			return
+		}
+		reply := p.cfg.Executor.ExecuteActivity(p.actCtx, m)
 		<-p.cfg.Pools.Activities
+		if p.actCtx.Err() != nil {
+			return // cancelled by Stop: the result may be partial
+		}
 		p.put(intakeItem{update: &ActivityCompleted{ActivityID: id, Reply: reply}})
 	}()
 }
@@ -695,34 +878,38 @@ func (p *Partition) submitTimers(ids []uint64) {
 	p.put(intakeItem{update: &TimerFired{TimerIDs: ids}})
 }
 
-// Stop stops the partition: no new work items start, running ones finish
-// (until ctx is done), the log is flushed, and the loop ends.
+// Stop stops the partition gracefully: no new work items or activities
+// start; queued activities are not run and running ones have their
+// context cancelled and their results discarded (they stay in the state,
+// for the next owner); running work items finish (until ctx is done); a
+// checkpoint is taken, so the next owner need not replay the log; then
+// everything stops. It returns the fatal error, if the partition failed.
 func (p *Partition) Stop(ctx context.Context) error {
-	stopped := make(chan struct{})
+	p.stopOnce.Do(func() {
+		close(p.stopping)
+		p.actCancel()
+	})
+	p.put(intakeItem{drain: true})
+	workDone := make(chan struct{})
 	go func() {
 		p.inFlight.Wait()
-		close(stopped)
+		close(workDone)
 	}()
-	// Let the loop absorb the results of running work items meanwhile.
-	p.put(intakeItem{drain: true})
 	select {
-	case <-stopped:
+	case <-workDone:
 	case <-ctx.Done():
+	case <-p.stopped:
 	}
 	p.timers.stop()
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
-		if err := p.Checkpoint(ctx); err != nil {
+		if err := p.Checkpoint(ctx); err != nil && !errors.Is(err, ErrStopped) {
 			p.log.Warn("final checkpoint failed", slog.Any("error", err))
 		}
 	}
 	p.cancel()
-	<-p.done
-	<-p.logDone
-	if p.ckptDone != nil {
-		<-p.ckptDone
-	}
+	<-p.stopped
 	return p.failure()
 }
 
@@ -791,9 +978,13 @@ func (p *Partition) read(req *transport.ClientRequest) {
 			p.respondRead(req, &transport.ClientResponse{Status: statusOf(inst, req.IncludePayloads, req.IncludeHistory)})
 			return
 		}
+		if !req.Deadline.IsZero() && !time.Now().Before(req.Deadline) {
+			return // the client has given up already
+		}
 		p.waiters[req.InstanceID] = append(p.waiters[req.InstanceID], waiter{kind: req.Kind, req: req})
+		p.countWaiters()
 	case transport.RequestQuery:
-		p.respondRead(req, p.query(req))
+		p.query(req)
 	case transport.RequestGetEntity:
 		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
 			p.respondRead(req, &transport.ClientResponse{ErrorCode: transport.CodeNotFound, Error: "no entity " + req.InstanceID})
@@ -801,9 +992,60 @@ func (p *Partition) read(req *transport.ClientRequest) {
 		}
 		p.respondRead(req, &transport.ClientResponse{Entities: []*transport.EntityStatus{entityStatusOf(inst, req.IncludePayloads)}})
 	case transport.RequestListEntities:
-		p.respondRead(req, p.listEntities(req))
+		p.listEntities(req)
+	case transport.RequestCancel:
+		p.cancelWaiter(req)
 	}
 }
+
+// cancelWaiter drops the wait of a client that gave up (req names the
+// wait by its request id).
+func (p *Partition) cancelWaiter(req *transport.ClientRequest) {
+	ws := p.waiters[req.InstanceID]
+	keep := ws[:0]
+	for _, w := range ws {
+		if w.req.ClientID != req.ClientID || w.req.RequestID != req.RequestID {
+			keep = append(keep, w)
+		}
+	}
+	clear(ws[len(keep):])
+	p.setWaiters(req.InstanceID, keep)
+}
+
+// expireWaiters drops the waits whose client's deadline has passed.
+func (p *Partition) expireWaiters(now time.Time) {
+	for id, ws := range p.waiters {
+		keep := ws[:0]
+		for _, w := range ws {
+			if w.req.Deadline.IsZero() || now.Before(w.req.Deadline) {
+				keep = append(keep, w)
+			}
+		}
+		clear(ws[len(keep):])
+		p.setWaiters(id, keep)
+	}
+}
+
+func (p *Partition) setWaiters(id string, ws []waiter) {
+	if len(ws) == 0 {
+		delete(p.waiters, id)
+	} else {
+		p.waiters[id] = ws
+	}
+	p.countWaiters()
+}
+
+func (p *Partition) countWaiters() {
+	n := 0
+	for _, ws := range p.waiters {
+		n += len(ws)
+	}
+	p.stats.waiters.Store(int64(n))
+}
+
+// Waiters returns the number of clients waiting for an instance to start
+// or complete. Safe for concurrent use.
+func (p *Partition) Waiters() int { return int(p.stats.waiters.Load()) }
 
 func waitSatisfied(kind transport.RequestKind, inst *Instance) bool {
 	if kind == transport.RequestWaitStart {
@@ -833,11 +1075,7 @@ func (p *Partition) checkWaiters(id string, pos uint64) {
 		r.RequestID = w.req.RequestID
 		p.responses = append(p.responses, pendingResponse{pos: pos, resp: Response{ClientID: w.req.ClientID, Response: r}})
 	}
-	if len(keep) == 0 {
-		delete(p.waiters, id)
-	} else {
-		p.waiters[id] = keep
-	}
+	p.setWaiters(id, keep)
 }
 
 func statusOf(inst *Instance, payloads, history bool) *transport.InstanceStatus {
@@ -878,63 +1116,57 @@ func pageSize(f *transport.Filter) int {
 	return f.PageSize
 }
 
-func (p *Partition) query(req *transport.ClientRequest) *transport.ClientResponse {
+// query answers an instance query, one page, without loading on the loop
+// (scanPage).
+func (p *Partition) query(req *transport.ClientRequest) {
 	f := req.Filter
-	r := &transport.ClientResponse{}
-	n := pageSize(f)
-	for _, id := range p.state.IDs() {
-		if f != nil && f.After != "" && id <= f.After {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || inst.IsEntity || !matches(inst, f) {
-			continue
-		}
-		if len(r.Instances) == n {
-			r.More = true
-			break
-		}
-		r.Instances = append(r.Instances, statusOf(inst, req.IncludePayloads, false))
+	after := ""
+	if f != nil {
+		after = f.After
 	}
-	return r
+	p.scanPage(req, after, pageSize(f),
+		func(id string) bool { return f == nil || hasPrefix(id, f.InstanceIDPrefix) },
+		func(inst *Instance) bool { return !inst.IsEntity && matches(inst, f) },
+		func(inst *Instance) any { return statusOf(inst, req.IncludePayloads, false) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Instances = append(r.Instances, e.v.(*transport.InstanceStatus))
+			}
+			return r
+		})
 }
 
-func (p *Partition) listEntities(req *transport.ClientRequest) *transport.ClientResponse {
+// listEntities answers an entity listing, one page, like query.
+func (p *Partition) listEntities(req *transport.ClientRequest) {
 	f := req.Filter
 	if f == nil {
 		f = &transport.Filter{}
 	}
-	var ids []string
-	insts := map[string]*Instance{}
-	for _, id := range p.state.IDs() {
-		if !core.IsEntityInstanceID(id) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		inst := p.state.peek(id)
-		if inst == nil || !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
-			continue
-		}
-		insts[id] = inst
-		eid, err := core.ParseEntityID(id)
-		if err != nil || (f.EntityName != "" && eid.Name != f.EntityName) ||
-			(f.InstanceIDPrefix != "" && !hasPrefix(eid.Key, f.InstanceIDPrefix)) || (f.After != "" && id <= f.After) {
-			continue
-		}
-		if (!f.CreatedFrom.IsZero() && inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) ||
-			(!f.CreatedTo.IsZero() && !inst.Record.LastUpdatedAt.Before(f.CreatedTo)) {
-			continue
-		}
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	r := &transport.ClientResponse{}
-	if n := pageSize(f); len(ids) > n {
-		ids, r.More = ids[:n], true
-	}
-	for _, id := range ids {
-		r.Entities = append(r.Entities, entityStatusOf(insts[id], req.IncludePayloads))
-	}
-	return r
+	p.scanPage(req, f.After, pageSize(f),
+		func(id string) bool {
+			if !core.IsEntityInstanceID(id) {
+				return false
+			}
+			eid, err := core.ParseEntityID(id)
+			return err == nil && (f.EntityName == "" || eid.Name == f.EntityName) &&
+				(f.InstanceIDPrefix == "" || hasPrefix(eid.Key, f.InstanceIDPrefix))
+		},
+		func(inst *Instance) bool {
+			if !inst.IsEntity || inst.Entity == nil || !inst.Entity.Exists {
+				return false
+			}
+			return (f.CreatedFrom.IsZero() || !inst.Record.LastUpdatedAt.Before(f.CreatedFrom)) &&
+				(f.CreatedTo.IsZero() || inst.Record.LastUpdatedAt.Before(f.CreatedTo))
+		},
+		func(inst *Instance) any { return entityStatusOf(inst, req.IncludePayloads) },
+		func(entries []pageEntry, more bool) *transport.ClientResponse {
+			r := &transport.ClientResponse{More: more}
+			for _, e := range entries {
+				r.Entities = append(r.Entities, e.v.(*transport.EntityStatus))
+			}
+			return r
+		})
 }
 
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }

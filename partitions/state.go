@@ -36,6 +36,9 @@ type State struct {
 	// Outbox holds batches for other partitions until they are acked, in
 	// commit-position order.
 	Outbox []*OutboxBatch
+	// OutboxLast holds, per destination, the position of the last batch
+	// produced for it (the next batch's Prev).
+	OutboxLast map[int]uint64
 
 	// Dedup holds, per origin partition, the highest (position,
 	// sub-position) applied.
@@ -86,8 +89,10 @@ type InstanceRecord struct {
 // OutboxBatch is a batch of messages to one partition, produced by the
 // event at commit position Pos.
 type OutboxBatch struct {
-	Pos      uint64
-	Dest     int
+	Pos  uint64
+	Dest int
+	// Prev is the position of the previous batch to Dest (0: none).
+	Prev     uint64
 	Messages []*core.TaskMessage
 }
 
@@ -122,6 +127,14 @@ type Effects struct {
 	Dropped []string
 	// Received lists origins whose messages were applied, for acks.
 	Received []DedupOrigin
+	// Duplicates lists origins that sent a batch already applied: they
+	// are acknowledged again (their ack may have been lost).
+	Duplicates []int
+	// Gaps lists origins whose batch skipped one not yet applied, with
+	// the position applied from them: they are asked to resend after it.
+	Gaps []DedupOrigin
+	// Acks lists acknowledgements received: destination and position.
+	Acks []DedupOrigin
 }
 
 // DedupOrigin names an origin and the position applied from it.
@@ -139,6 +152,7 @@ func NewState(partition, count int) *State {
 		Activities: map[uint64]*core.TaskMessage{},
 		Timers:     map[uint64]*core.TaskMessage{},
 		Dedup:      map[int]DedupMark{},
+		OutboxLast: map[int]uint64{},
 	}
 }
 
@@ -274,7 +288,7 @@ func (a *applier) clientRequest(req *transport.ClientRequest) {
 		a.respond(req, &transport.ClientResponse{Count: 1})
 	case transport.RequestPurgeWhere:
 		n := 0
-		for _, id := range a.s.IDs() {
+		for _, id := range a.s.purgeIDs() {
 			inst := a.get(id)
 			if inst != nil && !inst.IsEntity && inst.Record.Status.IsTerminal() && matches(inst, req.Filter) {
 				a.remove(inst)
@@ -449,33 +463,55 @@ func (a *applier) flushOutbox() {
 		dests = append(dests, d)
 	}
 	sort.Ints(dests)
+	if a.s.OutboxLast == nil {
+		a.s.OutboxLast = map[int]uint64{}
+	}
 	for _, d := range dests {
-		b := &OutboxBatch{Pos: a.pos, Dest: d, Messages: a.out[d]}
+		b := &OutboxBatch{Pos: a.pos, Dest: d, Prev: a.s.OutboxLast[d], Messages: a.out[d]}
+		a.s.OutboxLast[d] = a.pos
 		a.s.Outbox = append(a.s.Outbox, b)
 		a.fx.Outbox = append(a.fx.Outbox, b)
 	}
 	a.out = nil
 }
 
+// messagesReceived applies a batch if it is the next one from its origin
+// (DESIGN §4.6): a batch at or below the dedup mark is a duplicate (acked
+// again); one whose predecessor was not applied is a gap (not applied; the
+// origin is asked to resend after the mark).
 func (a *applier) messagesReceived(b *transport.MessageBatch) {
+	if len(b.Messages) == 0 {
+		return
+	}
 	mark := a.s.Dedup[b.Origin]
-	applied := false
+	last := b.FirstSub + uint32(len(b.Messages)) - 1
+	switch {
+	case b.OriginPos < mark.Pos || (b.OriginPos == mark.Pos && last <= mark.Sub):
+		a.fx.Duplicates = append(a.fx.Duplicates, b.Origin)
+		return
+	case b.OriginPos == mark.Pos && b.FirstSub > mark.Sub+1,
+		b.OriginPos > mark.Pos && (b.FirstSub != 0 || b.Prev > mark.Pos):
+		a.fx.Gaps = append(a.fx.Gaps, DedupOrigin{Origin: b.Origin, Pos: mark.Pos})
+		return
+	}
+	// The next batch (Prev below the mark only comes from logs written
+	// before batches carried Prev), or the rest of a split one.
 	for i, m := range b.Messages {
 		sub := b.FirstSub + uint32(i)
-		if b.OriginPos < mark.Pos || (b.OriginPos == mark.Pos && sub <= mark.Sub) {
-			continue // a duplicate
+		if b.OriginPos == mark.Pos && sub <= mark.Sub {
+			continue
 		}
-		mark = DedupMark{Pos: b.OriginPos, Sub: sub}
 		a.deliverNow(m)
-		applied = true
 	}
-	if applied {
-		a.s.Dedup[b.Origin] = mark
-		a.fx.Received = append(a.fx.Received, DedupOrigin{Origin: b.Origin, Pos: b.OriginPos})
+	if a.s.Dedup == nil {
+		a.s.Dedup = map[int]DedupMark{}
 	}
+	a.s.Dedup[b.Origin] = DedupMark{Pos: b.OriginPos, Sub: last}
+	a.fx.Received = append(a.fx.Received, DedupOrigin{Origin: b.Origin, Pos: b.OriginPos})
 }
 
 func (a *applier) ackReceived(ack *transport.Ack) {
+	a.fx.Acks = append(a.fx.Acks, DedupOrigin{Origin: ack.From, Pos: ack.UpTo})
 	keep := a.s.Outbox[:0]
 	for _, b := range a.s.Outbox {
 		if b.Dest == ack.From && b.Pos <= ack.UpTo {

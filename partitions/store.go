@@ -34,6 +34,10 @@ type DurableStore struct {
 	bytes   atomic.Int64
 	appends atomic.Int64
 	entries atomic.Int64
+	// replayedEvents and replayedBytes count what Recover applied from
+	// the commit log after the checkpoint (read-only statistics).
+	replayedEvents atomic.Int64
+	replayedBytes  atomic.Int64
 }
 
 // StoreOptions configure the instance store of a DurableStore.
@@ -177,6 +181,8 @@ func (s *DurableStore) replay(st *State, from int64) error {
 		}
 		st.Apply(e.Pos, e.At, e.Event, &fx)
 		fx = Effects{}
+		s.replayedEvents.Add(1)
+		s.replayedBytes.Add(int64(len(payload)))
 		if err := st.BackingErr(); err != nil {
 			return err
 		}
@@ -220,39 +226,46 @@ func (s *DurableStore) Mark() int64 {
 func (s *DurableStore) LogBytes() int64 { return s.bytes.Load() }
 
 // Snapshot captures the state: all of it, or, with a KV, the instances
-// changed since the last checkpoint go to the KV and the snapshot holds the
-// rest.
+// changed since the last checkpoint (encoded here, written to the KV by
+// SaveCheckpoint in the background) and the rest of the state.
 func (s *DurableStore) Snapshot(st *State) (*Snapshot, error) {
 	if s.kv == nil {
 		b, err := EncodeState(st)
 		return &Snapshot{State: b}, err
 	}
-	pending, err := st.FlushDirty()
+	flush, pending, err := st.TakeDirty()
 	if err != nil {
-		return nil, fmt.Errorf("%s: checkpoint: write instances: %w", s.name, err)
-	}
-	// Compaction copies live records to the tail; the checkpoint that
-	// follows lets the store drop the segments below.
-	limit := s.opts.CompactBytes
-	if limit <= 0 {
-		limit = 64 << 20
-	}
-	if ks := s.kv.Stats(); ks.Tail-ks.Begin > limit && 2*ks.LiveBytes < ks.Tail-ks.Begin {
-		if err := s.kv.Compact(ks.Begin + (ks.Tail-ks.Begin)/2); err != nil {
-			return nil, fmt.Errorf("%s: checkpoint: compact: %w", s.name, err)
-		}
+		return nil, fmt.Errorf("%s: checkpoint: %w", s.name, err)
 	}
 	rest := *st
 	rest.Instances, rest.backing = nil, nil
 	b, err := EncodeState(&rest)
-	return &Snapshot{State: b, Pending: pending}, err
+	return &Snapshot{State: b, Pending: pending, flush: flush}, err
 }
 
 // SaveCheckpoint writes a snapshot, makes it the latest, removes older
-// ones and truncates the log before mark.
+// ones and truncates the log before mark. With a KV it first writes the
+// snapshot's instances and compacts the KV if due: all of it off the
+// partition's loop.
 func (s *DurableStore) SaveCheckpoint(snap *Snapshot, lastPos, inputPos uint64, mark int64) error {
 	token := fmt.Sprintf("%020d", lastPos)
 	if s.kv != nil {
+		if snap.flush != nil {
+			if err := snap.flush.WriteTo(s.kv); err != nil {
+				return fmt.Errorf("%s: checkpoint %s: write instances: %w", s.name, token, err)
+			}
+		}
+		// Compaction copies live records to the tail; the checkpoint that
+		// follows lets the store drop the segments below.
+		limit := s.opts.CompactBytes
+		if limit <= 0 {
+			limit = 64 << 20
+		}
+		if ks := s.kv.Stats(); ks.Tail-ks.Begin > limit && 2*ks.LiveBytes < ks.Tail-ks.Begin {
+			if err := s.kv.Compact(ks.Begin + (ks.Tail-ks.Begin)/2); err != nil {
+				return fmt.Errorf("%s: checkpoint %s: compact: %w", s.name, token, err)
+			}
+		}
 		meta, err := proto.Marshal(&partitionspb.StoreCheckpoint{State: snap.State, Pending: snap.Pending,
 			LastPos: lastPos, LogMark: mark, InputPos: inputPos})
 		if err != nil {
@@ -307,4 +320,10 @@ func (s *DurableStore) KVStats() faster.KVStats {
 		return faster.KVStats{}
 	}
 	return s.kv.Stats()
+}
+
+// Replayed reports the commit log that recovery replayed after the
+// checkpoint: events applied and their encoded bytes.
+func (s *DurableStore) Replayed() (events, bytes int64) {
+	return s.replayedEvents.Load(), s.replayedBytes.Load()
 }

@@ -34,6 +34,7 @@ type queue struct {
 	items  []*Packet
 	notify chan struct{} // closed and replaced on every append
 	closed bool
+	seen   bool // a consumer has read from this queue
 }
 
 func newQueue() *queue { return &queue{notify: make(chan struct{})} }
@@ -59,17 +60,17 @@ func (q *queue) read(ctx context.Context, from uint64) ([]*Packet, uint64, error
 		}
 		if from < q.base {
 			q.mu.Unlock()
-			return nil, from, fmt.Errorf("transport: position %d was trimmed (queue starts at %d)", from, q.base)
+			return nil, from, fmt.Errorf("position %d was trimmed (queue starts at %d): %w", from, q.base, ErrPositionGone)
 		}
-		end := q.base + uint64(len(q.items))
-		if from > end {
-			// A consumer that resumes past the end of a queue created in
-			// this process (its state outlived an earlier process): the
-			// packets here are all unseen, so they take the positions
-			// from `from` on.
+		if (!q.seen && from > q.base) || from > q.base+uint64(len(q.items)) {
+			// A consumer that resumes past the start of a queue created
+			// in this process (its state outlived an earlier process):
+			// the packets here were all sent to this process, so none of
+			// them was seen; they take the positions from `from` on.
 			q.base = from
-			end = q.base + uint64(len(q.items))
 		}
+		q.seen = true
+		end := q.base + uint64(len(q.items))
 		if from < end {
 			out := append([]*Packet(nil), q.items[from-q.base:]...)
 			q.mu.Unlock()

@@ -16,6 +16,11 @@ import (
 // ErrClosed is returned by operations on a closed transport.
 var ErrClosed = errors.New("transport: closed")
 
+// ErrPositionGone is wrapped by ReceivePartition's error when the position
+// asked for is no longer in the queue (trimmed or expired): the reader
+// would silently skip packets, so a partition fails loudly on it.
+var ErrPositionGone = errors.New("transport: position is gone from the queue")
+
 // Packet is one unit delivered through a queue. Exactly one of the
 // payload fields is set.
 type Packet struct {
@@ -29,17 +34,32 @@ type Packet struct {
 	// Ack from a partition: it has durably applied messages from the
 	// destination partition up to a position.
 	Ack *Ack
+	// Resend asks a partition to resend the batches it sent to the
+	// requester after a position (the requester saw a gap).
+	Resend *ResendRequest
 	// Load is a report for the load monitor.
 	Load *LoadReport
 }
 
 // MessageBatch is a batch of task messages from one partition to another.
 // Message i has sub-position FirstSub+i of the origin's commit position.
+// Prev is the origin position of the previous batch from the same origin
+// to the same destination (0 if there was none), so that the receiver can
+// tell a lost batch (a gap) from the next one. A transport delivers a
+// batch whole or not at all.
 type MessageBatch struct {
 	Origin    int
 	OriginPos uint64
 	FirstSub  uint32
+	Prev      uint64
 	Messages  []*core.TaskMessage
+}
+
+// ResendRequest asks the partition it is sent to to resend what it sent
+// to partition From after origin position After: From saw a gap.
+type ResendRequest struct {
+	From  int
+	After uint64
 }
 
 // Ack tells a partition that messages it sent were durably applied.
@@ -80,6 +100,10 @@ const (
 	RequestGetEntity
 	RequestListEntities
 	RequestDeleteEntity
+	// RequestCancel withdraws the wait (RequestWaitStart,
+	// RequestWaitCompletion) with the same client and request id; it gets
+	// no response.
+	RequestCancel
 )
 
 var requestNames = map[RequestKind]string{
@@ -88,6 +112,7 @@ var requestNames = map[RequestKind]string{
 	RequestPurgeWhere: "purge-where", RequestSignalEntity: "signal-entity", RequestStatus: "status",
 	RequestWaitStart: "wait-start", RequestWaitCompletion: "wait-completion", RequestQuery: "query",
 	RequestGetEntity: "get-entity", RequestListEntities: "list-entities", RequestDeleteEntity: "delete-entity",
+	RequestCancel: "cancel",
 }
 
 func (k RequestKind) String() string {
@@ -128,6 +153,10 @@ type ClientRequest struct {
 	// Include* select what status responses carry.
 	IncludePayloads bool
 	IncludeHistory  bool
+	// Deadline is when the client stops waiting for the answer (zero:
+	// never). A partition drops waits (RequestWaitStart,
+	// RequestWaitCompletion) past it.
+	Deadline time.Time
 }
 
 // Filter selects instances or entities for queries and purges.

@@ -24,7 +24,7 @@ func demo(ctx context.Context, w io.Writer, opts netherite.Options) error {
 	defer h.Stop(context.Background())
 	c := h.Client()
 	o := h.Options()
-	fmt.Fprintf(w, "Netherite for Go demo: task hub %q, %d partitions, storage %s\n", o.TaskHub, o.PartitionCount, o.Storage)
+	fmt.Fprintf(w, "Netherite for Go demo: task hub %q, %d partitions, storage %s\n", o.TaskHub, o.PartitionCount, netherite.RedactStorage(o.Storage))
 
 	// A counter of demo runs shows that state survives restarts.
 	runs := core.NewEntityID(samples.Counter, "demo-runs")
@@ -38,14 +38,14 @@ func demo(ctx context.Context, w io.Writer, opts netherite.Options) error {
 	if o.Storage == "memory" {
 		fmt.Fprintln(w, "state is in memory: it goes when the demo ends")
 	} else if previous == 0 {
-		fmt.Fprintf(w, "first run on %s; run the demo again to see the state survive\n", o.Storage)
+		fmt.Fprintf(w, "first run on %s; run the demo again to see the state survive\n", netherite.RedactStorage(o.Storage))
 	} else {
 		page, err := c.Query(ctx, durable.InstanceQuery{PageSize: 1000})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "run #%d on %s: the earlier runs left %d orchestrations and their entities in storage\n",
-			previous+1, o.Storage, len(page.Instances))
+			previous+1, netherite.RedactStorage(o.Storage), len(page.Instances))
 	}
 
 	run := func(label, name string, input any) (*durable.OrchestrationStatus, error) {

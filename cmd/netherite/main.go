@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/netherite-go/netherite"
 	"github.com/netherite-go/netherite/bench"
@@ -22,6 +23,7 @@ import (
 )
 
 func main() {
+	bench.RunChildIfRequested() // crash-recovery re-executes this binary as its load child
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -39,7 +41,8 @@ commands:
   taskhub create|delete|info   manage a task hub (-storage, -taskhub, -partitions)
   eventhubs-emulator  run the local Event Hubs emulator (see -h)
   bench WORKLOAD    run a benchmark; workloads: %s
-                    flags: -n -partitions -storage -rate -persist-first -cache-mb -json
+                    flags: -n -partitions -storage -rate -inflight -persist-first
+                    -cache-mb -timeout -seed -json
 
 run 'netherite <command> -h' for the flags of a command
 `, strings.Join(bench.Workloads, ", "))
@@ -84,12 +87,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	n := fs.Int("n", 1000, "orchestrations (hello5, hello3-latency, bank) or activities (fanout)")
+	n := fs.Int("n", 1000, "orchestrations (hello5, hello3-latency, bank, crash-recovery, ...) or activities (fanout)")
 	partitions := fs.Int("partitions", netherite.DefaultPartitionCount, "number of partitions (1-32)")
-	storage := fs.String("storage", "", `where state lives: a directory (default: a fresh temporary directory, removed afterwards) or "memory"`)
-	rate := fs.Float64("rate", 100, "starts per second (hello3-latency)")
+	storage := fs.String("storage", "", `where state lives: a directory (default: a fresh temporary directory, removed afterwards), "memory", or an Azure Storage connection string`)
+	rate := fs.Float64("rate", 100, "offered starts per second of the open loop (hello3-latency, crash-recovery)")
+	inflight := fs.Int("inflight", bench.DefaultInFlight, "closed loop (hello5, bank, hold, clean-restart): at most this many orchestrations in flight; -1: all started at once")
 	persistFirst := fs.Bool("persist-first", false, "persist each step before applying it (no speculation)")
 	cacheMB := fs.Int64("cache-mb", 0, "memory for partition state in MiB (default 256)")
+	timeout := fs.Duration("timeout", 30*time.Minute, "bound on the run; what is not done by then counts as failed")
+	seed := fs.Int64("seed", 0, "crash-recovery: seed of the kill moment (default: from the clock)")
+	ckptEvents := fs.Int("checkpoint-events", 0, "checkpoint each partition after this many events (default 10,000)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
@@ -110,8 +117,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return 2
 	}
-	cfg := bench.Config{Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate,
-		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20}
+	cfg := bench.Config{Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate, InFlight: *inflight,
+		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents}
 	if !*asJSON && isTerminal(os.Stderr) {
 		cfg.Progress = stderr
 	}
@@ -126,30 +133,89 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		b, _ := json.Marshal(res)
 		fmt.Fprintln(stdout, string(b))
 	} else {
-		fmt.Fprintf(stdout, "%s: n=%d partitions=%d storage=%s persist-first=%v\n", res.Workload, res.N, res.Partitions, res.Storage, res.PersistFirst)
-		fmt.Fprintf(stdout, "  completed %d, failed %d in %.3fs: %.0f/s\n", res.Completed, res.Failed, res.Seconds, res.ThroughputPerS)
-		fmt.Fprintf(stdout, "  latency p50 %.2fms p90 %.2fms p99 %.2fms\n", res.P50Ms, res.P90Ms, res.P99Ms)
-		fmt.Fprintf(stdout, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
-		if res.HeapBytesPerInstance > 0 {
-			fmt.Fprintf(stdout, "  heap per completed instance: %.0f bytes\n", res.HeapBytesPerInstance)
-		}
-		if res.StorageRequests > 0 {
-			fmt.Fprintf(stdout, "  storage requests: %d (%.3f per orchestration step)\n", res.StorageRequests, res.RequestsPerStep)
-		}
-		if res.RecoverySeconds > 0 {
-			fmt.Fprintf(stdout, "  restart (recovery of %d instances): %.3fs\n", res.Completed, res.RecoverySeconds)
-		}
-		if res.RSSBytes > 0 {
-			fmt.Fprintf(stdout, "  process RSS holding %d instances: %.1f MiB\n", res.Completed, float64(res.RSSBytes)/(1<<20))
-		}
-		if res.Conserved != nil {
-			fmt.Fprintf(stdout, "  bank total conserved: %v\n", *res.Conserved)
-		}
+		printBench(stdout, res)
 	}
 	if err != nil || res.Failed > 0 {
 		return 1
 	}
 	return 0
+}
+
+// printBench prints a result for people; -json has every figure.
+func printBench(w io.Writer, res *bench.Result) {
+	if res.Warm != nil {
+		fmt.Fprintf(w, "warm run (state cache %s):\n", cacheName(res.Warm.CacheBytes))
+		printBench(w, res.Warm)
+		fmt.Fprintf(w, "cold run (state cache %s):\n", cacheName(res.CacheBytes))
+	}
+	fmt.Fprintf(w, "%s: n=%d partitions=%d storage=%s persist-first=%v\n", res.Workload, res.N, res.Partitions, res.Storage, res.PersistFirst)
+	switch res.Mode {
+	case "open-loop":
+		fmt.Fprintf(w, "  open loop: offered %.0f starts/s, achieved %.0f/s", res.OfferedPerS, res.AchievedPerS)
+		if res.MaxIssueLagMs > 0 {
+			fmt.Fprintf(w, " (harness at most %.1fms behind schedule)", res.MaxIssueLagMs)
+		}
+		fmt.Fprintln(w)
+	case "closed-loop":
+		if res.InFlightCap >= res.N {
+			fmt.Fprintf(w, "  closed loop: all %d started at once\n", res.N)
+		} else {
+			fmt.Fprintf(w, "  closed loop: at most %d orchestrations in flight\n", res.InFlightCap)
+		}
+	}
+	if res.Workload == "crash-recovery" {
+		fmt.Fprintf(w, "  of the %d starts acknowledged before the kill, %d completed after the restart, %d failed\n", res.AckedBeforeKill, res.Completed, res.Failed)
+	} else {
+		rates := fmt.Sprintf("%.0f orchestrations/s", res.OrchestrationsPerS)
+		if res.ActivitiesPerS > 0 {
+			rates += fmt.Sprintf(", %.0f activities/s", res.ActivitiesPerS)
+		}
+		if res.TransfersPerS > 0 {
+			rates += fmt.Sprintf(", %.0f transfers/s", res.TransfersPerS)
+		}
+		fmt.Fprintf(w, "  completed %d, failed %d in %.3fs: %s\n", res.Completed, res.Failed, res.Seconds, rates)
+	}
+	if res.Failed > 0 {
+		fmt.Fprintf(w, "  failures: %s\n", bench.ErrorsLine(res.Errors))
+	}
+	fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
+	fmt.Fprintf(w, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
+	if res.StateLoads > 0 {
+		fmt.Fprintf(w, "  state loads from storage: %d (%.3f per orchestration step), %d of them on the event loop\n", res.StateLoads, res.LoadsPerStep, res.SyncLoads)
+	}
+	if res.HeapBytesPerInstance > 0 {
+		fmt.Fprintf(w, "  heap per completed instance: %.0f bytes\n", res.HeapBytesPerInstance)
+	}
+	if res.StorageRequests > 0 {
+		fmt.Fprintf(w, "  storage requests: %d (%.3f per orchestration step)\n", res.StorageRequests, res.RequestsPerStep)
+	}
+	if res.KillAfterS > 0 {
+		fmt.Fprintf(w, "  killed (SIGKILL) %.3fs into the load (seed %d): %d starts acknowledged, %d completed by then\n",
+			res.KillAfterS, res.Seed, res.AckedBeforeKill, res.CompletedBeforeKill)
+	}
+	if res.RecoverySeconds > 0 {
+		fmt.Fprintf(w, "  restart: host started in %.3fs, first query answered at %.3fs; replayed %d events (%d bytes) of commit log\n",
+			res.RestartSeconds, res.RecoverySeconds, res.ReplayedEvents, res.ReplayedBytes)
+	}
+	if res.DrainSeconds > 0 {
+		fmt.Fprintf(w, "  every acknowledged start completed %.3fs after the restart\n", res.DrainSeconds)
+	}
+	if res.Warm != nil && res.ColdToWarm > 0 {
+		fmt.Fprintf(w, "cold/warm throughput: %.3f\n", res.ColdToWarm)
+	}
+	if res.RSSBytes > 0 {
+		fmt.Fprintf(w, "  process RSS holding %d instances: %.1f MiB\n", res.Completed, float64(res.RSSBytes)/(1<<20))
+	}
+	if res.Conserved != nil {
+		fmt.Fprintf(w, "  bank total conserved: %v\n", *res.Conserved)
+	}
+}
+
+func cacheName(b int64) string {
+	if b == 0 {
+		return "default"
+	}
+	return fmt.Sprintf("%d MiB", b>>20)
 }
 
 func isTerminal(f *os.File) bool {

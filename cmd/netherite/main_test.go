@@ -4,9 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/netherite-go/netherite/bench"
 )
+
+// TestMain lets bench crash-recovery re-execute this test binary as its
+// load child.
+func TestMain(m *testing.M) {
+	bench.RunChildIfRequested()
+	os.Exit(m.Run())
+}
 
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
@@ -44,7 +54,7 @@ func TestBenchJSON(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 			t.Fatalf("%s: not JSON: %v\n%s", w, err, out.String())
 		}
-		for _, k := range []string{"workload", "n", "completed", "failed", "seconds", "throughput_per_s", "p50_ms", "p90_ms", "p99_ms"} {
+		for _, k := range []string{"workload", "n", "completed", "failed", "errors", "seconds", "orchestrations_per_s", "p50_ms", "p90_ms", "p99_ms", "mode"} {
 			if _, ok := res[k]; !ok {
 				t.Errorf("%s: JSON lacks %q: %s", w, k, out.String())
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,7 +27,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7071", "address to listen on (like the Functions host)")
 	partitions := fs.Int("partitions", 0, "number of partitions (1-32) of a new task hub (default 12, or the existing hub's)")
-	storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>) or "memory"`)
+	storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>), "memory", `+
+		`an Azure Storage connection string, "UseDevelopmentStorage=true" (Azurite) or an account URL`)
 	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
 	asFunctions := fs.Bool("functions", false, "run as an Azure Functions custom handler: listen on FUNCTIONS_CUSTOMHANDLER_PORT and answer the host's invocation payloads")
 	if err := fs.Parse(args); err != nil {
@@ -46,6 +48,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if set.PartitionCount != 0 && opts.PartitionCount == 0 {
 			opts.PartitionCount = set.PartitionCount
 		}
+		if !set.InProcessQueues() {
+			fmt.Fprintf(stderr, "netherite serve: app setting %s names an Event Hubs namespace, but this build has only in-process queues "+
+				"(the Event Hubs transport is not in it yet); set it to SingleHost or remove it\n", functions.DefaultEventHubsConnectionName)
+			return 2
+		}
+		opts.Storage = set.StorageFor(opts.Storage)
 		*addr = functions.Address(*addr)
 	}
 	r := durable.NewRegistry()
@@ -67,10 +75,7 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 	api := httpapi.NewHandler(h.Client(), httpapi.Options{TaskHub: o.TaskHub, Logger: logger, Registry: r})
 	mux := http.NewServeMux()
 	mux.Handle("/runtime/webhooks/durabletask/", api)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
+	mux.Handle("/healthz", healthHandler(h.Partitions))
 	var handler http.Handler = mux
 	if asFunctions {
 		handler = functions.NewHandler(mux, functions.Options{Logger: logger})
@@ -81,13 +86,18 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 		return err
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// The storage may be a connection string: never print its key.
 	fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, storage %s) on http://%s\n",
-		o.TaskHub, o.PartitionCount, o.Storage, ln.Addr())
+		o.TaskHub, o.PartitionCount, netherite.RedactStorage(o.Storage), ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+	case <-h.Done():
+		// A partition failed for good: exit, so that the platform notices.
+		err = h.Err()
+		logger.Error("host failed", slog.Any("error", err))
 	}
 	logger.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -102,4 +112,45 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 		err = nil
 	}
 	return err
+}
+
+// partitionHealth is one partition in the /healthz answer.
+type partitionHealth struct {
+	Partition int    `json:"partition"`
+	State     string `json:"state"`
+	Error     string `json:"error,omitempty"`
+	Restarts  int    `json:"restarts,omitempty"`
+	Since     string `json:"since,omitempty"`
+}
+
+// healthHandler answers /healthz: each partition's state, with 200 when
+// every partition the host owns runs and 503 while any is down (failed or
+// recovering).
+func healthHandler(partitions func() []netherite.PartitionStatus) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var body struct {
+			Status     string            `json:"status"`
+			Partitions []partitionHealth `json:"partitions"`
+		}
+		body.Status = "ok"
+		for _, p := range partitions() {
+			ph := partitionHealth{Partition: p.Partition, State: string(p.State), Restarts: p.Restarts}
+			if p.Err != nil {
+				ph.Error = p.Err.Error()
+			}
+			if !p.Since.IsZero() {
+				ph.Since = p.Since.UTC().Format(time.RFC3339Nano)
+			}
+			if p.Down() {
+				body.Status = "unavailable"
+			}
+			body.Partitions = append(body.Partitions, ph)
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if body.Status != "ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(body)
+	})
 }

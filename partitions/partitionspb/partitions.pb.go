@@ -371,8 +371,10 @@ type ClientRequest struct {
 	Filter          *Filter `protobuf:"bytes,8,opt,name=filter,proto3" json:"filter,omitempty"`
 	IncludePayloads bool    `protobuf:"varint,9,opt,name=include_payloads,json=includePayloads,proto3" json:"include_payloads,omitempty"`
 	IncludeHistory  bool    `protobuf:"varint,10,opt,name=include_history,json=includeHistory,proto3" json:"include_history,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The client gives up waiting at this time (absent: no deadline).
+	Deadline      *Time `protobuf:"bytes,11,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClientRequest) Reset() {
@@ -473,6 +475,13 @@ func (x *ClientRequest) GetIncludeHistory() bool {
 		return x.IncludeHistory
 	}
 	return false
+}
+
+func (x *ClientRequest) GetDeadline() *Time {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
 }
 
 // Filter mirrors transport.Filter.
@@ -668,11 +677,14 @@ func (x *MessagesReceived) GetBatch() *MessageBatch {
 
 // MessageBatch mirrors transport.MessageBatch.
 type MessageBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Origin        int64                  `protobuf:"zigzag64,1,opt,name=origin,proto3" json:"origin,omitempty"`
-	OriginPos     uint64                 `protobuf:"varint,2,opt,name=origin_pos,json=originPos,proto3" json:"origin_pos,omitempty"`
-	FirstSub      uint32                 `protobuf:"varint,3,opt,name=first_sub,json=firstSub,proto3" json:"first_sub,omitempty"`
-	Messages      *TaskMessageList       `protobuf:"bytes,4,opt,name=messages,proto3" json:"messages,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Origin    int64                  `protobuf:"zigzag64,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	OriginPos uint64                 `protobuf:"varint,2,opt,name=origin_pos,json=originPos,proto3" json:"origin_pos,omitempty"`
+	FirstSub  uint32                 `protobuf:"varint,3,opt,name=first_sub,json=firstSub,proto3" json:"first_sub,omitempty"`
+	Messages  *TaskMessageList       `protobuf:"bytes,4,opt,name=messages,proto3" json:"messages,omitempty"`
+	// The origin position of the previous batch to the same destination
+	// (0: none), for the receiver's gap check.
+	Prev          uint64 `protobuf:"varint,5,opt,name=prev,proto3" json:"prev,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -733,6 +745,13 @@ func (x *MessageBatch) GetMessages() *TaskMessageList {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *MessageBatch) GetPrev() uint64 {
+	if x != nil {
+		return x.Prev
+	}
+	return 0
 }
 
 // AckReceived mirrors partitions.AckReceived.
@@ -1355,8 +1374,10 @@ type State struct {
 	Outbox         *OutboxList            `protobuf:"bytes,10,opt,name=outbox,proto3" json:"outbox,omitempty"`
 	Dedup          *DedupMap              `protobuf:"bytes,11,opt,name=dedup,proto3" json:"dedup,omitempty"`
 	NextGeneration uint64                 `protobuf:"varint,12,opt,name=next_generation,json=nextGeneration,proto3" json:"next_generation,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Per destination, the position of the last batch sent to it.
+	OutboxLast    *OutboxLastMap `protobuf:"bytes,13,opt,name=outbox_last,json=outboxLast,proto3" json:"outbox_last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
@@ -1473,6 +1494,112 @@ func (x *State) GetNextGeneration() uint64 {
 	return 0
 }
 
+func (x *State) GetOutboxLast() *OutboxLastMap {
+	if x != nil {
+		return x.OutboxLast
+	}
+	return nil
+}
+
+// OutboxLastMap is a map[int]uint64 (partitions.State.OutboxLast), sorted
+// by destination.
+type OutboxLastMap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*OutboxLastEntry     `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxLastMap) Reset() {
+	*x = OutboxLastMap{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxLastMap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxLastMap) ProtoMessage() {}
+
+func (x *OutboxLastMap) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxLastMap.ProtoReflect.Descriptor instead.
+func (*OutboxLastMap) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *OutboxLastMap) GetEntries() []*OutboxLastEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// OutboxLastEntry is one entry of an OutboxLastMap.
+type OutboxLastEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dest          int64                  `protobuf:"zigzag64,1,opt,name=dest,proto3" json:"dest,omitempty"`
+	Pos           uint64                 `protobuf:"varint,2,opt,name=pos,proto3" json:"pos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxLastEntry) Reset() {
+	*x = OutboxLastEntry{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxLastEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxLastEntry) ProtoMessage() {}
+
+func (x *OutboxLastEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxLastEntry.ProtoReflect.Descriptor instead.
+func (*OutboxLastEntry) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *OutboxLastEntry) GetDest() int64 {
+	if x != nil {
+		return x.Dest
+	}
+	return 0
+}
+
+func (x *OutboxLastEntry) GetPos() uint64 {
+	if x != nil {
+		return x.Pos
+	}
+	return 0
+}
+
 // InstanceMap is a map[string]*Instance keyed by Instance.ID, sorted by
 // id. Its elements are never nil.
 type InstanceMap struct {
@@ -1484,7 +1611,7 @@ type InstanceMap struct {
 
 func (x *InstanceMap) Reset() {
 	*x = InstanceMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1623,7 @@ func (x *InstanceMap) String() string {
 func (*InstanceMap) ProtoMessage() {}
 
 func (x *InstanceMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1636,7 @@ func (x *InstanceMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceMap.ProtoReflect.Descriptor instead.
 func (*InstanceMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InstanceMap) GetInstances() []*Instance {
@@ -1536,7 +1663,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1675,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1688,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Instance) GetId() []byte {
@@ -1642,7 +1769,7 @@ type InstanceRecord struct {
 
 func (x *InstanceRecord) Reset() {
 	*x = InstanceRecord{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1781,7 @@ func (x *InstanceRecord) String() string {
 func (*InstanceRecord) ProtoMessage() {}
 
 func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1794,7 @@ func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceRecord.ProtoReflect.Descriptor instead.
 func (*InstanceRecord) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *InstanceRecord) GetName() []byte {
@@ -1771,7 +1898,7 @@ type TagMap struct {
 
 func (x *TagMap) Reset() {
 	*x = TagMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1910,7 @@ func (x *TagMap) String() string {
 func (*TagMap) ProtoMessage() {}
 
 func (x *TagMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1923,7 @@ func (x *TagMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMap.ProtoReflect.Descriptor instead.
 func (*TagMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TagMap) GetTags() []*corepb.Tag {
@@ -1816,7 +1943,7 @@ type TaskMessageMap struct {
 
 func (x *TaskMessageMap) Reset() {
 	*x = TaskMessageMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1955,7 @@ func (x *TaskMessageMap) String() string {
 func (*TaskMessageMap) ProtoMessage() {}
 
 func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1968,7 @@ func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageMap.ProtoReflect.Descriptor instead.
 func (*TaskMessageMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TaskMessageMap) GetEntries() []*TaskMessageEntry {
@@ -1863,7 +1990,7 @@ type TaskMessageEntry struct {
 
 func (x *TaskMessageEntry) Reset() {
 	*x = TaskMessageEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2002,7 @@ func (x *TaskMessageEntry) String() string {
 func (*TaskMessageEntry) ProtoMessage() {}
 
 func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2015,7 @@ func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageEntry.ProtoReflect.Descriptor instead.
 func (*TaskMessageEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TaskMessageEntry) GetId() uint64 {
@@ -1916,7 +2043,7 @@ type OutboxList struct {
 
 func (x *OutboxList) Reset() {
 	*x = OutboxList{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2055,7 @@ func (x *OutboxList) String() string {
 func (*OutboxList) ProtoMessage() {}
 
 func (x *OutboxList) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2068,7 @@ func (x *OutboxList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxList.ProtoReflect.Descriptor instead.
 func (*OutboxList) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OutboxList) GetBatches() []*OutboxBatch {
@@ -1957,13 +2084,14 @@ type OutboxBatch struct {
 	Pos           uint64                 `protobuf:"varint,1,opt,name=pos,proto3" json:"pos,omitempty"`
 	Dest          int64                  `protobuf:"zigzag64,2,opt,name=dest,proto3" json:"dest,omitempty"`
 	Messages      *TaskMessageList       `protobuf:"bytes,3,opt,name=messages,proto3" json:"messages,omitempty"`
+	Prev          uint64                 `protobuf:"varint,4,opt,name=prev,proto3" json:"prev,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OutboxBatch) Reset() {
 	*x = OutboxBatch{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2103,7 @@ func (x *OutboxBatch) String() string {
 func (*OutboxBatch) ProtoMessage() {}
 
 func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2116,7 @@ func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxBatch.ProtoReflect.Descriptor instead.
 func (*OutboxBatch) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OutboxBatch) GetPos() uint64 {
@@ -2012,6 +2140,13 @@ func (x *OutboxBatch) GetMessages() *TaskMessageList {
 	return nil
 }
 
+func (x *OutboxBatch) GetPrev() uint64 {
+	if x != nil {
+		return x.Prev
+	}
+	return 0
+}
+
 // DedupMap is a map[int]partitions.DedupMark, sorted by origin.
 type DedupMap struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2022,7 +2157,7 @@ type DedupMap struct {
 
 func (x *DedupMap) Reset() {
 	*x = DedupMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2169,7 @@ func (x *DedupMap) String() string {
 func (*DedupMap) ProtoMessage() {}
 
 func (x *DedupMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2182,7 @@ func (x *DedupMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupMap.ProtoReflect.Descriptor instead.
 func (*DedupMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DedupMap) GetEntries() []*DedupEntry {
@@ -2069,7 +2204,7 @@ type DedupEntry struct {
 
 func (x *DedupEntry) Reset() {
 	*x = DedupEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2216,7 @@ func (x *DedupEntry) String() string {
 func (*DedupEntry) ProtoMessage() {}
 
 func (x *DedupEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2229,7 @@ func (x *DedupEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupEntry.ProtoReflect.Descriptor instead.
 func (*DedupEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DedupEntry) GetOrigin() int64 {
@@ -2135,7 +2270,7 @@ type StoreCheckpoint struct {
 
 func (x *StoreCheckpoint) Reset() {
 	*x = StoreCheckpoint{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2282,7 @@ func (x *StoreCheckpoint) String() string {
 func (*StoreCheckpoint) ProtoMessage() {}
 
 func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2295,7 @@ func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoreCheckpoint) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoreCheckpoint) GetState() []byte {
@@ -2222,7 +2357,7 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x05event\"v\n" +
 	"\x15ClientRequestReceived\x12\x1b\n" +
 	"\tinput_pos\x18\x01 \x01(\x04R\binputPos\x12@\n" +
-	"\arequest\x18\x02 \x01(\v2&.netherite.partitions.v1.ClientRequestR\arequest\"\x97\x03\n" +
+	"\arequest\x18\x02 \x01(\v2&.netherite.partitions.v1.ClientRequestR\arequest\"\xd2\x03\n" +
 	"\rClientRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x12R\x04kind\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\fR\bclientId\x12\x1d\n" +
@@ -2236,7 +2371,8 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x06filter\x18\b \x01(\v2\x1f.netherite.partitions.v1.FilterR\x06filter\x12)\n" +
 	"\x10include_payloads\x18\t \x01(\bR\x0fincludePayloads\x12'\n" +
 	"\x0finclude_history\x18\n" +
-	" \x01(\bR\x0eincludeHistory\"\xd2\x02\n" +
+	" \x01(\bR\x0eincludeHistory\x129\n" +
+	"\bdeadline\x18\v \x01(\v2\x1d.netherite.partitions.v1.TimeR\bdeadline\"\xd2\x02\n" +
 	"\x06Filter\x12,\n" +
 	"\x12instance_id_prefix\x18\x01 \x01(\fR\x10instanceIdPrefix\x12@\n" +
 	"\fcreated_from\x18\x02 \x01(\v2\x1d.netherite.partitions.v1.TimeR\vcreatedFrom\x12<\n" +
@@ -2251,13 +2387,14 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\bstatuses\x18\x01 \x03(\x0e2 .netherite.core.v1.RuntimeStatusR\bstatuses\"l\n" +
 	"\x10MessagesReceived\x12\x1b\n" +
 	"\tinput_pos\x18\x01 \x01(\x04R\binputPos\x12;\n" +
-	"\x05batch\x18\x02 \x01(\v2%.netherite.partitions.v1.MessageBatchR\x05batch\"\xa8\x01\n" +
+	"\x05batch\x18\x02 \x01(\v2%.netherite.partitions.v1.MessageBatchR\x05batch\"\xbc\x01\n" +
 	"\fMessageBatch\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x12R\x06origin\x12\x1d\n" +
 	"\n" +
 	"origin_pos\x18\x02 \x01(\x04R\toriginPos\x12\x1b\n" +
 	"\tfirst_sub\x18\x03 \x01(\rR\bfirstSub\x12D\n" +
-	"\bmessages\x18\x04 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\"Z\n" +
+	"\bmessages\x18\x04 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\x12\x12\n" +
+	"\x04prev\x18\x05 \x01(\x04R\x04prev\"Z\n" +
 	"\vAckReceived\x12\x1b\n" +
 	"\tinput_pos\x18\x01 \x01(\x04R\binputPos\x12.\n" +
 	"\x03ack\x18\x02 \x01(\v2\x1c.netherite.partitions.v1.AckR\x03ack\".\n" +
@@ -2312,7 +2449,7 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\vEntityState\x124\n" +
 	"\x05state\x18\x01 \x01(\v2\x1e.netherite.core.v1.EntityStateR\x05state\x12\x1f\n" +
 	"\vqueue_empty\x18\x02 \x01(\bR\n" +
-	"queueEmpty\"\xb7\x04\n" +
+	"queueEmpty\"\x80\x05\n" +
 	"\x05State\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x12R\x05count\x12B\n" +
@@ -2328,7 +2465,14 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x06outbox\x18\n" +
 	" \x01(\v2#.netherite.partitions.v1.OutboxListR\x06outbox\x127\n" +
 	"\x05dedup\x18\v \x01(\v2!.netherite.partitions.v1.DedupMapR\x05dedup\x12'\n" +
-	"\x0fnext_generation\x18\f \x01(\x04R\x0enextGeneration\"N\n" +
+	"\x0fnext_generation\x18\f \x01(\x04R\x0enextGeneration\x12G\n" +
+	"\voutbox_last\x18\r \x01(\v2&.netherite.partitions.v1.OutboxLastMapR\n" +
+	"outboxLast\"S\n" +
+	"\rOutboxLastMap\x12B\n" +
+	"\aentries\x18\x01 \x03(\v2(.netherite.partitions.v1.OutboxLastEntryR\aentries\"7\n" +
+	"\x0fOutboxLastEntry\x12\x12\n" +
+	"\x04dest\x18\x01 \x01(\x12R\x04dest\x12\x10\n" +
+	"\x03pos\x18\x02 \x01(\x04R\x03pos\"N\n" +
 	"\vInstanceMap\x12?\n" +
 	"\tinstances\x18\x01 \x03(\v2!.netherite.partitions.v1.InstanceR\tinstances\"\x80\x03\n" +
 	"\bInstance\x12\x0e\n" +
@@ -2370,11 +2514,12 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\v2\x1e.netherite.core.v1.TaskMessageR\amessage\"L\n" +
 	"\n" +
 	"OutboxList\x12>\n" +
-	"\abatches\x18\x01 \x03(\v2$.netherite.partitions.v1.OutboxBatchR\abatches\"y\n" +
+	"\abatches\x18\x01 \x03(\v2$.netherite.partitions.v1.OutboxBatchR\abatches\"\x8d\x01\n" +
 	"\vOutboxBatch\x12\x10\n" +
 	"\x03pos\x18\x01 \x01(\x04R\x03pos\x12\x12\n" +
 	"\x04dest\x18\x02 \x01(\x12R\x04dest\x12D\n" +
-	"\bmessages\x18\x03 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\"I\n" +
+	"\bmessages\x18\x03 \x01(\v2(.netherite.partitions.v1.TaskMessageListR\bmessages\x12\x12\n" +
+	"\x04prev\x18\x04 \x01(\x04R\x04prev\"I\n" +
 	"\bDedupMap\x12=\n" +
 	"\aentries\x18\x01 \x03(\v2#.netherite.partitions.v1.DedupEntryR\aentries\"H\n" +
 	"\n" +
@@ -2401,7 +2546,7 @@ func file_partitions_partitionspb_partitions_proto_rawDescGZIP() []byte {
 	return file_partitions_partitionspb_partitions_proto_rawDescData
 }
 
-var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Time)(nil),                    // 0: netherite.partitions.v1.Time
 	(*LogEntry)(nil),                // 1: netherite.partitions.v1.LogEntry
@@ -2422,25 +2567,27 @@ var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Uint64List)(nil),              // 16: netherite.partitions.v1.Uint64List
 	(*EntityState)(nil),             // 17: netherite.partitions.v1.EntityState
 	(*State)(nil),                   // 18: netherite.partitions.v1.State
-	(*InstanceMap)(nil),             // 19: netherite.partitions.v1.InstanceMap
-	(*Instance)(nil),                // 20: netherite.partitions.v1.Instance
-	(*InstanceRecord)(nil),          // 21: netherite.partitions.v1.InstanceRecord
-	(*TagMap)(nil),                  // 22: netherite.partitions.v1.TagMap
-	(*TaskMessageMap)(nil),          // 23: netherite.partitions.v1.TaskMessageMap
-	(*TaskMessageEntry)(nil),        // 24: netherite.partitions.v1.TaskMessageEntry
-	(*OutboxList)(nil),              // 25: netherite.partitions.v1.OutboxList
-	(*OutboxBatch)(nil),             // 26: netherite.partitions.v1.OutboxBatch
-	(*DedupMap)(nil),                // 27: netherite.partitions.v1.DedupMap
-	(*DedupEntry)(nil),              // 28: netherite.partitions.v1.DedupEntry
-	(*StoreCheckpoint)(nil),         // 29: netherite.partitions.v1.StoreCheckpoint
-	(*corepb.HistoryEvent)(nil),     // 30: netherite.core.v1.HistoryEvent
-	(corepb.RuntimeStatus)(0),       // 31: netherite.core.v1.RuntimeStatus
-	(*corepb.HistoryEventList)(nil), // 32: netherite.core.v1.HistoryEventList
-	(*corepb.FailureDetails)(nil),   // 33: netherite.core.v1.FailureDetails
-	(*corepb.TaskMessage)(nil),      // 34: netherite.core.v1.TaskMessage
-	(*corepb.EntityState)(nil),      // 35: netherite.core.v1.EntityState
-	(*corepb.ParentInstance)(nil),   // 36: netherite.core.v1.ParentInstance
-	(*corepb.Tag)(nil),              // 37: netherite.core.v1.Tag
+	(*OutboxLastMap)(nil),           // 19: netherite.partitions.v1.OutboxLastMap
+	(*OutboxLastEntry)(nil),         // 20: netherite.partitions.v1.OutboxLastEntry
+	(*InstanceMap)(nil),             // 21: netherite.partitions.v1.InstanceMap
+	(*Instance)(nil),                // 22: netherite.partitions.v1.Instance
+	(*InstanceRecord)(nil),          // 23: netherite.partitions.v1.InstanceRecord
+	(*TagMap)(nil),                  // 24: netherite.partitions.v1.TagMap
+	(*TaskMessageMap)(nil),          // 25: netherite.partitions.v1.TaskMessageMap
+	(*TaskMessageEntry)(nil),        // 26: netherite.partitions.v1.TaskMessageEntry
+	(*OutboxList)(nil),              // 27: netherite.partitions.v1.OutboxList
+	(*OutboxBatch)(nil),             // 28: netherite.partitions.v1.OutboxBatch
+	(*DedupMap)(nil),                // 29: netherite.partitions.v1.DedupMap
+	(*DedupEntry)(nil),              // 30: netherite.partitions.v1.DedupEntry
+	(*StoreCheckpoint)(nil),         // 31: netherite.partitions.v1.StoreCheckpoint
+	(*corepb.HistoryEvent)(nil),     // 32: netherite.core.v1.HistoryEvent
+	(corepb.RuntimeStatus)(0),       // 33: netherite.core.v1.RuntimeStatus
+	(*corepb.HistoryEventList)(nil), // 34: netherite.core.v1.HistoryEventList
+	(*corepb.FailureDetails)(nil),   // 35: netherite.core.v1.FailureDetails
+	(*corepb.TaskMessage)(nil),      // 36: netherite.core.v1.TaskMessage
+	(*corepb.EntityState)(nil),      // 37: netherite.core.v1.EntityState
+	(*corepb.ParentInstance)(nil),   // 38: netherite.core.v1.ParentInstance
+	(*corepb.Tag)(nil),              // 39: netherite.core.v1.Tag
 }
 var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	0,  // 0: netherite.partitions.v1.LogEntry.at:type_name -> netherite.partitions.v1.Time
@@ -2454,57 +2601,60 @@ var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	14, // 8: netherite.partitions.v1.LogEntry.recovery_completed:type_name -> netherite.partitions.v1.RecoveryCompleted
 	3,  // 9: netherite.partitions.v1.ClientRequestReceived.request:type_name -> netherite.partitions.v1.ClientRequest
 	0,  // 10: netherite.partitions.v1.ClientRequest.timestamp:type_name -> netherite.partitions.v1.Time
-	30, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
+	32, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
 	4,  // 12: netherite.partitions.v1.ClientRequest.filter:type_name -> netherite.partitions.v1.Filter
-	0,  // 13: netherite.partitions.v1.Filter.created_from:type_name -> netherite.partitions.v1.Time
-	0,  // 14: netherite.partitions.v1.Filter.created_to:type_name -> netherite.partitions.v1.Time
-	5,  // 15: netherite.partitions.v1.Filter.statuses:type_name -> netherite.partitions.v1.RuntimeStatusList
-	31, // 16: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
-	7,  // 17: netherite.partitions.v1.MessagesReceived.batch:type_name -> netherite.partitions.v1.MessageBatch
-	15, // 18: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	9,  // 19: netherite.partitions.v1.AckReceived.ack:type_name -> netherite.partitions.v1.Ack
-	32, // 20: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
-	15, // 21: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
-	15, // 22: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
-	15, // 23: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	31, // 24: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
-	33, // 25: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
-	30, // 26: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
-	32, // 27: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
-	17, // 28: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
-	15, // 29: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	34, // 30: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
-	16, // 31: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
-	34, // 32: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
-	35, // 33: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
-	19, // 34: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
-	23, // 35: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
-	23, // 36: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
-	25, // 37: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
-	27, // 38: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
-	20, // 39: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
-	21, // 40: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
-	32, // 41: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
-	17, // 42: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
-	32, // 43: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
-	31, // 44: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
-	0,  // 45: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
-	0,  // 46: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
-	0,  // 47: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
-	33, // 48: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
-	36, // 49: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
-	22, // 50: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
-	37, // 51: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
-	24, // 52: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
-	34, // 53: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
-	26, // 54: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
-	15, // 55: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	28, // 56: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	0,  // 13: netherite.partitions.v1.ClientRequest.deadline:type_name -> netherite.partitions.v1.Time
+	0,  // 14: netherite.partitions.v1.Filter.created_from:type_name -> netherite.partitions.v1.Time
+	0,  // 15: netherite.partitions.v1.Filter.created_to:type_name -> netherite.partitions.v1.Time
+	5,  // 16: netherite.partitions.v1.Filter.statuses:type_name -> netherite.partitions.v1.RuntimeStatusList
+	33, // 17: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
+	7,  // 18: netherite.partitions.v1.MessagesReceived.batch:type_name -> netherite.partitions.v1.MessageBatch
+	15, // 19: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	9,  // 20: netherite.partitions.v1.AckReceived.ack:type_name -> netherite.partitions.v1.Ack
+	34, // 21: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
+	15, // 22: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
+	15, // 23: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
+	15, // 24: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	33, // 25: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
+	35, // 26: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
+	32, // 27: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
+	34, // 28: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
+	17, // 29: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
+	15, // 30: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	36, // 31: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
+	16, // 32: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
+	36, // 33: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
+	37, // 34: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
+	21, // 35: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
+	25, // 36: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
+	25, // 37: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
+	27, // 38: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
+	29, // 39: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
+	19, // 40: netherite.partitions.v1.State.outbox_last:type_name -> netherite.partitions.v1.OutboxLastMap
+	20, // 41: netherite.partitions.v1.OutboxLastMap.entries:type_name -> netherite.partitions.v1.OutboxLastEntry
+	22, // 42: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
+	23, // 43: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
+	34, // 44: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
+	17, // 45: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
+	34, // 46: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
+	33, // 47: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
+	0,  // 48: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
+	0,  // 49: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
+	0,  // 50: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
+	35, // 51: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
+	38, // 52: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
+	24, // 53: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
+	39, // 54: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
+	26, // 55: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
+	36, // 56: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
+	28, // 57: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
+	15, // 58: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	30, // 59: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
+	60, // [60:60] is the sub-list for method output_type
+	60, // [60:60] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_partitions_partitionspb_partitions_proto_init() }
@@ -2523,14 +2673,14 @@ func file_partitions_partitionspb_partitions_proto_init() {
 		(*LogEntry_RecoveryCompleted)(nil),
 	}
 	file_partitions_partitionspb_partitions_proto_msgTypes[10].OneofWrappers = []any{}
-	file_partitions_partitionspb_partitions_proto_msgTypes[21].OneofWrappers = []any{}
+	file_partitions_partitionspb_partitions_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partitions_partitionspb_partitions_proto_rawDesc), len(file_partitions_partitionspb_partitions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

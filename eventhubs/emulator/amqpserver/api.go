@@ -28,7 +28,7 @@ func (e *Error) Error() string {
 type Config struct {
 	ContainerID  string        // sent in our open
 	MaxFrameSize uint32        // our max-frame-size (default 65536); larger peer frames close the connection
-	IdleTimeout  time.Duration // our idle-time-out advertised (default 60s); heartbeats go at half the peer's
+	IdleTimeout  time.Duration // our idle-time-out (default 60s, negative = none); heartbeats go at half the peer's
 	// Authenticate decides SASL. Mechanisms offered: ANONYMOUS and PLAIN. nil accepts everything.
 	Authenticate func(mechanism, user, password string) bool
 	Handler      Handler
@@ -83,8 +83,9 @@ type Delivery struct {
 	Payload []byte
 	Settled bool // the peer sent it pre-settled
 
-	link *link
-	id   uint32
+	link     *link
+	id       uint32
+	disposed bool // guarded by conn.mu
 }
 
 // Server is an AMQP 1.0 server.
@@ -119,7 +120,11 @@ func (c *Conn) Drop() { c.c.drop() }
 func (c *Conn) RemoteAddr() net.Addr { return c.c.nc.RemoteAddr() }
 
 // Hostname is the hostname from the peer's open.
-func (c *Conn) Hostname() string { return c.c.hostname }
+func (c *Conn) Hostname() string {
+	c.c.mu.Lock()
+	defer c.c.mu.Unlock()
+	return c.c.hostname
+}
 
 // Receive blocks for the next delivery on a PeerSends link. Credit is granted automatically.
 func (l *Link) Receive(ctx context.Context) (*Delivery, error) { return l.l.receive(ctx) }
@@ -130,7 +135,10 @@ func (l *Link) Send(ctx context.Context, payload []byte) error { return l.l.send
 // Credit is the link credit the peer has currently granted.
 func (l *Link) Credit() uint32 { return l.l.credit() }
 
-// Detach detaches the link from our side with closed=true and the error (nil = no error).
+// Detach detaches the link from our side with closed=true and the error (nil = no error). Called before
+// the attach reply is sent (from the handler, or while it runs), it lets the attach complete if the handler
+// accepts and detaches right after, so the peer sees a link error (e.g. amqp:link:stolen) rather than a
+// refused attach.
 func (l *Link) Detach(err *Error) error { return l.l.detach(err) }
 
 // Done is closed when the link is detached (by either side) or its session/connection ends.

@@ -1,0 +1,37 @@
+package netherite
+
+import (
+	"context"
+
+	"github.com/netherite-go/netherite/partitions"
+)
+
+// runningPartition is what the partition manager needs of a running
+// partition. startPartition is the one place that knows how the partitions
+// package starts one.
+type runningPartition interface {
+	// Done is closed when the partition has stopped: by Stop, by the
+	// cancellation of its context, or by a fatal error.
+	Done() <-chan struct{}
+	// Err is the fatal error that stopped the partition (nil while it runs
+	// and after a clean Stop).
+	Err() error
+	// Stop stops the partition gracefully and checkpoints it.
+	Stop(ctx context.Context) error
+	StateStats() (resident, loads, evictions int64)
+	SyncLoads() int64
+}
+
+// partitionFailuresVisible says whether the partitions package reports a
+// fatal error while the partition runs (Done/Err): it does.
+const partitionFailuresVisible = true
+
+// startPartition starts a partition on state; cancelling ctx stops it at
+// once.
+func startPartition(ctx context.Context, cfg partitions.Config, state *partitions.State) (runningPartition, error) {
+	p, err := partitions.Start(ctx, cfg, state)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
