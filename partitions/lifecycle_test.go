@@ -220,9 +220,9 @@ func TestFailedCheckpointIsRetried(t *testing.T) {
 	defer p.Stop(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.Checkpoint(ctx); err == nil {
-		t.Fatal("the first checkpoint did not fail")
-	}
+	// The first attempt fails: this one, or the one the policy started
+	// after RecoveryCompleted (then this one is the retry, and succeeds).
+	_ = p.Checkpoint(ctx)
 	eventually(t, "the failure is counted", func() (bool, string) {
 		n := p.CheckpointFailures()
 		return n == 1, fmt.Sprint(n)
