@@ -1,5 +1,3 @@
-//go:build emuclient
-
 package emulator
 
 import (
@@ -18,10 +16,18 @@ import (
 // producer and a receiver per partition. One op is one batch; events/s
 // counts events both sent and received.
 //
+// The "disk" variant keeps the events in a data directory (each send
+// waits for its commit).
+//
 //	go test -run '^$' -bench SendReceive -benchtime 2000x ./eventhubs/emulator/
 func BenchmarkSendReceive(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchSendReceive(b, "") })
+	b.Run("disk", func(b *testing.B) { benchSendReceive(b, b.TempDir()) })
+}
+
+func benchSendReceive(b *testing.B, dataDir string) {
 	const partitions, batchSize = 4, 100
-	e := startTestEmulator(b, Config{Hubs: []HubConfig{{Name: "bench", PartitionCount: partitions}}})
+	e := startTestEmulator(b, Config{DataDir: dataDir, Hubs: []HubConfig{{Name: "bench", PartitionCount: partitions}}})
 	ctx := context.Background()
 	c := newConsumer(b, e, "bench", DefaultConsumerGroup)
 	body := make([]byte, 1024)

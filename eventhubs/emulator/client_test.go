@@ -1,5 +1,3 @@
-//go:build emuclient
-
 package emulator
 
 import (
@@ -410,14 +408,14 @@ func TestClientEpochTakeover(t *testing.T) {
 	// A lower epoch is refused.
 	pc0 := newPartitionClient(t, c, "0", azeventhubs.PartitionClientOptions{StartPosition: start, OwnerLevel: new(int64(1))})
 	_, err = pc0.ReceiveEvents(ctx, 1, nil)
-	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "amqp:link:stolen") {
-		t.Fatalf("a lower epoch got %v, want amqp:link:stolen", err)
+	if !errors.As(err, &azErr) || azErr.Code != azeventhubs.ErrorCodeOwnershipLost || !strings.Contains(err.Error(), "amqp:link:stolen") {
+		t.Fatalf("a lower epoch got %v, want OwnershipLost (amqp:link:stolen)", err)
 	}
 	// So is a receiver without epoch.
 	pcNone := newPartitionClient(t, c, "0", azeventhubs.PartitionClientOptions{StartPosition: start})
 	_, err = pcNone.ReceiveEvents(ctx, 1, nil)
-	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "amqp:link:stolen") {
-		t.Fatalf("a receiver without epoch got %v, want amqp:link:stolen", err)
+	if !errors.As(err, &azErr) || azErr.Code != azeventhubs.ErrorCodeOwnershipLost {
+		t.Fatalf("a receiver without epoch got %v, want OwnershipLost", err)
 	}
 	// The owner still receives.
 	send(t, ctx, p, nil, "two")

@@ -38,11 +38,19 @@ type Target struct {
 	Emulator *emulator.Emulator
 }
 
+// Howto tells how to start the emulator the tests use.
+const Howto = "eval \"$(scripts/eventhubs/start.sh)\" (sets " + Env + " and " + AdminEnv + ")"
+
 // Get returns the emulator of the environment, or starts one in process
-// that stops when the test ends.
+// that stops when the test ends. Under CI=true the environment must name
+// one: CI runs the tests against the emulator .ci/run starts.
 func Get(t testing.TB) Target {
 	t.Helper()
-	if s := strings.TrimSpace(os.Getenv(Env)); s != "" {
+	s := strings.TrimSpace(os.Getenv(Env))
+	if s == "" && os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not set and CI=true: the Event Hubs tests must run against the emulator CI starts: %s", Env, Howto)
+	}
+	if s != "" {
 		admin := strings.TrimSpace(os.Getenv(AdminEnv))
 		if admin == "" {
 			admin = DefaultAdminURL

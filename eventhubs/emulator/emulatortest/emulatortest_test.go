@@ -7,6 +7,7 @@ import (
 
 func TestGetAndCreateHub(t *testing.T) {
 	t.Setenv(Env, "")
+	t.Setenv("CI", "")
 	tg := Get(t)
 	if tg.Emulator == nil || tg.ConnectionString == "" {
 		t.Fatalf("no in-process emulator: %+v", tg)
