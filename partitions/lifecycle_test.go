@@ -218,11 +218,9 @@ func TestFailedCheckpointIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Stop(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := p.Checkpoint(ctx); err == nil {
-		t.Fatal("the first checkpoint did not fail")
-	}
+	// The recovery event makes the policy due: that first checkpoint
+	// fails. (Asking for one here as well raced with it: whichever came
+	// second succeeded.)
 	eventually(t, "the failure is counted", func() (bool, string) {
 		n := p.CheckpointFailures()
 		return n == 1, fmt.Sprint(n)
