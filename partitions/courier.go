@@ -267,10 +267,8 @@ func (c *Courier) Ready(now time.Time) []Send {
 			l.sentUpTo = l.acked
 			l.resendIn = min(2*l.resendIn, c.cfg.MaxResendAfter)
 		}
-		for _, b := range l.pending {
-			if b.Pos <= l.sentUpTo {
-				continue
-			}
+		first := sort.Search(len(l.pending), func(i int) bool { return l.pending[i].Pos > l.sentUpTo })
+		for _, b := range l.pending[first:] {
 			s.Packets = append(s.Packets, &transport.Packet{Messages: &transport.MessageBatch{
 				Origin: c.cfg.Self, OriginPos: b.Pos, Prev: b.Prev, Messages: b.Messages}})
 			s.upTo = b.Pos

@@ -2,162 +2,191 @@ package partitions
 
 import (
 	"errors"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/netherite-go/netherite/transport"
 )
 
-// A table of Courier scripts: each step feeds inputs, then calls Ready at
-// its time and reports every send as done (or failed); the sends are
-// rendered as "dest:[b<pos>/<prev> ack<upTo> resend<after>]" or
-// "client:<n responses>".
+// The courier is driven here as the runtime drives it, on a virtual clock.
 
-type courierStep struct {
-	at   time.Duration // since the start
-	do   func(c *Courier, now time.Time)
-	fail bool   // the sends of this step fail
-	want string // rendered sends ("" for none)
-	next string // if set: Next at this step (after the sends), as an offset, or "none"
+var errSend = errors.New("send failed")
+
+func batch(dest int, pos, prev uint64) *OutboxBatch {
+	return &OutboxBatch{Pos: pos, Dest: dest, Prev: prev, Messages: nil}
 }
 
-var courierT0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-
-func renderCourierSends(ss []Send) string {
-	var parts []string
-	for _, s := range ss {
-		if s.Client != "" {
-			parts = append(parts, fmt.Sprintf("%s:%d", s.Client, len(s.Packets)))
-			continue
+// sent performs the courier's due sends at now, failing them all if fail,
+// and returns the packets per destination partition.
+func sent(c *Courier, now time.Time, fail bool) map[int][]*transport.Packet {
+	out := map[int][]*transport.Packet{}
+	for _, s := range c.Ready(now) {
+		var err error
+		if fail {
+			err = errSend
+		} else {
+			out[s.Partition] = append(out[s.Partition], s.Packets...)
 		}
-		var xs []string
-		for _, pk := range s.Packets {
-			switch {
-			case pk.Messages != nil:
-				xs = append(xs, fmt.Sprintf("b%d/%d", pk.Messages.OriginPos, pk.Messages.Prev))
-			case pk.Ack != nil:
-				xs = append(xs, fmt.Sprintf("ack%d", pk.Ack.UpTo))
-			case pk.Resend != nil:
-				xs = append(xs, fmt.Sprintf("resend%d", pk.Resend.After))
-			}
+		c.Result(s, err, now)
+	}
+	return out
+}
+
+func positions(pks []*transport.Packet) (batches []uint64, acks []uint64, resends []uint64) {
+	for _, pk := range pks {
+		switch {
+		case pk.Messages != nil:
+			batches = append(batches, pk.Messages.OriginPos)
+		case pk.Ack != nil:
+			acks = append(acks, pk.Ack.UpTo)
+		case pk.Resend != nil:
+			resends = append(resends, pk.Resend.After)
 		}
-		parts = append(parts, fmt.Sprintf("%d:[%s]", s.Partition, strings.Join(xs, " ")))
 	}
-	return strings.Join(parts, " ")
+	return
 }
 
-func cb(pos uint64, dest int, prev uint64) *OutboxBatch {
-	return &OutboxBatch{Pos: pos, Dest: dest, Prev: prev}
+func TestCourierRetriesFailedSendsWithBackoff(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := NewCourier(CourierConfig{Self: 0, Count: 2, RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+	c.Durable(batch(1, 5, 0), batch(1, 7, 5))
+	sent(c, t0, true)
+	if got := sent(c, t0.Add(5*time.Millisecond), false); len(got) != 0 {
+		t.Fatalf("sent during the backoff: %v", got)
+	}
+	if next := c.Next(t0.Add(5 * time.Millisecond)); !next.Equal(t0.Add(10 * time.Millisecond)) {
+		t.Fatalf("Next = %v, want the end of the backoff", next.Sub(t0))
+	}
+	sent(c, t0.Add(10*time.Millisecond), true) // backoff 20 ms
+	sent(c, t0.Add(30*time.Millisecond), true) // backoff 40 ms
+	sent(c, t0.Add(70*time.Millisecond), true) // capped at 40 ms
+	if got := sent(c, t0.Add(100*time.Millisecond), false); len(got) != 0 {
+		t.Fatal("sent before the capped backoff ended")
+	}
+	b, _, _ := positions(sent(c, t0.Add(110*time.Millisecond), false)[1])
+	if len(b) != 2 || b[0] != 5 || b[1] != 7 {
+		t.Fatalf("after the failures, sent %v, want [5 7]", b)
+	}
+	if st := c.Stats(); st.Failures != 4 {
+		t.Fatalf("failures = %d, want 4", st.Failures)
+	}
 }
 
-func TestCourierTable(t *testing.T) {
-	ms := time.Millisecond
-	cfg := CourierConfig{Self: 0, Count: 3, AckDelay: 20 * ms, ResendAfter: 250 * ms, MaxResendAfter: time.Second,
-		RetryMin: 10 * ms, RetryMax: 40 * ms, ResponseTTL: time.Second}
-	cases := []struct {
-		name  string
-		steps []courierStep
-	}{
-		{"durable batches go at once, in order, once", []courierStep{
-			{do: func(c *Courier, _ time.Time) { c.Durable(cb(1, 1, 0), cb(1, 2, 0), cb(4, 1, 1)) }, want: "1:[b1/0 b4/1] 2:[b1/0]"},
-			{at: 10 * ms, want: ""},
-			{at: 10 * ms, do: func(c *Courier, _ time.Time) { c.Durable(cb(6, 1, 4)) }, want: "1:[b6/4]"},
-		}},
-		{"a failed send is retried with backoff", []courierStep{
-			{do: func(c *Courier, _ time.Time) { c.Durable(cb(1, 1, 0)) }, fail: true, want: "1:[b1/0]", next: "10ms"},
-			{at: 5 * ms, want: ""},
-			{at: 10 * ms, fail: true, want: "1:[b1/0]", next: "30ms"},
-			{at: 29 * ms, want: ""},
-			{at: 30 * ms, want: "1:[b1/0]", next: "280ms"},
-			{at: 40 * ms, want: ""},
-		}},
-		{"unacknowledged batches are resent after the timeout, which doubles; an ack resets it", []courierStep{
-			{do: func(c *Courier, _ time.Time) { c.Durable(cb(1, 1, 0), cb(3, 1, 1)) }, want: "1:[b1/0 b3/1]", next: "250ms"},
-			{at: 249 * ms, want: ""},
-			{at: 250 * ms, want: "1:[b1/0 b3/1]", next: "750ms"},
-			{at: 749 * ms, want: ""},
-			{at: 750 * ms, want: "1:[b1/0 b3/1]"},
-			{at: 800 * ms, do: func(c *Courier, now time.Time) { c.Acked(1, 1, now) }, want: "", next: "1.05s"},
-			{at: 1050 * ms, want: "1:[b3/1]"},
-			{at: 1100 * ms, do: func(c *Courier, now time.Time) { c.Acked(1, 3, now) }, want: "", next: "none"},
-		}},
-		{"a resend request rewinds to the receiver's mark", []courierStep{
-			{do: func(c *Courier, _ time.Time) { c.Durable(cb(1, 1, 0), cb(4, 1, 1), cb(6, 1, 4)) }, want: "1:[b1/0 b4/1 b6/4]"},
-			{at: 5 * ms, do: func(c *Courier, _ time.Time) { c.ResendRequested(1, 1) }, want: "1:[b4/1 b6/4]"},
-			{at: 6 * ms, do: func(c *Courier, _ time.Time) { c.ResendRequested(1, 6) }, want: ""},
-		}},
-		{"acks carry the durable mark after the ack delay; a failed ack is retried", []courierStep{
-			{do: func(c *Courier, now time.Time) { c.DurableMark(2, 40, now) }, want: "", next: "20ms"},
-			{at: 20 * ms, fail: true, want: "2:[ack40]"},
-			{at: 25 * ms, do: func(c *Courier, now time.Time) { c.DurableMark(2, 41, now) }, want: ""},
-			{at: 30 * ms, want: "2:[ack41]", next: "none"},
-		}},
-		{"a duplicate is acknowledged again", []courierStep{
-			{do: func(c *Courier, now time.Time) { c.DurableMark(1, 7, now) }, want: ""},
-			{at: 20 * ms, want: "1:[ack7]"},
-			{at: 100 * ms, do: func(c *Courier, now time.Time) { c.Duplicate(1, now) }, want: ""},
-			{at: 120 * ms, want: "1:[ack7]", next: "none"},
-		}},
-		{"a gap asks for a resend once per ResendAfter", []courierStep{
-			{do: func(c *Courier, now time.Time) { c.Gap(2, 30, now) }, want: "2:[resend30]"},
-			{at: 100 * ms, do: func(c *Courier, now time.Time) { c.Gap(2, 30, now) }, want: ""},
-			{at: 250 * ms, do: func(c *Courier, now time.Time) { c.Gap(2, 30, now) }, want: "2:[resend30]"},
-			{at: 260 * ms, do: func(c *Courier, now time.Time) { c.Gap(2, 35, now) }, want: "2:[resend35]"},
-		}},
-		{"the outbox handed over again after recovery does not double", []courierStep{
-			{do: func(c *Courier, _ time.Time) { c.Durable(cb(2, 1, 0), cb(5, 1, 2)) }, want: "1:[b2/0 b5/2]"},
-			{at: 10 * ms, do: func(c *Courier, _ time.Time) { c.Durable(cb(2, 1, 0), cb(5, 1, 2), cb(7, 1, 5)) }, want: "1:[b7/5]"},
-		}},
-		{"responses are retried, then dropped after their TTL", []courierStep{
-			{do: func(c *Courier, _ time.Time) {
-				c.Respond("c", &transport.ClientResponse{RequestID: 1})
-				c.Respond("c", &transport.ClientResponse{RequestID: 2})
-			}, fail: true, want: "c:2", next: "10ms"},
-			{at: 10 * ms, fail: true, want: "c:2"},
-			{at: 1010 * ms, fail: true, want: "c:2", next: "none"},
-		}},
-		// While a destination fails, a resend timer that fell due must not
-		// wake the partition before the backoff ends: Ready sends nothing
-		// until then (it used to make Next "now" again and again).
-		{"a due resend waits for the backoff", []courierStep{
-			{do: func(c *Courier, _ time.Time) { c.Durable(cb(1, 1, 0)) }, want: "1:[b1/0]"},
-			{at: 225 * ms, do: func(c *Courier, now time.Time) { c.DurableMark(1, 9, now) }, want: ""},
-			{at: 245 * ms, fail: true, want: "1:[ack9]", next: "255ms"},
-			{at: 250 * ms, want: "", next: "255ms"},
-			{at: 255 * ms, want: "1:[b1/0 ack9]", next: "755ms"},
-		}},
+func TestCourierResendsUnacknowledgedAndStopsWhenAcked(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := NewCourier(CourierConfig{Self: 0, Count: 2, ResendAfter: 100 * time.Millisecond})
+	c.Durable(batch(1, 5, 0), batch(1, 7, 5))
+	sent(c, t0, false)
+	if got := sent(c, t0.Add(99*time.Millisecond), false); len(got) != 0 {
+		t.Fatal("resent before the timeout")
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := NewCourier(cfg)
-			for i, st := range tc.steps {
-				now := courierT0.Add(st.at)
-				if st.do != nil {
-					st.do(c, now)
-				}
-				sends := c.Ready(now)
-				if got := renderCourierSends(sends); got != st.want {
-					t.Fatalf("step %d at %v: sends %q, want %q", i, st.at, got, st.want)
-				}
-				var err error
-				if st.fail {
-					err = errors.New("injected")
-				}
-				for _, s := range sends {
-					c.Result(s, err, now)
-				}
-				if st.next != "" {
-					got := "none"
-					if n := c.Next(now); !n.IsZero() {
-						got = n.Sub(courierT0).String()
-					}
-					if got != st.next {
-						t.Fatalf("step %d at %v: Next %s, want %s", i, st.at, got, st.next)
-					}
-				}
+	b, _, _ := positions(sent(c, t0.Add(100*time.Millisecond), false)[1])
+	if len(b) != 2 {
+		t.Fatalf("after the timeout, resent %v, want both", b)
+	}
+	// Nothing acknowledged: the timeout doubles.
+	if got := sent(c, t0.Add(250*time.Millisecond), false); len(got) != 0 {
+		t.Fatal("resent before the doubled timeout")
+	}
+	c.Acked(1, 5, t0.Add(260*time.Millisecond))
+	b, _, _ = positions(sent(c, t0.Add(360*time.Millisecond), false)[1])
+	if len(b) != 1 || b[0] != 7 {
+		t.Fatalf("after an ack of 5, resent %v, want [7]", b)
+	}
+	c.Acked(1, 7, t0.Add(370*time.Millisecond))
+	if c.Unacked() != 0 || !c.Next(t0.Add(370*time.Millisecond)).IsZero() {
+		t.Fatalf("after the last ack: %d unacked, next %v", c.Unacked(), c.Next(t0))
+	}
+}
+
+func TestCourierResendRequestRewinds(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := NewCourier(CourierConfig{Self: 0, Count: 2, ResendAfter: time.Hour})
+	c.Durable(batch(1, 5, 0), batch(1, 7, 5), batch(1, 9, 7))
+	sent(c, t0, false)
+	c.ResendRequested(1, 5)
+	b, _, _ := positions(sent(c, t0, false)[1])
+	if len(b) != 2 || b[0] != 7 || b[1] != 9 {
+		t.Fatalf("after a request to resend after 5: %v, want [7 9]", b)
+	}
+	// Recovery hands the outbox over again: nothing is sent twice.
+	c.Durable(batch(1, 5, 0), batch(1, 7, 5), batch(1, 9, 7))
+	if got := sent(c, t0, false); len(got) != 0 {
+		t.Fatalf("known batches sent again: %v", got)
+	}
+}
+
+func TestCourierAcksDurableMarksAndReacksDuplicates(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := NewCourier(CourierConfig{Self: 1, Count: 2, AckDelay: 10 * time.Millisecond})
+	c.Duplicate(0, t0)
+	if got := sent(c, t0.Add(time.Second), false); len(got) != 0 {
+		t.Fatal("acked with nothing durable")
+	}
+	c.DurableMark(0, 5, t0)
+	if got := sent(c, t0.Add(5*time.Millisecond), false); len(got) != 0 {
+		t.Fatal("acked before the ack delay")
+	}
+	_, a, _ := positions(sent(c, t0.Add(10*time.Millisecond), true)[0])
+	if len(a) != 0 {
+		t.Fatal("a failed ack counted as sent")
+	}
+	_, a, _ = positions(sent(c, t0.Add(20*time.Millisecond), false)[0])
+	if len(a) != 1 || a[0] != 5 {
+		t.Fatalf("acks %v, want [5]", a)
+	}
+	if got := sent(c, t0.Add(time.Second), false); len(got) != 0 {
+		t.Fatal("acked twice without a duplicate")
+	}
+	c.Duplicate(0, t0.Add(time.Second))
+	_, a, _ = positions(sent(c, t0.Add(2*time.Second), false)[0])
+	if len(a) != 1 || a[0] != 5 {
+		t.Fatalf("after a duplicate, acks %v, want [5] again", a)
+	}
+	if st := c.Stats(); st.Reacks != 1 {
+		t.Fatalf("reacks = %d, want 1", st.Reacks)
+	}
+}
+
+func TestCourierGapRequestsAreSpaced(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := NewCourier(CourierConfig{Self: 1, Count: 2, ResendAfter: 100 * time.Millisecond})
+	c.Gap(0, 5, t0)
+	_, _, r := positions(sent(c, t0, false)[0])
+	if len(r) != 1 || r[0] != 5 {
+		t.Fatalf("resend requests %v, want [5]", r)
+	}
+	c.Gap(0, 5, t0.Add(50*time.Millisecond))
+	if got := sent(c, t0.Add(50*time.Millisecond), false); len(got) != 0 {
+		t.Fatal("asked again for the same gap too soon")
+	}
+	c.Gap(0, 9, t0.Add(60*time.Millisecond)) // a new mark: ask at once
+	_, _, r = positions(sent(c, t0.Add(60*time.Millisecond), false)[0])
+	if len(r) != 1 || r[0] != 9 {
+		t.Fatalf("resend requests %v, want [9]", r)
+	}
+}
+
+func TestCourierRetriesResponsesThenGivesUp(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := NewCourier(CourierConfig{Self: 0, Count: 1, ResponseTTL: time.Second, RetryMax: 100 * time.Millisecond})
+	c.Respond("a", &transport.ClientResponse{RequestID: 1})
+	c.Respond("b", &transport.ClientResponse{RequestID: 2})
+	now := t0
+	for i := 0; i < 100 && len(c.clients) > 0; i++ {
+		for _, s := range c.Ready(now) {
+			var err error
+			if s.Client == "a" {
+				err = errSend // a's queue stays broken
 			}
-		})
+			c.Result(s, err, now)
+		}
+		now = now.Add(50 * time.Millisecond)
+	}
+	if len(c.clients) != 0 {
+		t.Fatal("responses still queued")
+	}
+	if st := c.Stats(); st.DroppedResponses != 1 {
+		t.Fatalf("dropped %d responses, want 1 (client a's)", st.DroppedResponses)
 	}
 }

@@ -62,11 +62,17 @@ type cluster struct {
 	states []*State
 	resp   <-chan *transport.Packet
 	nextID atomic.Uint64
+	// courier overrides the courier settings of the partitions.
+	courier *CourierConfig
+	cancels []context.CancelFunc
 }
 
-func newCluster(t *testing.T, n int, faults transport.FaultConfig) *cluster {
+func newCluster(t *testing.T, n int, faults transport.FaultConfig, courier ...CourierConfig) *cluster {
 	t.Helper()
-	c := &cluster{t: t, mem: transport.NewMemory(n)}
+	c := &cluster{t: t, mem: transport.NewMemory(n), cancels: make([]context.CancelFunc, n)}
+	if len(courier) > 0 {
+		c.courier = &courier[0]
+	}
 	c.net = transport.NewFaulty(c.mem, faults)
 	resp, closeFn, err := c.mem.ListenClient("test")
 	if err != nil {
@@ -95,19 +101,36 @@ func newCluster(t *testing.T, n int, faults transport.FaultConfig) *cluster {
 }
 
 func (c *cluster) config(i int) Config {
+	cc := CourierConfig{ResendAfter: 50 * time.Millisecond, AckDelay: time.Millisecond}
+	if c.courier != nil {
+		cc = *c.courier
+	}
 	return Config{Partition: i, Count: len(c.states), Executor: relayExecutor{}, Transport: c.net,
-		Pools: NewPools(4, 4, 4), Cursors: NewCursorCache(-1),
-		Courier: CourierConfig{ResendAfter: 50 * time.Millisecond, AckDelay: time.Millisecond}}
+		Pools: NewPools(4, 4, 4), Cursors: NewCursorCache(-1), Courier: cc}
 }
 
 // start (re)starts partition i on its state.
 func (c *cluster) start(i int) {
 	c.t.Helper()
-	p, err := Start(context.Background(), c.config(i), c.states[i])
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := Start(ctx, c.config(i), c.states[i])
 	if err != nil {
+		cancel()
 		c.t.Fatal(err)
 	}
-	c.parts[i] = p
+	c.parts[i], c.cancels[i] = p, cancel
+}
+
+// crash stops partition i at once, as a lost lease or a dead host does:
+// no checkpoint, nothing volatile kept.
+func (c *cluster) crash(i int) {
+	c.t.Helper()
+	c.cancels[i]()
+	select {
+	case <-c.parts[i].Done():
+	case <-time.After(5 * time.Second):
+		c.t.Fatalf("partition %d did not stop", i)
+	}
 }
 
 // signal asks entity id to run operation input (through the client path,
@@ -275,4 +298,31 @@ func TestRandomFaultsExactlyOnceInOrder(t *testing.T) {
 		t.Fatalf("not every fault was injected: %+v", st)
 	}
 	t.Logf("faults: %+v", st)
+}
+
+// The receiver crashing between durability and its ack tick used to lose
+// the ack for good (acks were volatile and never re-sent). Now acks of the
+// durable dedup marks go out when a partition starts. The sender here
+// never resends on its own, so only that ack can drain its outbox.
+func TestAcksResentAfterReceiverCrash(t *testing.T) {
+	var dropAcks atomic.Bool
+	dropAcks.Store(true)
+	c := newCluster(t, 2, transport.FaultConfig{Script: func(dest int, pk *transport.Packet) transport.Fault {
+		if pk.Ack != nil && dropAcks.Load() {
+			return transport.FaultDrop
+		}
+		return transport.FaultDeliver
+	}}, CourierConfig{ResendAfter: time.Hour, AckDelay: time.Millisecond})
+	c.signal("@fwd@a!1", "@sink@k!0=1")
+	c.waitSink("@sink@k!0", "1")
+	eventually(t, "the ack is lost", func() (bool, string) {
+		return c.net.Stats().Dropped > 0, "no ack dropped yet"
+	})
+	c.crash(0)
+	dropAcks.Store(false)
+	c.start(0)
+	c.waitOutboxesDrain()
+	if got := c.entity("@sink@k!0"); got != "1" {
+		t.Fatalf("sink = %q after the restart, want 1", got)
+	}
 }

@@ -218,9 +218,11 @@ func TestFailedCheckpointIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Stop(context.Background())
-	// The recovery event makes the policy due: that first checkpoint
-	// fails. (Asking for one here as well raced with it: whichever came
-	// second succeeded.)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The first attempt fails: this one, or the one the policy started
+	// after RecoveryCompleted (then this one is the retry, and succeeds).
+	_ = p.Checkpoint(ctx)
 	eventually(t, "the failure is counted", func() (bool, string) {
 		n := p.CheckpointFailures()
 		return n == 1, fmt.Sprint(n)
@@ -269,4 +271,70 @@ func TestWaitersGoAwayWithTheirClients(t *testing.T) {
 		n := p.Waiters()
 		return n == 0, fmt.Sprint(n)
 	})
+}
+
+// failingLog fails every append after the first ok ones.
+type failingLog struct {
+	ok atomic.Int64
+}
+
+func (l *failingLog) Append(entries []LogEntry) error {
+	if l.ok.Add(-1) < 0 {
+		return errors.New("injected commit failure")
+	}
+	return nil
+}
+
+// A partition whose commit log failed used to stay dead, unnoticed: now
+// Done is closed and Err says why.
+func TestCommitErrorEndsPartitionWithErr(t *testing.T) {
+	tr := transport.NewMemory(1)
+	defer tr.Close()
+	log := &failingLog{}
+	log.ok.Store(1) // RecoveryCompleted
+	cfg := testConfig(tr, 0, 1)
+	cfg.Log = log
+	p, err := Start(context.Background(), cfg, NewState(0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, mem: tr, states: []*State{nil}}
+	c.signal("@sink@k!0", "1")
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a failed commit did not stop the partition")
+	}
+	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "injected commit failure") {
+		t.Fatalf("Err = %v, want the commit failure", err)
+	}
+	if err := p.Stop(context.Background()); err == nil {
+		t.Fatal("Stop of a failed partition returned nil")
+	}
+}
+
+// A queue position that is gone (trimmed, expired) would skip packets: the
+// partition fails loudly instead of reading on.
+func TestPositionGoneFailsPartition(t *testing.T) {
+	tr := transport.NewMemory(1)
+	defer tr.Close()
+	for i := 0; i < 3; i++ {
+		_ = tr.SendToPartition(0, &transport.Packet{Ack: &transport.Ack{From: 0, UpTo: 1}})
+	}
+	if _, _, err := tr.ReceivePartition(context.Background(), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	tr.TrimPartition(0, 2)
+	p, err := Start(context.Background(), testConfig(tr, 0, 1), NewState(0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a gone position did not stop the partition")
+	}
+	if err := p.Err(); !errors.Is(err, transport.ErrPositionGone) {
+		t.Fatalf("Err = %v, want ErrPositionGone", err)
+	}
 }

@@ -2,6 +2,7 @@ package partitions
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,5 +122,99 @@ func TestDedupDropsDuplicates(t *testing.T) {
 	}
 	if s.Dedup[0] != (DedupMark{Pos: 5, Sub: 1}) {
 		t.Fatalf("dedup mark %+v", s.Dedup[0])
+	}
+}
+
+// A batch is applied only if it follows the last one applied from its
+// origin (Prev): a skipped one is a gap, reported and not applied.
+func TestDedupDetectsGaps(t *testing.T) {
+	s := NewState(1, 2)
+	msg := func(v string) *core.TaskMessage {
+		e := core.NewEvent(core.EventEntityOperationSignaled, t0)
+		e.Name, e.Input = "add", []byte(v)
+		return &core.TaskMessage{Target: core.Instance{InstanceID: "@c@k!1"}, Event: e}
+	}
+	b := func(pos, prev uint64, first uint32, vs ...string) *MessagesReceived {
+		mb := &transport.MessageBatch{Origin: 0, OriginPos: pos, Prev: prev, FirstSub: first}
+		for _, v := range vs {
+			mb.Messages = append(mb.Messages, msg(v))
+		}
+		return &MessagesReceived{Batch: mb}
+	}
+	pending := func() string {
+		var out []string
+		if inst := s.Instances["@c@k!1"]; inst != nil {
+			for _, e := range inst.Pending {
+				out = append(out, string(e.Input))
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	steps := []struct {
+		ev        *MessagesReceived
+		want      string
+		gap, dup  bool
+		wantMark  DedupMark
+		wantNotes string
+	}{
+		{b(10, 5, 0, "b"), "", true, false, DedupMark{}, "first batch seen skips the one at 5"},
+		{b(5, 0, 0, "a"), "a", false, false, DedupMark{Pos: 5}, "the first batch"},
+		{b(20, 10, 0, "c"), "a", true, false, DedupMark{Pos: 5}, "skips 10"},
+		{b(10, 5, 0, "b"), "a,b", false, false, DedupMark{Pos: 10}, "resent 10"},
+		{b(5, 0, 0, "a"), "a,b", false, true, DedupMark{Pos: 10}, "a duplicate"},
+		{b(20, 10, 0, "c", "d"), "a,b,c,d", false, false, DedupMark{Pos: 20, Sub: 1}, "resent 20"},
+		{b(30, 20, 1, "f"), "a,b,c,d", true, false, DedupMark{Pos: 20, Sub: 1}, "the first part of 30 is missing"},
+		{b(30, 20, 0, "e"), "a,b,c,d,e", false, false, DedupMark{Pos: 30}, "the first part of 30"},
+		{b(30, 20, 1, "f"), "a,b,c,d,e,f", false, false, DedupMark{Pos: 30, Sub: 1}, "its second part"},
+	}
+	for i, st := range steps {
+		var fx Effects
+		st.ev.InputPos = uint64(i + 1)
+		s.Apply(uint64(i+1), t0, st.ev, &fx)
+		if got := pending(); got != st.want {
+			t.Fatalf("step %d (%s): pending %q, want %q", i, st.wantNotes, got, st.want)
+		}
+		if (len(fx.Gaps) > 0) != st.gap || (len(fx.Duplicates) > 0) != st.dup {
+			t.Fatalf("step %d (%s): gaps %v duplicates %v", i, st.wantNotes, fx.Gaps, fx.Duplicates)
+		}
+		if s.Dedup[0] != st.wantMark {
+			t.Fatalf("step %d (%s): mark %+v, want %+v", i, st.wantNotes, s.Dedup[0], st.wantMark)
+		}
+	}
+}
+
+// Batches to one destination chain through Prev; acks report to the
+// runtime.
+func TestOutboxBatchesChainPrev(t *testing.T) {
+	s := NewState(0, 3)
+	send := func(pos uint64, dests ...string) {
+		var msgs []*core.TaskMessage
+		for _, d := range dests {
+			e := core.NewEvent(core.EventEntityOperationSignaled, t0)
+			e.Name = "op"
+			msgs = append(msgs, &core.TaskMessage{Target: core.Instance{InstanceID: d}, Event: e})
+		}
+		s.Apply(pos, t0, &EntityBatchProcessed{InstanceID: "none"}, &Effects{})
+		a := &applier{s: s, pos: pos, at: t0, fx: &Effects{}}
+		for _, m := range msgs {
+			a.deliver(m)
+		}
+		a.flushOutbox()
+	}
+	send(4, "@c@x!1")
+	send(6, "@c@x!2")
+	send(9, "@c@x!1", "@c@y!2")
+	var got []string
+	for _, b := range s.Outbox {
+		got = append(got, fmt.Sprintf("%d->%d prev %d", b.Pos, b.Dest, b.Prev))
+	}
+	want := "4->1 prev 0,6->2 prev 0,9->1 prev 4,9->2 prev 6"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("outbox %q, want %q", strings.Join(got, ","), want)
+	}
+	var fx Effects
+	s.Apply(10, t0, &AckReceived{InputPos: 1, Ack: &transport.Ack{From: 1, UpTo: 9}}, &fx)
+	if len(s.Outbox) != 2 || len(fx.Acks) != 1 || fx.Acks[0] != (DedupOrigin{Origin: 1, Pos: 9}) {
+		t.Fatalf("after an ack from 1: outbox %d batches, acks %v", len(s.Outbox), fx.Acks)
 	}
 }

@@ -137,6 +137,7 @@ func (e *Emulator) serve(ln net.Listener) {
 	e.serveDone = done
 	go func() {
 		defer close(done)
+		defer ln.Close() // a Restart listens on the same address again
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 			e.cfg.Logger.Error("event hubs emulator: AMQP server stopped", "err", err)
 		}
