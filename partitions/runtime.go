@@ -135,6 +135,8 @@ type intakeItem struct {
 	checkpoint chan error
 	// resend is another partition's request to resend (not logged).
 	resend *transport.ResendRequest
+	// flushed is closed once everything logged so far is written.
+	flushed chan struct{}
 }
 
 type durableMark struct {
@@ -187,7 +189,7 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		actCtx:      actCtx,
 		actCancel:   actCancel,
 		stopped:     make(chan struct{}),
-		ckptResults: make(chan ckptResult, 1),
+		ckptResults: make(chan ckptResult, 4), // room for the skip path, which the loop may wait on
 		cfg:         cfg,
 		state:       state,
 		log:         cfg.Logger.With(slog.Int("partition", cfg.Partition)),
@@ -436,6 +438,9 @@ func (p *Partition) handle(it intakeItem) {
 	case it.checkpoint != nil:
 		p.flushLog()
 		p.maybeCheckpoint(true, it.checkpoint)
+	case it.flushed != nil:
+		p.flushLog()
+		p.toLog(logItem{flushed: it.flushed})
 	case it.read != nil:
 		p.read(it.read)
 	case it.resend != nil:
@@ -457,15 +462,28 @@ func (p *Partition) flushLog() {
 	if len(p.logBuf) == 0 {
 		return
 	}
-	p.logCh <- logItem{entries: p.logBuf}
+	p.toLog(logItem{entries: p.logBuf})
 	p.logBuf = nil
 }
 
-// logItem is a batch of entries for the log worker, or a checkpoint to
-// take once everything before it is in the log.
+// toLog hands an item to the log worker. Once the partition is cancelled
+// the worker may be gone, and a full hand-over would block the loop (and
+// Done) forever: the item is dropped instead, as a cancelled partition
+// writes nothing more.
+func (p *Partition) toLog(it logItem) {
+	select {
+	case p.logCh <- it:
+	case <-p.ctx.Done():
+	}
+}
+
+// logItem is a batch of entries for the log worker, a checkpoint to take
+// once everything before it is in the log, or a barrier (flushed is
+// closed once everything before it is in the log).
 type logItem struct {
 	entries []LogEntry
 	ckpt    *checkpointJob
+	flushed chan struct{}
 }
 
 // logWorker appends batches to the commit log, merging whatever is queued
@@ -491,11 +509,9 @@ func (p *Partition) logWorker() {
 		}
 		var entries []LogEntry
 		for i, it := range items {
-			if it.ckpt == nil {
-				entries = append(entries, it.entries...)
-				if i < len(items)-1 {
-					continue
-				}
+			entries = append(entries, it.entries...)
+			if it.ckpt == nil && it.flushed == nil && i < len(items)-1 {
+				continue
 			}
 			if len(entries) > 0 {
 				if !p.appendEntries(entries) {
@@ -520,6 +536,9 @@ func (p *Partition) logWorker() {
 						it.ckpt.done <- errCheckpointBusy
 					}
 				}
+			}
+			if it.flushed != nil {
+				close(it.flushed)
 			}
 		}
 	}
@@ -901,6 +920,19 @@ func (p *Partition) Stop(ctx context.Context) error {
 	case <-p.stopped:
 	}
 	p.timers.stop()
+	if p.ckptStore == nil && p.failure() == nil {
+		// No checkpoint to wait for: wait at least until everything
+		// applied is in the log, so that the log replays to the state
+		// Stop leaves.
+		flushed := make(chan struct{})
+		if p.put(intakeItem{flushed: flushed}) {
+			select {
+			case <-flushed:
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
+		}
+	}
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
 		// without replaying its log.
@@ -943,6 +975,14 @@ func (p *Partition) Checkpoint(ctx context.Context) error {
 		case err = <-done:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.stopped:
+			// Stopped before the checkpoint was written (or before its
+			// outcome was told).
+			select {
+			case err = <-done:
+			default:
+				return ErrStopped
+			}
 		}
 		if err != errCheckpointBusy {
 			return err
