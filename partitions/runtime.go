@@ -129,8 +129,10 @@ type intakeItem struct {
 	read   *transport.ClientRequest
 	// inputPos is the queue position after this item, for trimming.
 	inputPos uint64
-	// drain stops the start of new work.
-	drain bool
+	// drain stops the start of new work; drained, if set, is closed once
+	// the loop has taken it (no work item or activity starts after that).
+	drain   bool
+	drained chan struct{}
 	// checkpoint asks for a checkpoint now; the result goes to the channel.
 	checkpoint chan error
 	// resend is another partition's request to resend (not logged).
@@ -435,6 +437,9 @@ func (p *Partition) handle(it intakeItem) {
 	switch {
 	case it.drain:
 		p.draining = true
+		if it.drained != nil {
+			close(it.drained)
+		}
 	case it.checkpoint != nil:
 		p.flushLog()
 		p.maybeCheckpoint(true, it.checkpoint)
@@ -908,16 +913,26 @@ func (p *Partition) Stop(ctx context.Context) error {
 		close(p.stopping)
 		p.actCancel()
 	})
-	p.put(intakeItem{drain: true})
-	workDone := make(chan struct{})
-	go func() {
-		p.inFlight.Wait()
-		close(workDone)
-	}()
-	select {
-	case <-workDone:
-	case <-ctx.Done():
-	case <-p.stopped:
+	// Wait for running work items only once the loop has stopped starting
+	// new ones: a WaitGroup must not be waited on while it may still grow
+	// from zero.
+	drained := make(chan struct{})
+	if p.put(intakeItem{drain: true, drained: drained}) {
+		select {
+		case <-drained:
+			workDone := make(chan struct{})
+			go func() {
+				p.inFlight.Wait()
+				close(workDone)
+			}()
+			select {
+			case <-workDone:
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
+		case <-ctx.Done():
+		case <-p.stopped:
+		}
 	}
 	p.timers.stop()
 	if p.ckptStore == nil && p.failure() == nil {
