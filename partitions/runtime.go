@@ -935,9 +935,23 @@ func (p *Partition) Stop(ctx context.Context) error {
 	}
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
-		// without replaying its log.
-		if err := p.Checkpoint(ctx); err != nil && !errors.Is(err, ErrStopped) {
-			p.log.Warn("final checkpoint failed", slog.Any("error", err))
+		// without replaying its log. A failed one is retried while ctx
+		// lasts.
+		for backoff := ckptRetryMin; ; backoff = min(2*backoff, ckptRetryMax) {
+			err := p.Checkpoint(ctx)
+			if err == nil || errors.Is(err, ErrStopped) {
+				break
+			}
+			if ctx.Err() != nil || p.failure() != nil {
+				p.log.Warn("final checkpoint failed", slog.Any("error", err))
+				break
+			}
+			p.log.Warn("final checkpoint failed; retrying", slog.Duration("retryIn", backoff), slog.Any("error", err))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
 		}
 	}
 	p.cancel()
