@@ -409,6 +409,9 @@ func (p *Partition) loop() {
 		case <-p.ctx.Done():
 			return
 		}
+		if p.ctx.Err() != nil {
+			return // cancelled meanwhile: no new work, no sends
+		}
 		p.dispatch()
 		p.pump()
 		p.state.Evict(p.busy)
@@ -693,6 +696,9 @@ func (p *Partition) onDurable(d durableMark) {
 func (p *Partition) pump() {
 	now := time.Now()
 	for _, s := range p.courier.Ready(now) {
+		if p.ctx.Err() != nil {
+			return // cancelled: not one more send (another host may own the partition)
+		}
 		var err error
 		if s.Client != "" {
 			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
