@@ -697,3 +697,28 @@ func TestClientConsumerGroups(t *testing.T) {
 		t.Fatalf("the receiver of a deleted group got %v", err)
 	}
 }
+
+func TestClientRetention(t *testing.T) {
+	e := startTestEmulator(t, Config{Hubs: []HubConfig{{Name: "ret", PartitionCount: 1, RetentionBytes: 20_000}}})
+	ctx := testCtx(t)
+	p := newProducer(t, e, "ret")
+	body := strings.Repeat("r", 1000)
+	for range 10 {
+		send(t, ctx, p, nil, body, body, body, body, body)
+	}
+	pp, err := p.GetPartitionProperties(ctx, "0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp.BeginningSequenceNumber == 0 || pp.LastEnqueuedSequenceNumber != 49 || pp.IsEmpty {
+		t.Fatalf("retention by size did not advance the beginning: %+v", pp)
+	}
+	c := newConsumer(t, e, "ret", DefaultConsumerGroup)
+	pc := newPartitionClient(t, c, "0", azeventhubs.PartitionClientOptions{StartPosition: azeventhubs.StartPosition{Earliest: new(true)}})
+	n := int(50 - pp.BeginningSequenceNumber)
+	evs := receiveN(t, ctx, pc, n)
+	if evs[0].SequenceNumber != pp.BeginningSequenceNumber || evs[n-1].SequenceNumber != 49 {
+		t.Fatalf("earliest gave %d..%d, the beginning is %d", evs[0].SequenceNumber, evs[n-1].SequenceNumber, pp.BeginningSequenceNumber)
+	}
+	expectNoMore(t, pc)
+}
