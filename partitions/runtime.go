@@ -411,6 +411,9 @@ func (p *Partition) loop() {
 		case <-p.ctx.Done():
 			return
 		}
+		if p.ctx.Err() != nil {
+			return // cancelled meanwhile: no new work, no sends
+		}
 		p.dispatch()
 		p.pump()
 		p.state.Evict(p.busy)
@@ -698,6 +701,9 @@ func (p *Partition) onDurable(d durableMark) {
 func (p *Partition) pump() {
 	now := time.Now()
 	for _, s := range p.courier.Ready(now) {
+		if p.ctx.Err() != nil {
+			return // cancelled: not one more send (another host may own the partition)
+		}
 		var err error
 		if s.Client != "" {
 			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
@@ -950,9 +956,23 @@ func (p *Partition) Stop(ctx context.Context) error {
 	}
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
-		// without replaying its log.
-		if err := p.Checkpoint(ctx); err != nil && !errors.Is(err, ErrStopped) {
-			p.log.Warn("final checkpoint failed", slog.Any("error", err))
+		// without replaying its log. A failed one is retried while ctx
+		// lasts.
+		for backoff := ckptRetryMin; ; backoff = min(2*backoff, ckptRetryMax) {
+			err := p.Checkpoint(ctx)
+			if err == nil || errors.Is(err, ErrStopped) {
+				break
+			}
+			if ctx.Err() != nil || p.failure() != nil {
+				p.log.Warn("final checkpoint failed", slog.Any("error", err))
+				break
+			}
+			p.log.Warn("final checkpoint failed; retrying", slog.Duration("retryIn", backoff), slog.Any("error", err))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
 		}
 	}
 	p.cancel()

@@ -157,3 +157,29 @@ func TestStopWritesTheLog(t *testing.T) {
 		t.Fatalf("the log ends at %d, the state at %d", got, want)
 	}
 }
+
+// Stop retries a failed final checkpoint (while its context lasts): it
+// used to log the failure and stop, leaving the next owner the whole log
+// to replay.
+func TestStopRetriesFinalCheckpoint(t *testing.T) {
+	tr := transport.NewMemory(1)
+	defer tr.Close()
+	store := &countingStore{}
+	store.failSaves.Store(2)
+	cfg := testConfig(tr, 0, 1)
+	cfg.Log, cfg.Checkpoints = store, CheckpointPolicy{Events: 1 << 30, Idle: time.Hour}
+	p, err := Start(context.Background(), cfg, NewState(0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), failAfter)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.savedPos) != 1 || store.savedPos[0] != p.State().LastPos {
+		t.Fatalf("checkpoints saved at %v, want one at %d", store.savedPos, p.State().LastPos)
+	}
+}
