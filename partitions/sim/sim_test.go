@@ -9,7 +9,7 @@ import (
 )
 
 var (
-	seeds     = flag.Int("sim.seeds", 0, "number of seeds to run (default: seeds 1-60, about 60 s under -race on 2 cores)")
+	seeds     = flag.Int("sim.seeds", 0, "number of seeds to run (default: seeds 1-30, about 60 s under -race on 2 busy cores)")
 	firstSeed = flag.Int64("sim.seed", 1, "first seed")
 	budget    = flag.Duration("sim.budget", 90*time.Second, "with the default seed count: stop starting seeds after this long")
 )
@@ -20,7 +20,7 @@ var (
 func TestSim(t *testing.T) {
 	n, fixed := *seeds, *seeds > 0
 	if !fixed {
-		n = 60
+		n = 30
 		if testing.Short() {
 			n = 20
 		}
