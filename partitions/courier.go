@@ -239,6 +239,22 @@ func (c *Courier) Gap(origin int, mark uint64, now time.Time) {
 	l.gapDue, l.gapAfter = true, mark
 }
 
+// Observe takes what applying an event reported that concerns the
+// courier at once: duplicates (re-ack), gaps (resend request) and acks.
+// The rest waits for durability: batches (Durable), applied marks
+// (DurableMark) and responses (Respond).
+func (c *Courier) Observe(fx *Effects, now time.Time) {
+	for _, o := range fx.Duplicates {
+		c.Duplicate(o, now)
+	}
+	for _, g := range fx.Gaps {
+		c.Gap(g.Origin, g.Pos, now)
+	}
+	for _, a := range fx.Acks {
+		c.Acked(a.Origin, a.Pos, now)
+	}
+}
+
 // Respond queues a response to a client.
 func (c *Courier) Respond(clientID string, r *transport.ClientResponse) {
 	q := c.clients[clientID]
