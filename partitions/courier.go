@@ -39,10 +39,12 @@ type CourierConfig struct {
 	// AckDelay is how long an ack may wait, to cover more batches
 	// (default 20 ms).
 	AckDelay time.Duration
-	// ResendAfter is how long a sent batch may go unacknowledged before it
-	// is sent again (default 250 ms); it doubles while nothing is
-	// acknowledged, up to MaxResendAfter (default 8 s). It also spaces
-	// resend requests for the same gap.
+	// ResendAfter is the least time a sent batch may go unacknowledged
+	// before it is sent again (default 100 ms); the timeout follows the
+	// acks' round trip (smoothed, plus four times its variation) when that
+	// is longer, and doubles while nothing is acknowledged, up to
+	// MaxResendAfter (default 8 s). ResendAfter also spaces resend
+	// requests for the same gap.
 	ResendAfter    time.Duration
 	MaxResendAfter time.Duration
 	// RetryMin and RetryMax bound the backoff after a failed send
@@ -60,7 +62,7 @@ func (c *CourierConfig) normalize() {
 		}
 	}
 	def(&c.AckDelay, 20*time.Millisecond)
-	def(&c.ResendAfter, 250*time.Millisecond)
+	def(&c.ResendAfter, 100*time.Millisecond)
 	def(&c.MaxResendAfter, 8*time.Second)
 	def(&c.RetryMin, 5*time.Millisecond)
 	def(&c.RetryMax, 2*time.Second)
@@ -105,6 +107,11 @@ type link struct {
 	maxSent  uint64 // the highest position ever sent
 	sentAt   time.Time
 	resendIn time.Duration
+	// Round-trip estimate (as TCP's): first transmissions not yet acked,
+	// and the smoothed ack delay and its variation; 0 before a sample.
+	probes []probe
+	srtt   time.Duration
+	rttvar time.Duration
 	// As the receiver from this partition.
 	durable  uint64 // durable dedup mark
 	ackSent  uint64
@@ -116,6 +123,11 @@ type link struct {
 	// Retries of failed sends.
 	retryAt time.Time
 	backoff time.Duration
+}
+
+type probe struct {
+	pos uint64
+	at  time.Time
 }
 
 type clientQueue struct {
@@ -184,8 +196,37 @@ func (c *Courier) Acked(dest int, upTo uint64, now time.Time) {
 	clear(l.pending[:n])
 	l.pending = l.pending[n:]
 	l.sentUpTo = max(l.sentUpTo, upTo)
-	// Progress: the timeout for the rest starts over.
-	l.sentAt, l.resendIn = now, c.cfg.ResendAfter
+	// A round-trip sample from the newest first transmission acked.
+	n = 0
+	var sample time.Duration
+	for n < len(l.probes) && l.probes[n].pos <= upTo {
+		sample = now.Sub(l.probes[n].at)
+		n++
+	}
+	l.probes = l.probes[n:]
+	if n > 0 {
+		if l.srtt == 0 {
+			l.srtt, l.rttvar = sample, sample/2
+		} else {
+			d := l.srtt - sample
+			if d < 0 {
+				d = -d
+			}
+			l.rttvar = (3*l.rttvar + d) / 4
+			l.srtt = (7*l.srtt + sample) / 8
+		}
+		l.resendIn = c.timeout(l)
+	}
+	// Progress: the timeout for the rest starts over (backed off until a
+	// sample says how long acks take).
+	l.sentAt = now
+}
+
+// timeout is how long sent batches may wait for an ack: the round trip
+// seen so far with its variation (so a receiver that lags behind is not
+// flooded with resends), at least ResendAfter.
+func (c *Courier) timeout(l *link) time.Duration {
+	return min(max(c.cfg.ResendAfter, l.srtt+4*l.rttvar), c.cfg.MaxResendAfter)
 }
 
 // ResendRequested takes a request from dest to resend what follows after.
@@ -196,6 +237,7 @@ func (c *Courier) ResendRequested(dest int, after uint64) {
 	}
 	if after < l.sentUpTo {
 		l.sentUpTo = max(after, l.acked)
+		l.probes = l.probes[:0]
 	}
 }
 
@@ -239,6 +281,22 @@ func (c *Courier) Gap(origin int, mark uint64, now time.Time) {
 	l.gapDue, l.gapAfter = true, mark
 }
 
+// Observe takes what applying an event reported that concerns the
+// courier at once: duplicates (re-ack), gaps (resend request) and acks.
+// The rest waits for durability: batches (Durable), applied marks
+// (DurableMark) and responses (Respond).
+func (c *Courier) Observe(fx *Effects, now time.Time) {
+	for _, o := range fx.Duplicates {
+		c.Duplicate(o, now)
+	}
+	for _, g := range fx.Gaps {
+		c.Gap(g.Origin, g.Pos, now)
+	}
+	for _, a := range fx.Acks {
+		c.Acked(a.Origin, a.Pos, now)
+	}
+}
+
 // Respond queues a response to a client.
 func (c *Courier) Respond(clientID string, r *transport.ClientResponse) {
 	q := c.clients[clientID]
@@ -263,8 +321,10 @@ func (c *Courier) Ready(now time.Time) []Send {
 		}
 		s := Send{Partition: dest}
 		if l.sentUpTo > l.acked && len(l.pending) > 0 && !now.Before(l.sentAt.Add(l.resendIn)) {
-			// Nothing acknowledged in time: send everything again.
+			// Nothing acknowledged in time: send everything again. Acks
+			// of resent batches give no round-trip samples (ambiguous).
 			l.sentUpTo = l.acked
+			l.probes = l.probes[:0]
 			l.resendIn = min(2*l.resendIn, c.cfg.MaxResendAfter)
 		}
 		first := sort.Search(len(l.pending), func(i int) bool { return l.pending[i].Pos > l.sentUpTo })
@@ -353,6 +413,9 @@ func (c *Courier) Result(s Send, err error, now time.Time) {
 		if s.upTo > l.sentUpTo {
 			c.stats.Resent += int64(countBetween(l.pending, l.sentUpTo, min(s.upTo, l.maxSent)))
 			l.sentUpTo = s.upTo
+		}
+		if s.upTo > l.maxSent {
+			l.probes = append(l.probes, probe{pos: s.upTo, at: now})
 		}
 		l.maxSent = max(l.maxSent, s.upTo)
 		l.sentAt = now

@@ -88,13 +88,18 @@ func TestCourierResendsUnacknowledgedAndStopsWhenAcked(t *testing.T) {
 	if got := sent(c, t0.Add(250*time.Millisecond), false); len(got) != 0 {
 		t.Fatal("resent before the doubled timeout")
 	}
+	// The ack of a resent batch says nothing of the round trip: the
+	// backed-off timeout (200 ms) stays, counted from the ack.
 	c.Acked(1, 5, t0.Add(260*time.Millisecond))
-	b, _, _ = positions(sent(c, t0.Add(360*time.Millisecond), false)[1])
+	if got := sent(c, t0.Add(459*time.Millisecond), false); len(got) != 0 {
+		t.Fatal("resent before the backed-off timeout")
+	}
+	b, _, _ = positions(sent(c, t0.Add(460*time.Millisecond), false)[1])
 	if len(b) != 1 || b[0] != 7 {
 		t.Fatalf("after an ack of 5, resent %v, want [7]", b)
 	}
-	c.Acked(1, 7, t0.Add(370*time.Millisecond))
-	if c.Unacked() != 0 || !c.Next(t0.Add(370*time.Millisecond)).IsZero() {
+	c.Acked(1, 7, t0.Add(470*time.Millisecond))
+	if c.Unacked() != 0 || !c.Next(t0.Add(470*time.Millisecond)).IsZero() {
 		t.Fatalf("after the last ack: %d unacked, next %v", c.Unacked(), c.Next(t0))
 	}
 }
@@ -188,5 +193,47 @@ func TestCourierRetriesResponsesThenGivesUp(t *testing.T) {
 	}
 	if st := c.Stats(); st.DroppedResponses != 1 {
 		t.Fatalf("dropped %d responses, want 1 (client a's)", st.DroppedResponses)
+	}
+}
+
+// A receiver whose acks take 300 ms (far above ResendAfter) is not sent
+// everything again and again: the timeout follows the round trip.
+func TestCourierTimeoutFollowsRoundTrip(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	c := NewCourier(CourierConfig{Self: 0, Count: 2, ResendAfter: 100 * time.Millisecond})
+	const lag = 300 * time.Millisecond
+	seen := map[uint64]time.Time{} // first arrival of each batch
+	var resentLate int64
+	next := uint64(1)
+	for now := t0; now.Before(t0.Add(10 * time.Second)); now = now.Add(10 * time.Millisecond) {
+		if now.Sub(t0)%(100*time.Millisecond) == 0 {
+			c.Durable(batch(1, next, next-1))
+			next++
+		}
+		b, _, _ := positions(sent(c, now, false)[1])
+		for _, pos := range b {
+			if _, ok := seen[pos]; !ok {
+				seen[pos] = now
+			}
+		}
+		// The receiver acks what arrived lag ago, in order.
+		var upTo uint64
+		for pos := uint64(1); pos < next; pos++ {
+			at, ok := seen[pos]
+			if !ok || now.Sub(at) < lag {
+				break
+			}
+			upTo = pos
+		}
+		if upTo > 0 {
+			c.Acked(1, upTo, now)
+		}
+		if now.Equal(t0.Add(5 * time.Second)) {
+			resentLate = -c.Stats().Resent
+		}
+	}
+	resentLate += c.Stats().Resent
+	if resentLate != 0 {
+		t.Fatalf("%d batches resent in the steady state (after 5 s)", resentLate)
 	}
 }

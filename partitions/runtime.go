@@ -634,16 +634,7 @@ func (p *Partition) apply(e LogEntry) {
 	for _, r := range fx.Received {
 		p.received = append(p.received, receivedMark{commitPos: e.Pos, origin: r.Origin, originPos: r.Pos})
 	}
-	now := time.Now()
-	for _, o := range fx.Duplicates {
-		p.courier.Duplicate(o, now)
-	}
-	for _, g := range fx.Gaps {
-		p.courier.Gap(g.Origin, g.Pos, now)
-	}
-	for _, a := range fx.Acks {
-		p.courier.Acked(a.Origin, a.Pos, now)
-	}
+	p.courier.Observe(&fx, time.Now())
 }
 
 func (p *Partition) markReady(id string) {
