@@ -153,13 +153,33 @@ func TestPartitionRestartAfterCommitFailure(t *testing.T) {
 	samples.Register(r)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	h, err := netherite.Start(ctx, netherite.Options{Storage: t.TempDir(), PartitionCount: 2, RestartBackoff: 50 * time.Millisecond}, r)
+	h, err := netherite.Start(ctx, netherite.Options{Storage: t.TempDir(), PartitionCount: 2, RestartBackoff: 300 * time.Millisecond}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Stop(context.Background())
+	// Watch partition 0 as /healthz does: down (503) while it is failed and
+	// recovering, then ok (200) again.
+	var seenDown, okAfterDown atomic.Bool
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for watchCtx.Err() == nil {
+			s := h.Partitions()[0]
+			if s.Down() {
+				seenDown.Store(true)
+			} else if s.State == netherite.PartitionOK && seenDown.Load() {
+				okAfterDown.Store(true)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	ids := startHello(t, ctx, h.Client(), 40)
 	waitCompleted(t, ctx, h.Client(), ids)
+	waitPartition(t, ctx, h, 0, func(netherite.PartitionStatus) bool { return okAfterDown.Load() })
+	stopWatch()
+	<-watched
 	s := waitPartition(t, ctx, h, 0, func(s netherite.PartitionStatus) bool { return s.State == netherite.PartitionOK })
 	if s.Restarts < 1 || s.Err == nil || !strings.Contains(s.Err.Error(), "injected commit-log failure") {
 		t.Fatalf("partition 0: %+v; want a restart after the injected failure", s)

@@ -289,14 +289,13 @@ func (m *partitionManager) run(inc *incarnation) {
 			if permanent := m.env.permanent(failure); permanent != nil {
 				m.env.fatal(m.index, permanent)
 				<-m.ctx.Done()
+				m.setState(PartitionNotOwned, nil)
 				return
 			}
 			backoff = min(2*backoff, maxRestartBackoff)
 		}
 		if !m.sleep(wait) {
-			if leaseLost {
-				m.setState(PartitionNotOwned, nil)
-			}
+			m.setState(PartitionNotOwned, nil)
 			return
 		}
 	}

@@ -126,7 +126,11 @@ func TestKVMaintenanceConcurrentWithWrites(t *testing.T) {
 	})
 	rng := rand.New(rand.NewSource(3))
 	want := map[string][]byte{}
-	for i := range 4000 {
+	// At least 4,000 operations, and more until maintenance has both
+	// compacted and checkpointed meanwhile (on a busy machine its
+	// goroutine may get little time).
+	maintained := func() bool { s := kv.Stats(); return s.Compactions > 0 && s.Checkpoints >= 2 }
+	for i := 0; i < 4000 || (i < 1000000 && !maintained()); i++ {
 		k := fmt.Sprint("k", rng.Intn(150), ";")
 		switch rng.Intn(6) {
 		case 0:

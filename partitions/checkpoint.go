@@ -132,7 +132,7 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 		prevPos: p.ckptPos, prevBytes: p.ckptBytes}
 	p.ckptPos, p.ckptBytes, p.ckptAt = p.state.LastPos, p.ckptStore.LogBytes(), time.Now()
 	p.flushLog()
-	p.logCh <- logItem{ckpt: job}
+	p.toLog(logItem{ckpt: job})
 	p.log.Debug("checkpoint started", slog.Uint64("pos", p.state.LastPos), slog.Int("bytes", len(snap.State)),
 		slog.Duration("encode", time.Since(t0)))
 }
@@ -144,6 +144,9 @@ func (p *Partition) checkpointer() {
 		select {
 		case job := <-p.ckptCh:
 			if p.ctx.Err() != nil {
+				if job.done != nil {
+					job.done <- ErrStopped
+				}
 				return // cancelled: no checkpoint
 			}
 			err := p.ckptStore.SaveCheckpoint(job.snapshot, job.lastPos, job.inputPos, job.mark)

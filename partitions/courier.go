@@ -457,8 +457,12 @@ func (c *Courier) Next(now time.Time) time.Time {
 		if len(l.pending) > 0 {
 			if l.pending[len(l.pending)-1].Pos > l.sentUpTo {
 				wants = true
+			} else if due := l.sentAt.Add(l.resendIn); due.After(l.retryAt) {
+				at(due)
 			} else {
-				at(l.sentAt.Add(l.resendIn))
+				// Due, but the link backs off after a failed send: Ready
+				// sends nothing before then (waking sooner would spin).
+				at(l.retryAt)
 			}
 		}
 		if c.ackWanted(l) {

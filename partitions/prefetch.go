@@ -358,6 +358,14 @@ func (p *Partition) needs(it intakeItem) []string {
 			add(e.Request.InstanceID)
 		}
 	case *MessagesReceived:
+		if b := e.Batch; len(b.Messages) > 0 {
+			// A duplicate now stays one (the mark only grows): Apply
+			// delivers nothing, so nothing needs loading.
+			mark, last := p.state.Dedup[b.Origin], b.FirstSub+uint32(len(b.Messages))-1
+			if b.OriginPos < mark.Pos || (b.OriginPos == mark.Pos && last <= mark.Sub) {
+				break
+			}
+		}
 		for _, m := range e.Batch.Messages {
 			msg(m)
 		}

@@ -119,10 +119,27 @@ func (r *prefetchRig) response(id uint64) *transport.ClientResponse {
 	return nil
 }
 
-// count reads an entity's counter.
+// count reads an entity's counter (0 before its first operation ran:
+// a signal is acknowledged when it is durably queued, not when it ran).
 func (r *prefetchRig) count(entity string) int {
 	r.t.Helper()
-	resp := r.response(r.send(&transport.ClientRequest{Kind: transport.RequestGetEntity, InstanceID: entity, IncludePayloads: true}))
+	id := r.send(&transport.ClientRequest{Kind: transport.RequestGetEntity, InstanceID: entity, IncludePayloads: true})
+	var resp *transport.ClientResponse
+	select {
+	case pk := <-r.resp:
+		if pk.Response == nil || pk.Response.RequestID != id {
+			r.t.Fatalf("got response %+v, want one to request %d", pk.Response, id)
+		}
+		resp = pk.Response
+	case <-time.After(failAfter):
+		r.t.Fatalf("no response to request %d", id)
+	}
+	if resp.ErrorCode == transport.CodeNotFound {
+		return 0
+	}
+	if resp.Error != "" {
+		r.t.Fatalf("request %d: %s", id, resp.Error)
+	}
 	n, err := strconv.Atoi(strings.TrimRight(string(resp.Entities[0].State), " "))
 	if err != nil {
 		r.t.Fatalf("entity %s: state %q", entity, resp.Entities[0].State)

@@ -129,12 +129,16 @@ type intakeItem struct {
 	read   *transport.ClientRequest
 	// inputPos is the queue position after this item, for trimming.
 	inputPos uint64
-	// drain stops the start of new work.
-	drain bool
+	// drain stops the start of new work; drained, if set, is closed once
+	// the loop has taken it (no work item or activity starts after that).
+	drain   bool
+	drained chan struct{}
 	// checkpoint asks for a checkpoint now; the result goes to the channel.
 	checkpoint chan error
 	// resend is another partition's request to resend (not logged).
 	resend *transport.ResendRequest
+	// flushed is closed once everything logged so far is written.
+	flushed chan struct{}
 }
 
 type durableMark struct {
@@ -187,7 +191,7 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		actCtx:      actCtx,
 		actCancel:   actCancel,
 		stopped:     make(chan struct{}),
-		ckptResults: make(chan ckptResult, 1),
+		ckptResults: make(chan ckptResult, 4), // room for the skip path, which the loop may wait on
 		cfg:         cfg,
 		state:       state,
 		log:         cfg.Logger.With(slog.Int("partition", cfg.Partition)),
@@ -407,6 +411,9 @@ func (p *Partition) loop() {
 		case <-p.ctx.Done():
 			return
 		}
+		if p.ctx.Err() != nil {
+			return // cancelled meanwhile: no new work, no sends
+		}
 		p.dispatch()
 		p.pump()
 		p.state.Evict(p.busy)
@@ -433,9 +440,15 @@ func (p *Partition) handle(it intakeItem) {
 	switch {
 	case it.drain:
 		p.draining = true
+		if it.drained != nil {
+			close(it.drained)
+		}
 	case it.checkpoint != nil:
 		p.flushLog()
 		p.maybeCheckpoint(true, it.checkpoint)
+	case it.flushed != nil:
+		p.flushLog()
+		p.toLog(logItem{flushed: it.flushed})
 	case it.read != nil:
 		p.read(it.read)
 	case it.resend != nil:
@@ -457,15 +470,28 @@ func (p *Partition) flushLog() {
 	if len(p.logBuf) == 0 {
 		return
 	}
-	p.logCh <- logItem{entries: p.logBuf}
+	p.toLog(logItem{entries: p.logBuf})
 	p.logBuf = nil
 }
 
-// logItem is a batch of entries for the log worker, or a checkpoint to
-// take once everything before it is in the log.
+// toLog hands an item to the log worker. Once the partition is cancelled
+// the worker may be gone, and a full hand-over would block the loop (and
+// Done) forever: the item is dropped instead, as a cancelled partition
+// writes nothing more.
+func (p *Partition) toLog(it logItem) {
+	select {
+	case p.logCh <- it:
+	case <-p.ctx.Done():
+	}
+}
+
+// logItem is a batch of entries for the log worker, a checkpoint to take
+// once everything before it is in the log, or a barrier (flushed is
+// closed once everything before it is in the log).
 type logItem struct {
 	entries []LogEntry
 	ckpt    *checkpointJob
+	flushed chan struct{}
 }
 
 // logWorker appends batches to the commit log, merging whatever is queued
@@ -491,11 +517,9 @@ func (p *Partition) logWorker() {
 		}
 		var entries []LogEntry
 		for i, it := range items {
-			if it.ckpt == nil {
-				entries = append(entries, it.entries...)
-				if i < len(items)-1 {
-					continue
-				}
+			entries = append(entries, it.entries...)
+			if it.ckpt == nil && it.flushed == nil && i < len(items)-1 {
+				continue
 			}
 			if len(entries) > 0 {
 				if !p.appendEntries(entries) {
@@ -520,6 +544,9 @@ func (p *Partition) logWorker() {
 						it.ckpt.done <- errCheckpointBusy
 					}
 				}
+			}
+			if it.flushed != nil {
+				close(it.flushed)
 			}
 		}
 	}
@@ -665,6 +692,9 @@ func (p *Partition) onDurable(d durableMark) {
 func (p *Partition) pump() {
 	now := time.Now()
 	for _, s := range p.courier.Ready(now) {
+		if p.ctx.Err() != nil {
+			return // cancelled: not one more send (another host may own the partition)
+		}
 		var err error
 		if s.Client != "" {
 			err = p.cfg.Transport.SendToClient(s.Client, s.Packets...)
@@ -880,23 +910,60 @@ func (p *Partition) Stop(ctx context.Context) error {
 		close(p.stopping)
 		p.actCancel()
 	})
-	p.put(intakeItem{drain: true})
-	workDone := make(chan struct{})
-	go func() {
-		p.inFlight.Wait()
-		close(workDone)
-	}()
-	select {
-	case <-workDone:
-	case <-ctx.Done():
-	case <-p.stopped:
+	// Wait for running work items only once the loop has stopped starting
+	// new ones: a WaitGroup must not be waited on while it may still grow
+	// from zero.
+	drained := make(chan struct{})
+	if p.put(intakeItem{drain: true, drained: drained}) {
+		select {
+		case <-drained:
+			workDone := make(chan struct{})
+			go func() {
+				p.inFlight.Wait()
+				close(workDone)
+			}()
+			select {
+			case <-workDone:
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
+		case <-ctx.Done():
+		case <-p.stopped:
+		}
 	}
 	p.timers.stop()
+	if p.ckptStore == nil && p.failure() == nil {
+		// No checkpoint to wait for: wait at least until everything
+		// applied is in the log, so that the log replays to the state
+		// Stop leaves.
+		flushed := make(chan struct{})
+		if p.put(intakeItem{flushed: flushed}) {
+			select {
+			case <-flushed:
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
+		}
+	}
 	if p.ckptStore != nil && p.failure() == nil {
 		// A partition that stops cleanly checkpoints, so that it restarts
-		// without replaying its log.
-		if err := p.Checkpoint(ctx); err != nil && !errors.Is(err, ErrStopped) {
-			p.log.Warn("final checkpoint failed", slog.Any("error", err))
+		// without replaying its log. A failed one is retried while ctx
+		// lasts.
+		for backoff := ckptRetryMin; ; backoff = min(2*backoff, ckptRetryMax) {
+			err := p.Checkpoint(ctx)
+			if err == nil || errors.Is(err, ErrStopped) {
+				break
+			}
+			if ctx.Err() != nil || p.failure() != nil {
+				p.log.Warn("final checkpoint failed", slog.Any("error", err))
+				break
+			}
+			p.log.Warn("final checkpoint failed; retrying", slog.Duration("retryIn", backoff), slog.Any("error", err))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
 		}
 	}
 	p.cancel()
@@ -934,6 +1001,14 @@ func (p *Partition) Checkpoint(ctx context.Context) error {
 		case err = <-done:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.stopped:
+			// Stopped before the checkpoint was written (or before its
+			// outcome was told).
+			select {
+			case err = <-done:
+			default:
+				return ErrStopped
+			}
 		}
 		if err != errCheckpointBusy {
 			return err

@@ -81,16 +81,75 @@ func (e *Emulator) adminHandler() http.Handler {
 		io.WriteString(w, `{"status":"healthy"}`)
 	})
 	mux.HandleFunc("/{hub}", e.serveHub)
+	mux.HandleFunc("/{hub}/consumergroups/{cg}", e.serveConsumerGroup)
 	return mux
+}
+
+// checkAuth verifies the SAS token of a request under StrictAuth.
+func (e *Emulator) checkAuth(w http.ResponseWriter, r *http.Request) bool {
+	if !e.cfg.StrictAuth {
+		return true
+	}
+	if err := verifySAS(r.Header.Get("Authorization"), e.cfg.KeyName, e.cfg.Key, "", time.Now()); err != nil {
+		http.Error(w, "401 Unauthorized: "+err.Error(), http.StatusUnauthorized)
+		return false
+	}
+	return true
+}
+
+// serveConsumerGroup creates (PUT), reads (GET) and deletes (DELETE) a
+// consumer group, as /{hub}/consumergroups/{name} of the Service Bus REST
+// API. The body of a PUT is not needed.
+func (e *Emulator) serveConsumerGroup(w http.ResponseWriter, r *http.Request) {
+	if !e.checkAuth(w, r) {
+		return
+	}
+	hubName, name := r.PathValue("hub"), r.PathValue("cg")
+	b := e.currentBroker()
+	var err error
+	status := http.StatusOK
+	switch r.Method {
+	case http.MethodPut:
+		err, status = b.createConsumerGroup(hubName, name), http.StatusCreated
+	case http.MethodGet:
+		h := b.hub(hubName)
+		if h == nil {
+			err = ErrHubNotFound
+		} else if _, ok := h.consumerGroup(name); !ok {
+			err = ErrGroupNotFound
+		}
+	case http.MethodDelete:
+		err = b.deleteConsumerGroup(hubName, name)
+	default:
+		w.Header().Set("Allow", "GET, PUT, DELETE")
+		http.Error(w, "405 Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch {
+	case errors.Is(err, ErrHubNotFound) || errors.Is(err, ErrGroupNotFound):
+		http.Error(w, "404 Not Found: "+err.Error(), http.StatusNotFound)
+	case errors.Is(err, ErrGroupExists):
+		http.Error(w, "409 Conflict: "+err.Error(), http.StatusConflict)
+	case err != nil:
+		http.Error(w, "400 Bad Request: "+err.Error(), http.StatusBadRequest)
+	default:
+		w.Header().Set("Content-Type", atomEntryCT)
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `%s<entry xmlns="%s"><title type="text">%s</title><content type="application/xml"><ConsumerGroupDescription xmlns="%s"/></content></entry>`,
+			xml.Header, atomNS, xmlEscape(name), sbConnectNS)
+	}
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
 }
 
 func (e *Emulator) serveHub(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("hub")
-	if e.cfg.StrictAuth {
-		if err := verifySAS(r.Header.Get("Authorization"), e.cfg.KeyName, e.cfg.Key, "", time.Now()); err != nil {
-			http.Error(w, "401 Unauthorized: "+err.Error(), http.StatusUnauthorized)
-			return
-		}
+	if !e.checkAuth(w, r) {
+		return
 	}
 	b := e.currentBroker()
 	switch r.Method {

@@ -141,3 +141,40 @@ func TestAdminAPIStrictAuth(t *testing.T) {
 		t.Fatalf("health: %d", code)
 	}
 }
+
+func TestAdminConsumerGroups(t *testing.T) {
+	dir := t.TempDir()
+	e := startTestEmulator(t, Config{DataDir: dir, Hubs: []HubConfig{{Name: "h", PartitionCount: 2}}})
+	url := e.AdminURL + "/h/consumergroups/reports?api-version=2014-01"
+	if code, _ := adminDo(t, "GET", url, ""); code != 404 {
+		t.Fatalf("GET of a missing group: %d", code)
+	}
+	if code, body := adminDo(t, "PUT", url, ""); code != 201 {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	if code, _ := adminDo(t, "PUT", url, ""); code != 409 {
+		t.Fatalf("second PUT: %d", code)
+	}
+	if code, _ := adminDo(t, "GET", url, ""); code != 200 {
+		t.Fatalf("GET: %d", code)
+	}
+	if code, _ := adminDo(t, "PUT", e.AdminURL+"/nohub/consumergroups/x", ""); code != 404 {
+		t.Fatalf("PUT on a missing hub: %d", code)
+	}
+	if code, _ := adminDo(t, "DELETE", e.AdminURL+"/h/consumergroups/$Default", ""); code != 400 {
+		t.Fatalf("DELETE of $Default: %d", code)
+	}
+	// The group survives a restart.
+	if err := e.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := adminDo(t, "GET", url, ""); code != 200 {
+		t.Fatalf("GET after restart: %d", code)
+	}
+	if code, _ := adminDo(t, "DELETE", url, ""); code != 200 {
+		t.Fatalf("DELETE: %d", code)
+	}
+	if code, _ := adminDo(t, "DELETE", url, ""); code != 404 {
+		t.Fatalf("second DELETE: %d", code)
+	}
+}

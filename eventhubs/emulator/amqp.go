@@ -272,9 +272,13 @@ func (e *Emulator) attachReceiver(l *amqpserver.Link) error {
 	default:
 		return amqpErr(condInvalidField, "the epoch is a %T, not a long", v)
 	}
-	slot.kick = func(desc string) { l.Detach(amqpErr(condStolen, "%s", desc)) }
+	slot.kick = func(cond, desc string) { l.Detach(amqpErr(cond, "%s", desc)) }
 	if err := p.attachReceiver(strings.ToLower(cg), slot); err != nil {
-		return amqpErr(condStolen, "%v", err)
+		// Completed then detached at once, as Event Hubs does: the client
+		// reports OwnershipLost (a refused attach would look like a
+		// connection problem and be retried).
+		l.Detach(amqpErr(condStolen, "%v", err))
+		return nil
 	}
 	start := p.startPosition(f)
 	info := &LinkInfo{Kind: LinkReceiver, Name: l.Name, Address: addr, Hub: h.name, Partition: pid, ConsumerGroup: cg}

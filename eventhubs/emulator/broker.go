@@ -23,6 +23,8 @@ import (
 var (
 	ErrHubExists       = errors.New("event hub already exists")
 	ErrHubNotFound     = errors.New("event hub not found")
+	ErrGroupExists     = errors.New("consumer group already exists")
+	ErrGroupNotFound   = errors.New("consumer group not found")
 	ErrPartitionFailed = errors.New("partition log failed")
 	errClosed          = errors.New("emulator stopped")
 )
@@ -64,6 +66,8 @@ type broker struct {
 type hub struct {
 	name           string
 	created        time.Time
+	cfg            HubConfig // as created (persisted in hub.json)
+	cgMu           sync.Mutex
 	consumerGroups map[string]string // lower -> name
 	retention      time.Duration
 	retentionBytes int64
@@ -154,6 +158,7 @@ func (b *broker) openHub(hc HubConfig, created time.Time) (*hub, error) {
 	h := &hub{
 		name:           hc.Name,
 		created:        created,
+		cfg:            hc,
 		consumerGroups: map[string]string{strings.ToLower(DefaultConsumerGroup): DefaultConsumerGroup},
 		retention:      hc.Retention,
 		retentionBytes: hc.RetentionBytes,
@@ -213,17 +218,78 @@ func (b *broker) createHub(hc HubConfig) (*hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.meta != nil {
-		d := hubDoc{Name: h.name, PartitionCount: len(h.partitions), CreatedAt: created.UnixNano(),
-			Retention: int64(hc.Retention), RetentionBytes: hc.RetentionBytes, ConsumerGroups: hc.ConsumerGroups}
-		data, _ := json.Marshal(d)
-		if err := b.meta.WriteFile(key+"/hub.json", data); err != nil {
-			h.closePartitions()
-			return nil, fmt.Errorf("emulator: hub %q: %w", hc.Name, err)
-		}
+	if err := b.writeHubDoc(h); err != nil {
+		h.closePartitions()
+		return nil, err
 	}
 	b.hubs[key] = h
 	return h, nil
+}
+
+// writeHubDoc persists the description of a hub (with a data directory).
+func (b *broker) writeHubDoc(h *hub) error {
+	if b.meta == nil {
+		return nil
+	}
+	h.cgMu.Lock()
+	var cgs []string
+	for _, cg := range h.consumerGroups {
+		if cg != DefaultConsumerGroup {
+			cgs = append(cgs, cg)
+		}
+	}
+	h.cgMu.Unlock()
+	sort.Strings(cgs)
+	d := hubDoc{Name: h.name, PartitionCount: len(h.partitions), CreatedAt: h.created.UnixNano(),
+		Retention: int64(h.cfg.Retention), RetentionBytes: h.cfg.RetentionBytes, ConsumerGroups: cgs}
+	data, _ := json.Marshal(d)
+	if err := b.meta.WriteFile(strings.ToLower(h.name)+"/hub.json", data); err != nil {
+		return fmt.Errorf("emulator: hub %q: %w", h.name, err)
+	}
+	return nil
+}
+
+// createConsumerGroup adds a consumer group to a hub.
+func (b *broker) createConsumerGroup(hubName, name string) error {
+	if name == "" || strings.ContainsAny(name, "/\\?#") || len(name) > 256 {
+		return fmt.Errorf("invalid consumer group name %q", name)
+	}
+	h := b.hub(hubName)
+	if h == nil {
+		return fmt.Errorf("hub %q: %w", hubName, ErrHubNotFound)
+	}
+	h.cgMu.Lock()
+	if _, ok := h.consumerGroups[strings.ToLower(name)]; ok {
+		h.cgMu.Unlock()
+		return fmt.Errorf("consumer group %q of %q: %w", name, h.name, ErrGroupExists)
+	}
+	h.consumerGroups[strings.ToLower(name)] = name
+	h.cgMu.Unlock()
+	return b.writeHubDoc(h)
+}
+
+// deleteConsumerGroup removes a consumer group ($Default cannot be) and
+// detaches its receivers with amqp:not-found.
+func (b *broker) deleteConsumerGroup(hubName, name string) error {
+	h := b.hub(hubName)
+	if h == nil {
+		return fmt.Errorf("hub %q: %w", hubName, ErrHubNotFound)
+	}
+	key := strings.ToLower(name)
+	if key == strings.ToLower(DefaultConsumerGroup) {
+		return fmt.Errorf("the consumer group %s cannot be deleted", DefaultConsumerGroup)
+	}
+	h.cgMu.Lock()
+	if _, ok := h.consumerGroups[key]; !ok {
+		h.cgMu.Unlock()
+		return fmt.Errorf("consumer group %q of %q: %w", name, h.name, ErrGroupNotFound)
+	}
+	delete(h.consumerGroups, key)
+	h.cgMu.Unlock()
+	for _, p := range h.partitions {
+		p.kickGroup(key, fmt.Sprintf("the consumer group %q of %q was deleted", name, h.name))
+	}
+	return b.writeHubDoc(h)
 }
 
 // hub returns the hub named name (case-insensitive), or nil.
@@ -307,6 +373,8 @@ func (b *broker) close() {
 
 // consumerGroup returns the canonical name of a consumer group of the hub.
 func (h *hub) consumerGroup(name string) (string, bool) {
+	h.cgMu.Lock()
+	defer h.cgMu.Unlock()
 	cg, ok := h.consumerGroups[strings.ToLower(name)]
 	return cg, ok
 }

@@ -397,7 +397,7 @@ func TestOwnerLevels(t *testing.T) {
 	var mu sync.Mutex
 	kicked := map[string]bool{}
 	slot := func(name string, epoch *int64) *receiverSlot {
-		s := &receiverSlot{name: name, kick: func(string) { mu.Lock(); kicked[name] = true; mu.Unlock() }}
+		s := &receiverSlot{name: name, kick: func(string, string) { mu.Lock(); kicked[name] = true; mu.Unlock() }}
 		if epoch != nil {
 			s.hasEpoch, s.epoch = true, *epoch
 		}
@@ -443,4 +443,49 @@ func TestOwnerLevels(t *testing.T) {
 	if err := p.attachReceiver("$default", slot("plain4", nil)); err != nil {
 		t.Fatalf("non-epoch receiver refused after the epoch receiver left: %v", err)
 	}
+}
+
+func TestDecorateReplacesOurAnnotations(t *testing.T) {
+	raw := testMessage(t, "y", amqp.Annotations{annSequenceNumber: int64(99), annOffset: "5", annPartitionKey: "old", int64(7): "numeric key"})
+	out, err := decorate(raw, eventMeta{seq: 1, offset: 2, enqueued: time.UnixMilli(3), key: "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m amqp.Message
+	if err := m.UnmarshalBinary(out); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Annotations) != 5 || m.Annotations[annSequenceNumber] != int64(1) || m.Annotations[annOffset] != "2" ||
+		m.Annotations[annPartitionKey] != "new" || m.Annotations[int64(7)] != "numeric key" {
+		t.Fatalf("annotations %v", m.Annotations)
+	}
+}
+
+func FuzzDecorate(f *testing.F) {
+	f.Add(testMessage(f, "seed", amqp.Annotations{"k": "v"}))
+	f.Add([]byte{0x00, 0x53, 0x72, 0xc1, 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, err := decorate(raw, eventMeta{seq: 1, offset: 2, enqueued: time.UnixMilli(3)})
+		if err != nil {
+			return
+		}
+		if _, err := splitSections(out); err != nil {
+			t.Fatalf("decorate made an invalid message from %x: %v", raw, err)
+		}
+	})
+}
+
+func FuzzUnpack(f *testing.F) {
+	env := &amqp.Message{Annotations: amqp.Annotations{annPartitionKey: "key"}, Data: [][]byte{testMessage(f, "a", nil)}}
+	payload, _ := env.MarshalBinary()
+	f.Add(payload)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		events, _, err := unpack(BatchFormat, payload)
+		if err != nil {
+			return
+		}
+		for _, ev := range events {
+			decorate(ev, eventMeta{})
+		}
+	})
 }

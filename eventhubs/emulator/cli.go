@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ flags:
 	retentionMB := fs.Int64("retention-mb", DefaultRetentionBytes>>20, "default size limit of a partition's retained events, MiB")
 	verbose := fs.Bool("v", false, "log every hub change and connection")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -69,6 +73,7 @@ flags:
 	fmt.Fprintf(stdout, "event hubs emulator: AMQP on %s, admin and /health on %s, events %s, hubs %v\n", e.Addr, e.AdminURL, where, e.Hubs())
 	if cfg.Key == DefaultKey {
 		fmt.Fprintf(stdout, "export NETHERITE_EVENTHUBS='%s'\n", e.ConnectionString)
+		fmt.Fprintf(stdout, "export NETHERITE_EVENTHUBS_ADMIN='%s'\n", e.AdminURL)
 	} else {
 		// A key of one's own is a secret: it is not printed.
 		fmt.Fprintf(stdout, "connection string: Endpoint=sb://%s;SharedAccessKeyName=%s;SharedAccessKey=<the -key value>;UseDevelopmentEmulator=true\n", clientAddr(e.Addr), cfg.KeyName)

@@ -1,5 +1,3 @@
-//go:build emuclient
-
 package emulator
 
 import (
@@ -8,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -409,8 +408,14 @@ func TestClientEpochTakeover(t *testing.T) {
 	// A lower epoch is refused.
 	pc0 := newPartitionClient(t, c, "0", azeventhubs.PartitionClientOptions{StartPosition: start, OwnerLevel: new(int64(1))})
 	_, err = pc0.ReceiveEvents(ctx, 1, nil)
+	if !errors.As(err, &azErr) || azErr.Code != azeventhubs.ErrorCodeOwnershipLost || !strings.Contains(err.Error(), "amqp:link:stolen") {
+		t.Fatalf("a lower epoch got %v, want OwnershipLost (amqp:link:stolen)", err)
+	}
+	// So is a receiver without epoch.
+	pcNone := newPartitionClient(t, c, "0", azeventhubs.PartitionClientOptions{StartPosition: start})
+	_, err = pcNone.ReceiveEvents(ctx, 1, nil)
 	if !errors.As(err, &azErr) || azErr.Code != azeventhubs.ErrorCodeOwnershipLost {
-		t.Fatalf("a lower epoch got %v, want OwnershipLost", err)
+		t.Fatalf("a receiver without epoch got %v, want OwnershipLost", err)
 	}
 	// The owner still receives.
 	send(t, ctx, p, nil, "two")
@@ -436,7 +441,10 @@ func stream(t *testing.T, e *Emulator, hub string, batches int, fault func(i int
 	stop := make(chan struct{})
 	go func() {
 		for {
-			evs, err := pc.ReceiveEvents(ctx, 100, nil)
+			// ReceiveEvents waits for all it asks for: ask with a short deadline.
+			rctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			evs, err := pc.ReceiveEvents(rctx, 100, nil)
+			cancel()
 			mu.Lock()
 			got = append(got, evs...)
 			mu.Unlock()
@@ -624,8 +632,8 @@ func TestClientHubDeletedAndCreated(t *testing.T) {
 	if code, _ := adminDo(t, "DELETE", e.AdminURL+"/runtime?api-version=2014-01", ""); code != 200 {
 		t.Fatalf("DELETE: %d", code)
 	}
-	if err := <-errs; err == nil || ctx.Err() != nil {
-		t.Fatalf("the receiver of a deleted hub got %v", err)
+	if err := <-errs; err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "amqp:not-found") {
+		t.Fatalf("the receiver of a deleted hub got %v, want amqp:not-found", err)
 	}
 	if _, err := p.GetEventHubProperties(ctx, nil); err == nil {
 		t.Fatal("properties of a deleted hub")
@@ -642,9 +650,75 @@ func TestClientStrictAuth(t *testing.T) {
 	send(t, ctx, p, nil, "ok")
 	bad := fmt.Sprintf("Endpoint=sb://%s;SharedAccessKeyName=%s;SharedAccessKey=wrong;UseDevelopmentEmulator=true", e.Addr, DefaultKeyName)
 	pb := newProducerConn(t, bad, "sec")
-	_, err := pb.GetEventHubProperties(ctx, nil)
+	if _, err := pb.GetEventHubProperties(ctx, nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("properties with a wrong key: %v, want 401", err)
+	}
+	_, err := pb.NewEventDataBatch(ctx, nil)
 	var azErr *azeventhubs.Error
 	if !errors.As(err, &azErr) || azErr.Code != azeventhubs.ErrorCodeUnauthorizedAccess {
-		t.Fatalf("a wrong key got %v, want unauthorized", err)
+		t.Fatalf("a sender with a wrong key: %v, want unauthorized access", err)
 	}
+}
+
+func TestClientConsumerGroups(t *testing.T) {
+	e := startTestEmulator(t, Config{Hubs: []HubConfig{{Name: "cgs", PartitionCount: 1, ConsumerGroups: []string{"fromconfig"}}}})
+	ctx := testCtx(t)
+	p := newProducer(t, e, "cgs")
+	send(t, ctx, p, nil, "x")
+	start := azeventhubs.PartitionClientOptions{StartPosition: azeventhubs.StartPosition{Earliest: new(true)}}
+	// A group of the configuration, and one created at run time.
+	if code, body := adminDo(t, "PUT", e.AdminURL+"/cgs/consumergroups/runtime", ""); code != 201 {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	var pcs []*azeventhubs.PartitionClient
+	for _, cg := range []string{"fromconfig", "runtime"} {
+		pc := newPartitionClient(t, newConsumer(t, e, "cgs", cg), "0", start)
+		if evs := receiveN(t, ctx, pc, 1); string(evs[0].Body) != "x" {
+			t.Fatalf("%s: %v", cg, bodies(evs))
+		}
+		pcs = append(pcs, pc)
+	}
+	// An unknown group is refused.
+	pcBad := newPartitionClient(t, newConsumer(t, e, "cgs", "nosuch"), "0", start)
+	if _, err := pcBad.ReceiveEvents(ctx, 1, nil); err == nil || !strings.Contains(err.Error(), "amqp:not-found") {
+		t.Fatalf("an unknown consumer group: %v", err)
+	}
+	// Deleting a group detaches its receivers.
+	errs := make(chan error, 1)
+	go func() {
+		_, err := pcs[1].ReceiveEvents(ctx, 1, nil)
+		errs <- err
+	}()
+	waitLink(t, ctx, e, func(l LinkInfo) bool { return l.Kind == LinkReceiver && l.ConsumerGroup == "runtime" })
+	if code, _ := adminDo(t, "DELETE", e.AdminURL+"/cgs/consumergroups/runtime", ""); code != 200 {
+		t.Fatalf("DELETE: %d", code)
+	}
+	if err := <-errs; err == nil || !strings.Contains(err.Error(), "amqp:not-found") {
+		t.Fatalf("the receiver of a deleted group got %v", err)
+	}
+}
+
+func TestClientRetention(t *testing.T) {
+	e := startTestEmulator(t, Config{Hubs: []HubConfig{{Name: "ret", PartitionCount: 1, RetentionBytes: 20_000}}})
+	ctx := testCtx(t)
+	p := newProducer(t, e, "ret")
+	body := strings.Repeat("r", 1000)
+	for range 10 {
+		send(t, ctx, p, nil, body, body, body, body, body)
+	}
+	pp, err := p.GetPartitionProperties(ctx, "0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pp.BeginningSequenceNumber == 0 || pp.LastEnqueuedSequenceNumber != 49 || pp.IsEmpty {
+		t.Fatalf("retention by size did not advance the beginning: %+v", pp)
+	}
+	c := newConsumer(t, e, "ret", DefaultConsumerGroup)
+	pc := newPartitionClient(t, c, "0", azeventhubs.PartitionClientOptions{StartPosition: azeventhubs.StartPosition{Earliest: new(true)}})
+	n := int(50 - pp.BeginningSequenceNumber)
+	evs := receiveN(t, ctx, pc, n)
+	if evs[0].SequenceNumber != pp.BeginningSequenceNumber || evs[n-1].SequenceNumber != 49 {
+		t.Fatalf("earliest gave %d..%d, the beginning is %d", evs[0].SequenceNumber, evs[n-1].SequenceNumber, pp.BeginningSequenceNumber)
+	}
+	expectNoMore(t, pc)
 }

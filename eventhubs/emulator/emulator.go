@@ -33,6 +33,7 @@ type Emulator struct {
 
 	cfg Config
 
+	restartMu sync.Mutex // one Restart or Stop at a time
 	mu        sync.Mutex // guards the fields below
 	b         *broker
 	srv       *amqpserver.Server
@@ -137,6 +138,7 @@ func (e *Emulator) serve(ln net.Listener) {
 	e.serveDone = done
 	go func() {
 		defer close(done)
+		defer ln.Close() // a Restart listens on the same address again
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 			e.cfg.Logger.Error("event hubs emulator: AMQP server stopped", "err", err)
 		}
@@ -167,6 +169,8 @@ func (e *Emulator) janitor() {
 // Stop stops the emulator: it closes every connection and the listeners,
 // and closes the partition logs. It is safe to call more than once.
 func (e *Emulator) Stop() error {
+	e.restartMu.Lock()
+	defer e.restartMu.Unlock()
 	e.mu.Lock()
 	if e.stopped {
 		e.mu.Unlock()
@@ -193,25 +197,28 @@ func (e *Emulator) Stop() error {
 // acknowledged event keeps its sequence number and offset). It listens
 // again on the same address; clients reconnect by themselves.
 func (e *Emulator) Restart(ctx context.Context) error {
+	e.restartMu.Lock()
+	defer e.restartMu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.stopped {
+		e.mu.Unlock()
 		return errClosed
 	}
-	e.srv.Close()
-	<-e.serveDone
+	srv, done, b := e.srv, e.serveDone, e.b
+	e.mu.Unlock()
+	// Not under e.mu: link handlers take it.
+	srv.Close()
+	<-done
 	if e.cfg.DataDir != "" {
-		e.b.close()
+		b.close()
 		// Link goroutines end with their connections; wait for them so
 		// that nothing touches the old broker.
-		e.mu.Unlock()
 		e.waitLinks(ctx)
-		e.mu.Lock()
-		b, err := openBroker(e.cfg)
+		nb, err := openBroker(e.cfg)
 		if err != nil {
 			return fmt.Errorf("emulator: restart: %w", err)
 		}
-		e.b = b
+		b = nb
 	}
 	var ln net.Listener
 	var err error
@@ -226,8 +233,11 @@ func (e *Emulator) Restart(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	e.mu.Lock()
+	e.b = b
 	e.restarts++
 	e.serve(ln)
+	e.mu.Unlock()
 	e.cfg.Logger.Info("event hubs emulator restarted", "amqp", e.Addr)
 	return nil
 }

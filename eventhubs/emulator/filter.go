@@ -75,7 +75,7 @@ type receiverSlot struct {
 	name     string
 	hasEpoch bool
 	epoch    int64
-	kick     func(desc string) // detaches the receiver with amqp:link:stolen
+	kick     func(cond, desc string) // detaches the receiver
 }
 
 type cgReceivers struct {
@@ -124,7 +124,7 @@ func (p *partition) attachReceiver(cg string, s *receiverSlot) error {
 	r.slots[s] = struct{}{}
 	receiversMu.Unlock()
 	for _, o := range kicked {
-		o.kick(fmt.Sprintf("receiver %q with epoch %d took over partition %d of %s in consumer group %s; receiver %q (epoch %s) is disconnected",
+		o.kick(condStolen, fmt.Sprintf("receiver %q with epoch %d took over partition %d of %s in consumer group %s; receiver %q (epoch %s) is disconnected",
 			s.name, s.epoch, p.id, p.hub.name, cg, o.name, epochString(o)))
 	}
 	return nil
@@ -137,6 +137,20 @@ func epochString(s *receiverSlot) string {
 	return strconv.FormatInt(s.epoch, 10)
 }
 
+// kickGroup detaches every receiver of a consumer group with amqp:not-found.
+func (p *partition) kickGroup(cg, desc string) {
+	receiversMu.Lock()
+	r := p.receivers[cg]
+	delete(p.receivers, cg)
+	receiversMu.Unlock()
+	if r == nil {
+		return
+	}
+	for o := range r.slots {
+		o.kick(condNotFound, desc)
+	}
+}
+
 // detachReceiver unregisters a receiver; the consumer group forgets its
 // epoch when no epoch receiver is left.
 func (p *partition) detachReceiver(cg string, s *receiverSlot) {
@@ -145,6 +159,9 @@ func (p *partition) detachReceiver(cg string, s *receiverSlot) {
 	r := p.receivers[cg]
 	if r == nil {
 		return
+	}
+	if _, ok := r.slots[s]; !ok {
+		return // kicked
 	}
 	delete(r.slots, s)
 	for o := range r.slots {

@@ -4,9 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
-
-	"github.com/Azure/go-amqp"
 )
 
 // Event Hubs annotations the emulator sets on every stored event.
@@ -133,38 +132,19 @@ type eventMeta struct {
 // decorate returns the stored form of an event: the message with the
 // sequence number, offset, enqueued time and partition key set in its
 // message annotations and its delivery annotations dropped. The other
-// sections are kept byte for byte.
+// sections are kept byte for byte, and so are the other annotations.
 func decorate(raw []byte, m eventMeta) ([]byte, error) {
 	secs, err := splitSections(raw)
 	if err != nil {
 		return nil, err
 	}
-	var ann amqp.Annotations
+	var existing []byte // the annotations map of the message, if any
 	for _, s := range secs {
 		if s.code == secMessageAnnotations {
-			var msg amqp.Message
-			if err := msg.UnmarshalBinary(s.raw); err != nil {
-				return nil, fmt.Errorf("message annotations: %w", err)
-			}
-			ann = msg.Annotations
+			existing = s.raw[sectionDescriptorLen(s.raw):]
 		}
 	}
-	if ann == nil {
-		ann = amqp.Annotations{}
-	}
-	ann[annSequenceNumber] = m.seq
-	ann[annOffset] = fmt.Sprint(m.offset)
-	ann[annEnqueuedTime] = m.enqueued
-	if m.key != "" {
-		ann[annPartitionKey] = m.key
-	} else if k, ok := ann[annPartitionKey].(string); !ok || k == "" {
-		delete(ann, annPartitionKey)
-	}
-	annBytes, err := (&amqp.Message{Annotations: ann}).MarshalBinary()
-	if err != nil {
-		return nil, fmt.Errorf("message annotations: %w", err)
-	}
-	out := make([]byte, 0, len(raw)+len(annBytes))
+	out := make([]byte, 0, len(raw)+160)
 	placed := false
 	for _, s := range secs {
 		switch {
@@ -174,33 +154,207 @@ func decorate(raw []byte, m eventMeta) ([]byte, error) {
 			// dropped; ours go after the header
 		default:
 			if !placed {
-				out = append(out, annBytes...)
+				if out, err = appendAnnotations(out, existing, m); err != nil {
+					return nil, err
+				}
 				placed = true
 			}
 			out = append(out, s.raw...)
 		}
 	}
 	if !placed {
-		out = append(out, annBytes...)
+		if out, err = appendAnnotations(out, existing, m); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
+// sectionDescriptorLen is the length of a section's descriptor prefix
+// (0x00 and the descriptor value).
+func sectionDescriptorLen(sec []byte) int {
+	n, err := skipValue(sec[1:])
+	if err != nil {
+		return len(sec)
+	}
+	return 1 + n
+}
+
+// appendAnnotations appends a message-annotations section: the entries of
+// the existing map (its encoded value, or nil) that the emulator does not
+// set, then the emulator's.
+func appendAnnotations(dst, existing []byte, m eventMeta) ([]byte, error) {
+	dst = append(dst, 0x00, 0x53, secMessageAnnotations, 0xd1, 0, 0, 0, 0, 0, 0, 0, 0) // map32, size and count filled below
+	start := len(dst) - 4                                                              // the count field
+	count := 0
+	if len(existing) > 0 {
+		body, n, err := mapBody(existing)
+		if err != nil {
+			return nil, fmt.Errorf("message annotations: %w", err)
+		}
+		for range n / 2 {
+			kn, err := skipValue(body)
+			if err != nil {
+				return nil, err
+			}
+			vn, err := skipValue(body[kn:])
+			if err != nil {
+				return nil, err
+			}
+			key := symbolText(body[:kn])
+			drop := key == annSequenceNumber || key == annOffset || key == annEnqueuedTime || key == annPartitionKey && m.key != ""
+			if !drop {
+				dst = append(dst, body[:kn+vn]...)
+				count += 2
+			}
+			body = body[kn+vn:]
+		}
+	}
+	dst = appendSymbol(dst, annSequenceNumber)
+	dst = append(dst, 0x81) // long
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.seq))
+	dst = appendSymbol(dst, annOffset)
+	dst = appendString(dst, strconv.FormatInt(m.offset, 10))
+	dst = appendSymbol(dst, annEnqueuedTime)
+	dst = append(dst, 0x83) // timestamp, Unix milliseconds
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.enqueued.UnixMilli()))
+	count += 6
+	if m.key != "" {
+		dst = appendSymbol(dst, annPartitionKey)
+		dst = appendString(dst, m.key)
+		count += 2
+	}
+	binary.BigEndian.PutUint32(dst[start-4:], uint32(len(dst)-start))
+	binary.BigEndian.PutUint32(dst[start:], uint32(count))
+	return dst, nil
+}
+
+// mapBody returns the entries of an encoded map and their count (keys and
+// values).
+func mapBody(v []byte) ([]byte, int, error) {
+	n, err := skipValue(v)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch v[0] {
+	case 0xc1: // map8: size, count
+		if n < 3 {
+			return nil, 0, errBadMessage
+		}
+		return v[3:n], int(v[2]), nil
+	case 0xd1: // map32
+		if n < 9 {
+			return nil, 0, errBadMessage
+		}
+		return v[9:n], int(binary.BigEndian.Uint32(v[5:9])), nil
+	case 0x40: // null
+		return nil, 0, nil
+	}
+	return nil, 0, fmt.Errorf("%w: annotations are not a map (0x%02x)", errBadMessage, v[0])
+}
+
+// symbolText returns the text of an encoded symbol or string ("" for
+// other types).
+func symbolText(v []byte) string {
+	switch {
+	case len(v) >= 2 && (v[0] == 0xa3 || v[0] == 0xa1):
+		return string(v[2:])
+	case len(v) >= 5 && (v[0] == 0xb3 || v[0] == 0xb1):
+		return string(v[5:])
+	}
+	return ""
+}
+
+func appendSymbol(dst []byte, s string) []byte {
+	if len(s) < 256 {
+		return append(append(dst, 0xa3, byte(len(s))), s...)
+	}
+	dst = append(dst, 0xb3)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(s)))
+	return append(dst, s...)
+}
+
+func appendString(dst []byte, s string) []byte {
+	if len(s) < 256 {
+		return append(append(dst, 0xa1, byte(len(s))), s...)
+	}
+	dst = append(dst, 0xb1)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(s)))
+	return append(dst, s...)
+}
+
 // unpack returns the events of a delivery: the Data sections of a batch
 // envelope, or the message itself; and the partition key of the envelope.
+// The events share the payload's memory.
 func unpack(format uint32, payload []byte) (events [][]byte, key string, err error) {
-	if format != BatchFormat {
-		var msg amqp.Message
-		if err := msg.UnmarshalBinary(payload); err != nil {
-			return nil, "", fmt.Errorf("%w: %v", errBadMessage, err)
+	secs, err := splitSections(payload)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, s := range secs {
+		v := s.raw[sectionDescriptorLen(s.raw):]
+		switch s.code {
+		case secMessageAnnotations:
+			if key, err = annotationString(v, annPartitionKey); err != nil {
+				return nil, "", err
+			}
+		case secData:
+			if format == BatchFormat {
+				b, err := binaryValue(v)
+				if err != nil {
+					return nil, "", err
+				}
+				events = append(events, b)
+			}
 		}
-		k, _ := msg.Annotations[annPartitionKey].(string)
-		return [][]byte{payload}, k, nil
 	}
-	var env amqp.Message
-	if err := env.UnmarshalBinary(payload); err != nil {
-		return nil, "", fmt.Errorf("%w: batch envelope: %v", errBadMessage, err)
+	if format != BatchFormat {
+		events = [][]byte{payload}
 	}
-	k, _ := env.Annotations[annPartitionKey].(string)
-	return env.Data, k, nil
+	return events, key, nil
+}
+
+// secData is the descriptor of a Data section.
+const secData = 0x75
+
+// binaryValue returns the bytes of an encoded binary value.
+func binaryValue(v []byte) ([]byte, error) {
+	n, err := skipValue(v)
+	if err != nil {
+		return nil, err
+	}
+	switch v[0] {
+	case 0xa0:
+		return v[2:n:n], nil
+	case 0xb0:
+		return v[5:n:n], nil
+	}
+	return nil, fmt.Errorf("%w: a Data section holds type 0x%02x", errBadMessage, v[0])
+}
+
+// annotationString returns the string value of the annotation key in an
+// encoded annotations map ("" when absent or not a string).
+func annotationString(m []byte, key string) (string, error) {
+	body, n, err := mapBody(m)
+	if err != nil {
+		return "", err
+	}
+	for range n / 2 {
+		kn, err := skipValue(body)
+		if err != nil {
+			return "", err
+		}
+		vn, err := skipValue(body[kn:])
+		if err != nil {
+			return "", err
+		}
+		if symbolText(body[:kn]) == key {
+			if v := body[kn : kn+vn]; v[0] == 0xa1 || v[0] == 0xb1 {
+				return symbolText(v), nil
+			}
+			return "", nil
+		}
+		body = body[kn+vn:]
+	}
+	return "", nil
 }

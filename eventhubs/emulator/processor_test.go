@@ -1,5 +1,3 @@
-//go:build emuclient
-
 package emulator
 
 import (

@@ -20,6 +20,9 @@ import (
 //   - every outbox drained and no work is left;
 //   - recovering each partition from its storage gives the live state.
 func (w *world) check() error {
+	for _, n := range w.nodes {
+		n.countLoads()
+	}
 	for _, r := range w.client.reqs {
 		if r.req.Kind != transport.RequestCreate {
 			continue
@@ -92,6 +95,19 @@ func (w *world) entityInt(id core.EntityID) (int, error) {
 	return n, err
 }
 
+// encodeAll encodes a state with every instance, resident or not.
+func encodeAll(st *partitions.State) ([]byte, error) {
+	all := map[string]*partitions.Instance{}
+	for _, id := range st.IDs() {
+		if inst := st.Lookup(id); inst != nil {
+			all[id] = inst
+		}
+	}
+	c := *st
+	c.Instances = all
+	return partitions.EncodeState(&c)
+}
+
 // replayMatches recovers the partition from its storage (checkpoint and
 // log) into a fresh state and compares it with the live one.
 func (n *node) replayMatches() error {
@@ -102,11 +118,11 @@ func (n *node) replayMatches() error {
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	a, err := partitions.EncodeState(n.st)
+	a, err := encodeAll(n.st)
 	if err != nil {
 		return err
 	}
-	b, err := partitions.EncodeState(st)
+	b, err := encodeAll(st)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ type node struct {
 	w     *world
 	id    int
 	dev   *faster.FaultDevice
+	kvdev *faster.FaultDevice // nil: the whole state in each checkpoint
 	meta  *faster.MemoryMeta
 	store *partitions.DurableStore
 	up    bool
@@ -57,13 +58,22 @@ type receivedMark struct {
 func newNode(w *world, id int) (*node, error) {
 	n := &node{w: w, id: id, meta: faster.NewMemoryMeta(),
 		dev: faster.NewFaultDevice(faster.NewMemoryDevice(fmt.Sprintf("p%d", id), 512, 1<<20))}
+	if w.cfg.KV {
+		n.kvdev = faster.NewFaultDevice(faster.NewMemoryDevice(fmt.Sprintf("p%d-kv", id), 512, 1<<20))
+	}
 	return n, n.open()
 }
 
 // open opens the storage, recovers the state and starts the partition:
 // the first event, RecoveryCompleted, restarts what was volatile.
 func (n *node) open() error {
-	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", n.id), n.dev, n.meta)
+	var opts []partitions.StoreOptions
+	if n.kvdev != nil {
+		// A resident budget of a few instances: most are evicted and read
+		// back, across checkpoints and crashes.
+		opts = append(opts, partitions.StoreOptions{KVDevice: n.kvdev, KVMemoryBytes: 64 << 10, KVPageSize: 4096, ResidentBytes: 8 << 10})
+	}
+	store, err := partitions.OpenDurableStore(fmt.Sprintf("partition %d", n.id), n.dev, n.meta, opts...)
 	if err != nil {
 		return err
 	}
@@ -95,13 +105,25 @@ func (n *node) open() error {
 func (n *node) crash() error {
 	n.w.res.Crashes++
 	n.w.note("p%d crash (unlogged %d, durable %d)", n.id, len(n.unlogged), n.durable)
+	n.countLoads()
 	n.up = false
-	if err := n.dev.Crash(); err != nil {
-		return n.w.fail("p%d: crash: %v", n.id, err)
+	for _, d := range []*faster.FaultDevice{n.dev, n.kvdev} {
+		if d == nil {
+			continue
+		}
+		if err := d.Crash(); err != nil {
+			return n.w.fail("p%d: crash: %v", n.id, err)
+		}
+		d.Restart()
 	}
-	n.dev.Restart()
 	n.st, n.courier = nil, nil
 	return nil
+}
+
+// countLoads adds the instances this incarnation read back to the result.
+func (n *node) countLoads() {
+	_, loads, _ := n.st.BackingStats()
+	n.w.res.Loads += loads
 }
 
 func (n *node) recover() error {

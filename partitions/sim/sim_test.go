@@ -33,7 +33,7 @@ func TestSim(t *testing.T) {
 			t.Logf("time budget spent after %d seeds", ran)
 			break
 		}
-		res, err := Run(Config{Seed: s})
+		res, err := Run(Config{Seed: s, KV: s%2 == 1})
 		ran++
 		if err != nil {
 			var se *Error
@@ -48,9 +48,10 @@ func TestSim(t *testing.T) {
 		total.Duplicated += res.Duplicated
 		total.Acknowledged += res.Acknowledged
 		total.Checkpoints += res.Checkpoints
+		total.Loads += res.Loads
 	}
-	t.Logf("%d seeds from %d: %d steps, %d crashes, %d checkpoints, %d packets dropped, %d duplicated, %d starts acknowledged",
-		ran, *firstSeed, total.Steps, total.Crashes, total.Checkpoints, total.Dropped, total.Duplicated, total.Acknowledged)
+	t.Logf("%d seeds from %d: %d steps, %d crashes, %d checkpoints, %d instances read back, %d packets dropped, %d duplicated, %d starts acknowledged",
+		ran, *firstSeed, total.Steps, total.Crashes, total.Checkpoints, total.Loads, total.Dropped, total.Duplicated, total.Acknowledged)
 }
 
 // TestSimReproduces checks that a run is a function of its seed.

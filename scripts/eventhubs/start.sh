@@ -2,7 +2,8 @@
 # Builds and starts the Event Hubs emulator (cmd/eventhubs-emulator) in the
 # background on 127.0.0.1 with scripts/eventhubs/Config.json, and waits
 # until /health answers. Prints the line to export on stdout (everything
-# else goes to stderr), so that this works:
+# else goes to stderr): NETHERITE_EVENTHUBS, the connection string, and
+# NETHERITE_EVENTHUBS_ADMIN, the base URL of the admin API, so that this works:
 #
 #	eval "$(scripts/eventhubs/start.sh)"
 #
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
 	--data=*) data=${1#--data=}; shift ;;
 	--strict-auth) strict=-strict-auth; shift ;;
 	--timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
-	-h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+	-h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
 	*) echo "eventhubs start: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -37,6 +38,8 @@ done
 if eventhubs_running; then
 	echo "eventhubs start: already running (pid $(cat "$EVENTHUBS_PID_FILE"), port $EVENTHUBS_PORT)" >&2
 	echo "export NETHERITE_EVENTHUBS='$(eventhubs_connection_string)'"
+echo "export NETHERITE_EVENTHUBS_ADMIN='http://127.0.0.1:$EVENTHUBS_HEALTH_PORT'"
+	echo "export NETHERITE_EVENTHUBS_ADMIN='http://127.0.0.1:$EVENTHUBS_HEALTH_PORT'"
 	exit 0
 fi
 if eventhubs_healthy; then
@@ -88,3 +91,4 @@ until eventhubs_healthy; do
 done
 echo "event hubs emulator on 127.0.0.1:$EVENTHUBS_PORT (admin http://127.0.0.1:$EVENTHUBS_HEALTH_PORT, $where), pid $pid, log $EVENTHUBS_LOG_FILE" >&2
 echo "export NETHERITE_EVENTHUBS='$(eventhubs_connection_string)'"
+echo "export NETHERITE_EVENTHUBS_ADMIN='http://127.0.0.1:$EVENTHUBS_HEALTH_PORT'"
