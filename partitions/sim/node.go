@@ -184,15 +184,7 @@ func (n *node) apply(ev partitions.Event) {
 	for _, r := range fx.Received {
 		n.received = append(n.received, receivedMark{pos: e.Pos, origin: r.Origin, mark: r.Pos})
 	}
-	for _, o := range fx.Duplicates {
-		n.courier.Duplicate(o, n.w.now)
-	}
-	for _, g := range fx.Gaps {
-		n.courier.Gap(g.Origin, g.Pos, n.w.now)
-	}
-	for _, a := range fx.Acks {
-		n.courier.Acked(a.Origin, a.Pos, n.w.now)
-	}
+	n.courier.Observe(&fx, n.w.now)
 }
 
 func (n *node) afterWork(id string) {
