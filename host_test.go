@@ -306,17 +306,7 @@ func TestLeaseLossStopsPartition(t *testing.T) {
 		defer mu.Unlock()
 		return len(acked) >= 20
 	})
-	acct, err := blobstore.NewAccount(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cont, err := acct.TaskHubContainer(opts.TaskHub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := blobstore.BreakLease(ctx, cont, blobstore.PartitionPrefix(a.TaskHub().TaskHubGUID, 0)+blobstore.LeaseBlob); err != nil {
-		t.Fatal(err)
-	}
+	blobtest.BreakPartitionLease(t, ctx, conn, opts.TaskHub, a.TaskHub().TaskHubGUID, 0)
 	lostCtx, cancelLost := context.WithTimeout(ctx, 10*time.Second)
 	s := waitPartition(t, lostCtx, a, 0, func(s netherite.PartitionStatus) bool { return s.State == netherite.PartitionNotOwned })
 	cancelLost()
@@ -403,17 +393,7 @@ func TestLeaseLostThenRetaken(t *testing.T) {
 	}
 	defer h.Stop(context.Background())
 	before := startHello(t, ctx, h.Client(), 10)
-	acct, err := blobstore.NewAccount(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cont, err := acct.TaskHubContainer(opts.TaskHub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := blobstore.BreakLease(ctx, cont, blobstore.PartitionPrefix(h.TaskHub().TaskHubGUID, 0)+blobstore.LeaseBlob); err != nil {
-		t.Fatal(err)
-	}
+	blobtest.BreakPartitionLease(t, ctx, conn, opts.TaskHub, h.TaskHub().TaskHubGUID, 0)
 	// Without load the loss shows at the next write or renewal (at most
 	// two thirds of the lease).
 	s := waitPartition(t, ctx, h, 0, func(s netherite.PartitionStatus) bool { return s.State == netherite.PartitionNotOwned })

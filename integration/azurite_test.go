@@ -194,17 +194,7 @@ func TestLeaseHandover(t *testing.T) {
 	}
 
 	// Break A's lease: A stops at once with the fencing error; B takes over.
-	acct, err := blobstore.NewAccount(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cont, err := acct.TaskHubContainer(opts.TaskHub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := blobstore.BreakLease(ctx, cont, blobstore.PartitionPrefix(a.TaskHub().TaskHubGUID, 0)+blobstore.LeaseBlob); err != nil {
-		t.Fatal(err)
-	}
+	blobtest.BreakPartitionLease(t, ctx, conn, opts.TaskHub, a.TaskHub().TaskHubGUID, 0)
 	var lost netherite.PartitionStatus
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		lost = a.Partitions()[0]

@@ -107,3 +107,21 @@ func ContainerName(t testing.TB) string {
 	}
 	return base + "-" + hex.EncodeToString(r[:])
 }
+
+// BreakPartitionLease breaks the lease of one partition of a task hub in
+// the account of conn, as an operator or a lost network would: its holder
+// must stop writing at once.
+func BreakPartitionLease(t testing.TB, ctx context.Context, conn, taskHub, hubGUID string, partition int) {
+	t.Helper()
+	acct, err := blobstore.NewAccount(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont, err := acct.TaskHubContainer(taskHub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := blobstore.BreakLease(ctx, cont, blobstore.PartitionPrefix(hubGUID, partition)+blobstore.LeaseBlob); err != nil {
+		t.Fatal(err)
+	}
+}
