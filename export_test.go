@@ -5,7 +5,3 @@ import "github.com/netherite-go/netherite/faster"
 // SetTestLogDevice wraps the commit-log device of every partition opened
 // from now on with wrap (nil: no wrapping).
 func SetTestLogDevice(wrap func(partition int, d faster.Device) faster.Device) { testLogDevice = wrap }
-
-// PartitionFailuresVisible reports whether the partitions package reports a
-// running partition's fatal errors (Done/Err).
-const PartitionFailuresVisible = partitionFailuresVisible

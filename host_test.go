@@ -129,9 +129,6 @@ func waitPartition(t *testing.T, ctx context.Context, h *netherite.Host, p int, 
 // A partition whose commit log fails is restarted from storage, and the
 // workload completes.
 func TestPartitionRestartAfterCommitFailure(t *testing.T) {
-	if !netherite.PartitionFailuresVisible {
-		t.Skip("the partitions package does not report failures (Done/Err) yet")
-	}
 	var mu sync.Mutex
 	var devices []*faster.FaultDevice
 	netherite.SetTestLogDevice(func(p int, d faster.Device) faster.Device {

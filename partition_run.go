@@ -22,12 +22,9 @@ type runningPartition interface {
 	SyncLoads() int64
 }
 
-// partitionFailuresVisible says whether the partitions package reports a
-// fatal error while the partition runs (Done/Err): it does.
-const partitionFailuresVisible = true
-
 // startPartition starts a partition on state; cancelling ctx stops it at
-// once.
+// once. (It returns the interface only when Start succeeds: a nil
+// *partitions.Partition in an interface would not be nil.)
 func startPartition(ctx context.Context, cfg partitions.Config, state *partitions.State) (runningPartition, error) {
 	p, err := partitions.Start(ctx, cfg, state)
 	if err != nil {
