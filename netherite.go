@@ -88,9 +88,37 @@ type Options struct {
 	// (default 1000).
 	EntityBatchLimit int
 
+	// Backend selects the engine behind the same SDK and Client:
+	// "netherite" (the default) or "azstorage", the Azure Storage
+	// baseline (DurableTask.AzureStorage's design: control queues, a
+	// work-item queue, History and Instances tables), which needs Storage
+	// to be an Azure Storage account. It exists to be measured against.
+	Backend string
+	// AzureStorage tunes the "azstorage" backend; ignored otherwise.
+	AzureStorage AzureStorageOptions
+
 	// Logger receives host and user log lines; slog.Default() if nil.
 	Logger *slog.Logger
 }
+
+// AzureStorageOptions tune the "azstorage" backend. Their defaults are
+// Durable Functions' defaults for the Azure Storage provider.
+type AzureStorageOptions struct {
+	// ControlQueues is the number of control queues, 1 to 16 (default 4).
+	ControlQueues int
+	// MaxQueuePollingInterval bounds the random exponential back-off of
+	// idle queue polling (default 30 s).
+	MaxQueuePollingInterval time.Duration
+	// ExtendedSessions keeps orchestrations in memory between episodes
+	// (default off).
+	ExtendedSessions bool
+}
+
+// The backends.
+const (
+	BackendNetherite = "netherite"
+	BackendAzStorage = "azstorage"
+)
 
 // Defaults.
 const (
@@ -149,6 +177,16 @@ func (o *Options) normalize() error {
 	}
 	if o.Storage == "memory" && o.PartitionCount == 0 {
 		o.PartitionCount = DefaultPartitionCount
+	}
+	switch o.Backend {
+	case "", BackendNetherite:
+		o.Backend = BackendNetherite
+	case BackendAzStorage:
+		// Package azstorage is being written (issue 13); until it lands
+		// this backend is refused rather than faked.
+		return fmt.Errorf("netherite: Options.Backend %q is not available in this build", o.Backend)
+	default:
+		return fmt.Errorf("netherite: unknown Options.Backend %q (want %q or %q)", o.Backend, BackendNetherite, BackendAzStorage)
 	}
 	switch o.Transport {
 	case "", "memory":
