@@ -133,6 +133,7 @@ func (s *slotReader) run(ctx context.Context) {
 		close(s.done)
 	}()
 	what := fmt.Sprintf("client slot %d", s.slot)
+	marks := senderMarks{}
 	for {
 		var it pumped
 		select {
@@ -144,7 +145,7 @@ func (s *slotReader) run(ctx context.Context) {
 			continue // logged by the pump, which retries
 		}
 		s.t.st.eventsReceived.Add(1)
-		for _, e := range s.t.decodeEvent(what, it.ev.Body) {
+		for _, e := range s.t.decodeEvent(what, it.ev.Body, marks) {
 			if e == nil {
 				continue
 			}

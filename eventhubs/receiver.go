@@ -80,6 +80,7 @@ type reader struct {
 	ch       chan pumped
 	nextSeq  int64 // the sequence number the pump delivers next
 	cur      *current
+	marks    senderMarks
 	deposed  atomic.Bool
 
 	// Blobs of large packets read, by position, for TrimPartition.
@@ -100,7 +101,7 @@ func (t *Transport) reader(p int) (*reader, error) {
 	}
 	r := t.readers[p]
 	if r == nil {
-		r = &reader{t: t, hub: t.names.Partitions, partition: p, what: fmt.Sprintf("partition %d", p)}
+		r = &reader{t: t, hub: t.names.Partitions, partition: p, what: fmt.Sprintf("partition %d", p), marks: senderMarks{}}
 		if p < 0 {
 			r.hub, r.partition, r.what = t.names.LoadMonitor, 0, "load monitor"
 		} else {
@@ -241,7 +242,7 @@ func (r *reader) receive(ctx context.Context, from uint64) ([]*transport.Packet,
 	}
 	r.nextSeq = want + 1
 	r.t.st.eventsReceived.Add(1)
-	r.cur = &current{seq: want, entries: r.t.decodeEvent(r.what, ev.Body)}
+	r.cur = &current{seq: want, entries: r.t.decodeEvent(r.what, ev.Body, r.marks)}
 	if skip >= len(r.cur.entries) {
 		return nil, Position(want+1, 0), nil
 	}
@@ -313,7 +314,9 @@ func (r *reader) open(ctx context.Context, seq int64) error {
 	pctx, cancel := context.WithCancel(r.t.ctx)
 	r.pc, r.stopPump, r.pumpDone = pc, cancel, make(chan struct{})
 	r.ch = make(chan pumped, 256)
-	r.nextSeq, r.cur = seq, nil
+	// Marks hold only across continuous reading: a caller that reads
+	// again from an earlier position must get those events again.
+	r.nextSeq, r.cur, r.marks = seq, nil, senderMarks{}
 	go pump(pctx, pc, r.ch, r.pumpDone, &r.t.st, r.t.log.With("hub", r.hub, "partition", r.partition), &r.deposed)
 	return nil
 }
@@ -392,16 +395,30 @@ func isOwnershipLost(err error) bool {
 	return errors.As(err, &e) && e.Code == azeventhubs.ErrorCodeOwnershipLost
 }
 
+// senderMarks remembers the last event number read from each sender, to
+// drop events stored twice (a send retried after an unknown outcome).
+type senderMarks map[string]uint64
+
 // decodeEvent decodes an event's packets; entries of strays and of
-// undecodable packets are nil.
-func (t *Transport) decodeEvent(what string, body []byte) []*entry {
-	envs, err := splitBody(body)
+// undecodable packets are nil, and a duplicate event has none.
+func (t *Transport) decodeEvent(what string, body []byte, marks senderMarks) []*entry {
+	eb, err := splitBody(body)
 	if err != nil {
 		t.st.undecodable.Add(1)
 		t.log.Error("undecodable event body; the rest of the event is dropped", "queue", what, "error", err)
 	}
-	out := make([]*entry, len(envs))
-	for i, b := range envs {
+	if eb.sender != "" && eb.senderSeq > 0 {
+		if last, ok := marks[eb.sender]; ok && eb.senderSeq <= last {
+			t.st.duplicates.Add(int64(len(eb.envs)))
+			return nil
+		}
+		if len(marks) > 4096 {
+			clear(marks) // senders come and go; forgetting only risks letting a duplicate through
+		}
+		marks[eb.sender] = eb.senderSeq
+	}
+	out := make([]*entry, len(eb.envs))
+	for i, b := range eb.envs {
 		env, err := decodeEnvelope(b)
 		if env != nil && env.taskHub != t.o.TaskHubID {
 			t.st.strays.Add(1)

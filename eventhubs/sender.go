@@ -41,6 +41,8 @@ type sender struct {
 	key  destKey
 	name string // for blob names: pNN, cNNN, load
 	prod *azeventhubs.ProducerClient
+	id   []byte // this sender's id in event bodies
+	seq  uint64 // events sent
 
 	mu     sync.Mutex
 	queue  []item
@@ -112,7 +114,8 @@ func (t *Transport) sender(k destKey, name string) (*sender, error) {
 	}
 	s := t.senders[k]
 	if s == nil {
-		s = &sender{t: t, key: k, name: name, prod: t.producers[k.hub], wake: make(chan struct{}, 1),
+		id := uuid.New()
+		s = &sender{t: t, key: k, name: name, prod: t.producers[k.hub], id: id[:], wake: make(chan struct{}, 1),
 			idle: make(chan struct{}), stopCh: make(chan struct{})}
 		t.senders[k] = s
 		t.wg.Add(1)
@@ -225,6 +228,8 @@ func (s *sender) send(ctx context.Context, items []item) bool {
 		}
 		body = appendToBody(body, env)
 	}
+	s.seq++
+	body = appendSender(body, s.id, s.seq)
 	var delay time.Duration
 	for attempt := 1; ; attempt++ {
 		err := s.sendEvent(ctx, body)
@@ -299,4 +304,34 @@ func (s *sender) putBlob(ctx context.Context, it item) ([]byte, bool) {
 		panic(fmt.Sprintf("eventhubs: encode blob reference: %v", err))
 	}
 	return env, true
+}
+
+// Flush waits until every packet queued so far has been sent (or ctx
+// ends).
+func (t *Transport) Flush(ctx context.Context) error {
+	t.mu.Lock()
+	senders := make([]*sender, 0, len(t.senders))
+	for _, s := range t.senders {
+		senders = append(senders, s)
+	}
+	t.mu.Unlock()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(24 * time.Hour)
+	}
+	for _, s := range senders {
+		s.flush(deadline)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	for _, s := range senders {
+		s.mu.Lock()
+		busy := len(s.queue) > 0 || s.busy
+		s.mu.Unlock()
+		if busy {
+			return fmt.Errorf("eventhubs: flush: %s still has packets queued", s.key)
+		}
+	}
+	return nil
 }

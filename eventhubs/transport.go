@@ -114,6 +114,9 @@ type Stats struct {
 	BlobsSent     int64
 	BlobsReceived int64
 	BlobsDeleted  int64
+	// Duplicates counts packets dropped because their event was stored
+	// twice (a send retried after an unknown outcome).
+	Duplicates int64
 	// SendRetries counts failed sends (each is retried).
 	SendRetries int64
 	// ReceiveRetries counts failed receives (each is retried).
@@ -139,7 +142,7 @@ func ratio(a, b int64) float64 {
 type counters struct {
 	packetsSent, eventsSent, batchesSent, bytesSent atomic.Int64
 	packetsReceived, eventsReceived                 atomic.Int64
-	strays, undecodable, clientDropped              atomic.Int64
+	strays, undecodable, clientDropped, duplicates  atomic.Int64
 	blobsSent, blobsReceived, blobsDeleted          atomic.Int64
 	sendRetries, receiveRetries                     atomic.Int64
 }
@@ -341,7 +344,7 @@ func (t *Transport) Stats() Stats {
 	return Stats{
 		PacketsSent: c.packetsSent.Load(), EventsSent: c.eventsSent.Load(), BatchesSent: c.batchesSent.Load(),
 		BytesSent: c.bytesSent.Load(), PacketsReceived: c.packetsReceived.Load(), EventsReceived: c.eventsReceived.Load(),
-		StraysDropped: c.strays.Load(), Undecodable: c.undecodable.Load(), ClientDropped: c.clientDropped.Load(),
+		StraysDropped: c.strays.Load(), Undecodable: c.undecodable.Load(), ClientDropped: c.clientDropped.Load(), Duplicates: c.duplicates.Load(),
 		BlobsSent: c.blobsSent.Load(), BlobsReceived: c.blobsReceived.Load(), BlobsDeleted: c.blobsDeleted.Load(),
 		SendRetries: c.sendRetries.Load(), ReceiveRetries: c.receiveRetries.Load(),
 	}

@@ -164,3 +164,33 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("send after Close: %v", err)
 	}
 }
+
+func TestLoadMonitorQueue(t *testing.T) {
+	tg := emulatortest.Get(t)
+	prefix := newHubs(t, tg, 1)
+	snd := openTransport(t, tg.ConnectionString, prefix, hubID, 1, nil)
+	rcv := openTransport(t, tg.ConnectionString, prefix, hubID, 1, nil)
+	var want []*transport.Packet
+	for i := 0; i < 10; i++ {
+		p := &transport.Packet{Load: &transport.LoadReport{Partition: i, Host: "h", WorkItems: i, At: time.Unix(1700000000, 0).UTC()}}
+		want = append(want, p)
+		if err := snd.SendToLoadMonitor(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var got []*transport.Packet
+	for from := uint64(0); len(got) < len(want); {
+		pks, next, err := rcv.ReceiveLoadMonitor(ctx, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, from = append(got, pks...), next
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("load reports differ: %+v", got)
+	}
+	// Nothing went to the partitions.
+	expectNothing(t, rcv, 0, 0)
+}

@@ -84,15 +84,47 @@ func appendToBody(body, env []byte) []byte {
 // bodyOverhead is what appendToBody adds to an envelope of n bytes.
 func bodyOverhead(n int) int { return protowire.SizeTag(1) + protowire.SizeVarint(uint64(n)) }
 
-// splitBody returns the encoded envelopes of an event body.
-func splitBody(body []byte) ([][]byte, error) {
-	var out [][]byte
+// appendSender appends the sender's id and the event's number to a body.
+func appendSender(body, sender []byte, seq uint64) []byte {
+	body = protowire.AppendTag(body, 2, protowire.BytesType)
+	body = protowire.AppendBytes(body, sender)
+	body = protowire.AppendTag(body, 3, protowire.VarintType)
+	return protowire.AppendVarint(body, seq)
+}
+
+// eventBody is a split event body.
+type eventBody struct {
+	envs      [][]byte
+	sender    string
+	senderSeq uint64
+}
+
+// splitBody returns the encoded envelopes of an event body, and its
+// sender's id and number.
+func splitBody(body []byte) (eventBody, error) {
+	var out eventBody
 	for len(body) > 0 {
 		num, typ, n := protowire.ConsumeTag(body)
 		if n < 0 {
 			return out, fmt.Errorf("eventhubs: event body: %w", protowire.ParseError(n))
 		}
 		body = body[n:]
+		if num == 2 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(body)
+			if m < 0 {
+				return out, fmt.Errorf("eventhubs: event body: %w", protowire.ParseError(m))
+			}
+			out.sender, body = string(v), body[m:]
+			continue
+		}
+		if num == 3 && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(body)
+			if m < 0 {
+				return out, fmt.Errorf("eventhubs: event body: %w", protowire.ParseError(m))
+			}
+			out.senderSeq, body = v, body[m:]
+			continue
+		}
 		if num != 1 || typ != protowire.BytesType {
 			// A field a later version added: skip it.
 			m := protowire.ConsumeFieldValue(num, typ, body)
@@ -106,7 +138,7 @@ func splitBody(body []byte) ([][]byte, error) {
 		if m < 0 {
 			return out, fmt.Errorf("eventhubs: event body: %w", protowire.ParseError(m))
 		}
-		out = append(out, v)
+		out.envs = append(out.envs, v)
 		body = body[m:]
 	}
 	return out, nil

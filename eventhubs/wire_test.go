@@ -179,14 +179,18 @@ func TestBodySplit(t *testing.T) {
 		body = appendToBody(body, env)
 		want = append(want, env)
 	}
-	got, err := splitBody(body)
-	if err != nil || len(got) != len(want) {
-		t.Fatalf("split: %d envelopes, %v", len(got), err)
+	body = appendSender(body, []byte("sender-id"), 42)
+	eb, err := splitBody(body)
+	if err != nil || len(eb.envs) != len(want) {
+		t.Fatalf("split: %d envelopes, %v", len(eb.envs), err)
 	}
-	for i := range got {
-		if string(got[i]) != string(want[i]) {
+	for i := range eb.envs {
+		if string(eb.envs[i]) != string(want[i]) {
 			t.Fatalf("envelope %d differs", i)
 		}
+	}
+	if eb.sender != "sender-id" || eb.senderSeq != 42 {
+		t.Fatalf("sender %q %d", eb.sender, eb.senderSeq)
 	}
 }
 

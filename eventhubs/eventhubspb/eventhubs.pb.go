@@ -47,8 +47,13 @@ const (
 
 // EventBody is the body of one Event Hubs event.
 type EventBody struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Packets       []*Envelope            `protobuf:"bytes,1,rep,name=packets,proto3" json:"packets,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Packets []*Envelope            `protobuf:"bytes,1,rep,name=packets,proto3" json:"packets,omitempty"`
+	// The sending Transport's id for this destination (random) and the
+	// event's number from it: a send retried after an unknown outcome may
+	// store an event twice, and readers drop the second.
+	Sender        []byte `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	SenderSeq     uint64 `protobuf:"varint,3,opt,name=sender_seq,json=senderSeq,proto3" json:"sender_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -88,6 +93,20 @@ func (x *EventBody) GetPackets() []*Envelope {
 		return x.Packets
 	}
 	return nil
+}
+
+func (x *EventBody) GetSender() []byte {
+	if x != nil {
+		return x.Sender
+	}
+	return nil
+}
+
+func (x *EventBody) GetSenderSeq() uint64 {
+	if x != nil {
+		return x.SenderSeq
+	}
+	return 0
 }
 
 // Envelope is one transport.Packet. Exactly one of the packet fields is set.
@@ -1344,9 +1363,12 @@ var File_eventhubs_eventhubspb_eventhubs_proto protoreflect.FileDescriptor
 
 const file_eventhubs_eventhubspb_eventhubs_proto_rawDesc = "" +
 	"\n" +
-	"%eventhubs/eventhubspb/eventhubs.proto\x12\x16netherite.eventhubs.v1\x1a\x16core/corepb/core.proto\"G\n" +
+	"%eventhubs/eventhubspb/eventhubs.proto\x12\x16netherite.eventhubs.v1\x1a\x16core/corepb/core.proto\"~\n" +
 	"\tEventBody\x12:\n" +
-	"\apackets\x18\x01 \x03(\v2 .netherite.eventhubs.v1.EnvelopeR\apackets\"\x91\x04\n" +
+	"\apackets\x18\x01 \x03(\v2 .netherite.eventhubs.v1.EnvelopeR\apackets\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\fR\x06sender\x12\x1d\n" +
+	"\n" +
+	"sender_seq\x18\x03 \x01(\x04R\tsenderSeq\"\x91\x04\n" +
 	"\bEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x19\n" +
 	"\btask_hub\x18\x02 \x01(\fR\ataskHub\x12\x16\n" +

@@ -1,0 +1,43 @@
+package blobstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/netherite-go/netherite/blobstore"
+	"github.com/netherite-go/netherite/blobstore/blobtest"
+)
+
+func TestPayloadStore(t *testing.T) {
+	c := blobtest.Container(t, blobtest.Account(t))
+	ps := blobstore.NewPayloadStore(c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	if err := ps.Put(ctx, "hub-guid/p00/one", data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ps.Get(ctx, "hub-guid/p00/one")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get: %d bytes, %v", len(got), err)
+	}
+	// It lives under payloads/ in the container.
+	if _, err := c.Client().NewBlobClient(blobstore.PayloadPrefix+"hub-guid/p00/one").GetProperties(ctx, nil); err != nil {
+		t.Fatalf("the blob is not under %s: %v", blobstore.PayloadPrefix, err)
+	}
+	if err := ps.Delete(ctx, "hub-guid/p00/one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.Delete(ctx, "hub-guid/p00/one"); err != nil {
+		t.Fatalf("deleting a missing payload: %v", err)
+	}
+	if _, err := ps.Get(ctx, "hub-guid/p00/one"); !errors.Is(err, blobstore.ErrPayloadNotFound) {
+		t.Fatalf("get after delete: %v", err)
+	}
+	if err := ps.Put(ctx, "../escape", data[:1]); err == nil {
+		t.Fatal("a name with .. was accepted")
+	}
+}
