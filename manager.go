@@ -148,7 +148,7 @@ func (m *partitionManager) open(ctx context.Context) (*incarnation, error) {
 	var st *partitions.State
 	switch {
 	case e.opts.Storage == "memory":
-		inc.log, st = &partitions.MemoryLog{}, partitions.NewState(m.index, e.opts.PartitionCount)
+		inc.log, st = &partitions.MemoryLog{Delay: e.opts.MemoryCommitDelay}, partitions.NewState(m.index, e.opts.PartitionCount)
 		owned()
 	case e.blobHub != nil:
 		bp, s, err := openBlobPartition(ctx, e.blobHub, m.index, e.cache, e.opts.LeaseDuration, owned)

@@ -64,6 +64,11 @@ type Options struct {
 	MaxConcurrentEntities       int
 	MaxConcurrentActivities     int
 
+	// MemoryCommitDelay, with "memory" storage, makes every commit take
+	// this long, as a storage device would: benchmarks use it to count the
+	// commits on a workload's critical path without a disk's noise.
+	MemoryCommitDelay time.Duration
+
 	// PersistStepsFirst turns speculation off: every step is durable
 	// before its effects are applied.
 	PersistStepsFirst bool

@@ -55,6 +55,9 @@ type Config struct {
 	// (0: DefaultInFlight; negative: no cap, all n started at once).
 	InFlight          int
 	PersistStepsFirst bool
+	// CommitDelay simulates a device's commit latency on "memory"
+	// storage (see netherite.Options.MemoryCommitDelay).
+	CommitDelay time.Duration
 	// CacheBytes bounds the partition state in memory (0: the default).
 	CacheBytes int64
 	// CheckpointEvents, if positive, checkpoints each partition after this
@@ -287,7 +290,7 @@ func isAzure(storage string) bool {
 // the task hub name ("" for the default).
 func hostOptions(cfg Config, hub string) netherite.Options {
 	return netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
-		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
+		PersistStepsFirst: cfg.PersistStepsFirst, MemoryCommitDelay: cfg.CommitDelay, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
 		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}}
 }
 

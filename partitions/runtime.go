@@ -44,6 +44,11 @@ type Config struct {
 	Cursors   *CursorCache
 	// PersistStepsFirst applies each event only once it is durable.
 	PersistStepsFirst bool
+	// CoalesceWindow is how long the log may hold events back while work
+	// items they started are running, so that one commit covers an event
+	// and the step it caused (default 1 ms; negative: never hold). See
+	// doc/hops.md.
+	CoalesceWindow time.Duration
 	// EntityBatchLimit caps the operations of one entity work item.
 	EntityBatchLimit int
 	// MaxPayloadBytes caps orchestration outputs and custom status; larger
@@ -89,6 +94,12 @@ type Partition struct {
 	received   []receivedMark
 	courier    *Courier
 	sendTimer  *time.Timer
+	// holding lists the work items started while events waited in logBuf:
+	// the log holds those events back (at most CoalesceWindow from
+	// holdSince) until the items' results join them in one commit.
+	holding    map[string]bool
+	holdSince  time.Time
+	flushTimer *time.Timer
 	sendFails  int
 	timers     *timerQueue
 	draining   bool
@@ -176,6 +187,9 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
+	if cfg.CoalesceWindow == 0 {
+		cfg.CoalesceWindow = time.Millisecond
+	}
 	cfg.Courier.Self, cfg.Courier.Count = cfg.Partition, cfg.Count
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -210,6 +224,8 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		waiters:     map[string][]waiter{},
 		courier:     NewCourier(cfg.Courier),
 		sendTimer:   time.NewTimer(time.Hour),
+		flushTimer:  time.NewTimer(time.Hour),
+		holding:     map[string]bool{},
 		ctx:         ctx,
 		cancel:      cancel,
 		done:        make(chan struct{}),
@@ -378,6 +394,7 @@ func (p *Partition) receive(from uint64) {
 func (p *Partition) loop() {
 	defer close(p.done)
 	defer p.sendTimer.Stop()
+	defer p.flushTimer.Stop()
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for {
@@ -393,7 +410,6 @@ func (p *Partition) loop() {
 					break drain
 				}
 			}
-			p.flushLog()
 			p.maybeCheckpoint(false, nil)
 		case r := <-p.loadResults():
 			p.loaded(r)
@@ -403,6 +419,7 @@ func (p *Partition) loop() {
 			p.durableMu.Unlock()
 			p.onDurable(d)
 		case <-p.sendTimer.C:
+		case <-p.flushTimer.C:
 		case r := <-p.ckptResults:
 			p.checkpointDone(r)
 		case <-idle.C:
@@ -415,6 +432,7 @@ func (p *Partition) loop() {
 			return // cancelled meanwhile: no new work, no sends
 		}
 		p.dispatch()
+		p.flushLogSoon()
 		p.pump()
 		p.state.Evict(p.busy)
 		res, loads, evicts := p.state.BackingStats()
@@ -466,12 +484,54 @@ func (p *Partition) handle(it intakeItem) {
 	}
 }
 
+// flushLog hands the events waiting in logBuf to the log worker now.
 func (p *Partition) flushLog() {
+	if len(p.holding) > 0 {
+		clear(p.holding)
+		p.holdSince = time.Time{}
+	}
 	if len(p.logBuf) == 0 {
 		return
 	}
 	p.toLog(logItem{entries: p.logBuf})
 	p.logBuf = nil
+}
+
+// flushLogSoon flushes the log unless work items started by the waiting
+// events are still running and the coalescing window has not passed: their
+// results then go into the same commit, so a message that crosses
+// partitions waits for one commit at the receiver instead of two (the
+// receipt's, then the step's). Holding back costs nothing on that path:
+// what the step sends waits for the step's commit anyway.
+func (p *Partition) flushLogSoon() {
+	if len(p.logBuf) == 0 {
+		return
+	}
+	if len(p.holding) > 0 {
+		if wait := p.cfg.CoalesceWindow - time.Since(p.holdSince); wait > 0 {
+			if !p.flushTimer.Stop() {
+				select {
+				case <-p.flushTimer.C:
+				default:
+				}
+			}
+			p.flushTimer.Reset(wait)
+			return
+		}
+	}
+	p.flushLog()
+}
+
+// hold notes that the work item of id started while events wait in
+// logBuf (see flushLogSoon).
+func (p *Partition) hold(id string) {
+	if p.cfg.CoalesceWindow < 0 || p.cfg.PersistStepsFirst || len(p.logBuf) == 0 {
+		return
+	}
+	if len(p.holding) == 0 {
+		p.holdSince = time.Now()
+	}
+	p.holding[id] = true
 }
 
 // toLog hands an item to the log worker. Once the partition is cancelled
@@ -609,6 +669,7 @@ func (p *Partition) apply(e LogEntry) {
 	}
 	if done != "" {
 		delete(p.busy, done)
+		delete(p.holding, done)
 		if inst := p.state.Lookup(done); inst != nil && len(inst.Pending) > 0 {
 			p.markReady(done)
 		}
@@ -758,6 +819,7 @@ func (p *Partition) dispatch() {
 				continue
 			}
 			p.busy[id] = true
+			p.hold(id)
 			p.startWorkItem(inst)
 		}
 	}

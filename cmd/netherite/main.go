@@ -98,6 +98,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	seed := fs.Int64("seed", 0, "crash-recovery: seed of the kill moment (default: from the clock)")
 	ckptEvents := fs.Int("checkpoint-events", 0, "checkpoint each partition after this many events (default 10,000)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	commitDelay := fs.Duration("commit-delay", 0, `with -storage memory: every commit takes this long (a simulated device, to count commits on the critical path)`)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
 		fs.PrintDefaults()
@@ -118,7 +119,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	cfg := bench.Config{Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate, InFlight: *inflight,
-		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents}
+		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents, CommitDelay: *commitDelay}
 	if !*asJSON && isTerminal(os.Stderr) {
 		cfg.Progress = stderr
 	}
