@@ -167,18 +167,18 @@ func (m *partitionManager) open(ctx context.Context) (*incarnation, error) {
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	part, err := startPartition(pctx, partitions.Config{
-		Partition:         m.index,
-		Count:             e.opts.PartitionCount,
-		Executor:          e.executor,
-		Transport:         e.t,
-		Log:               inc.log,
-		Pools:             e.pools,
-		Cursors:           e.cursors,
-		PersistStepsFirst: e.opts.PersistStepsFirst,
-		EntityBatchLimit:  e.opts.EntityBatchLimit,
-		MaxPayloadBytes:   e.opts.MaxPayloadBytes,
-		Logger:            e.opts.Logger,
-		Checkpoints:       e.opts.Checkpoints,
+		Partition:        m.index,
+		Count:            e.opts.PartitionCount,
+		Executor:         e.executor,
+		Transport:        e.t,
+		Log:              inc.log,
+		Pools:            e.pools,
+		Cursors:          e.cursors,
+		Speculation:      e.opts.Speculation,
+		EntityBatchLimit: e.opts.EntityBatchLimit,
+		MaxPayloadBytes:  e.opts.MaxPayloadBytes,
+		Logger:           e.opts.Logger,
+		Checkpoints:      e.opts.Checkpoints,
 	}, st)
 	if err != nil {
 		cancel()

@@ -42,7 +42,12 @@ type Config struct {
 	Log       CommitLog
 	Pools     *Pools
 	Cursors   *CursorCache
-	// PersistStepsFirst applies each event only once it is durable.
+	// Speculation says what may happen before a step is durable
+	// (default SpeculationLocal).
+	Speculation Speculation
+	// PersistStepsFirst is SpeculationNone.
+	//
+	// Deprecated: set Speculation.
 	PersistStepsFirst bool
 	// CoalesceWindow is how long the log may hold events back while work
 	// items they started are running, so that one commit covers an event
@@ -187,6 +192,9 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
+	if cfg.PersistStepsFirst {
+		cfg.Speculation, cfg.PersistStepsFirst = SpeculationNone, false
+	}
 	if cfg.CoalesceWindow == 0 {
 		cfg.CoalesceWindow = time.Millisecond
 	}
@@ -283,6 +291,12 @@ func (cfg *Config) validate(state *State) error {
 	case state.Partition != cfg.Partition || state.Count != cfg.Count:
 		return fmt.Errorf("partitions: state is of partition %d of %d, Config says partition %d of %d",
 			state.Partition, state.Count, cfg.Partition, cfg.Count)
+	case cfg.PersistStepsFirst && cfg.Speculation != SpeculationLocal && cfg.Speculation != SpeculationNone:
+		return fmt.Errorf("partitions: partition %d: Config.PersistStepsFirst contradicts Config.Speculation %v", cfg.Partition, cfg.Speculation)
+	case !cfg.Speculation.valid():
+		return fmt.Errorf("partitions: partition %d: invalid Config.Speculation %v", cfg.Partition, cfg.Speculation)
+	case cfg.Speculation == SpeculationGlobal:
+		return fmt.Errorf("partitions: partition %d: Config.Speculation global is not available in this build", cfg.Partition)
 	case cfg.EntityBatchLimit < 0:
 		return fmt.Errorf("partitions: partition %d: Config.EntityBatchLimit is negative (%d)", cfg.Partition, cfg.EntityBatchLimit)
 	case cfg.MaxPayloadBytes < 0:
@@ -476,7 +490,7 @@ func (p *Partition) handle(it intakeItem) {
 		p.pos++
 		e := LogEntry{Pos: p.pos, At: time.Now(), Event: it.update}
 		p.logBuf = append(p.logBuf, e)
-		if p.cfg.PersistStepsFirst {
+		if p.cfg.Speculation == SpeculationNone {
 			p.unapplied = append(p.unapplied, e)
 		} else {
 			p.apply(e)
@@ -525,7 +539,7 @@ func (p *Partition) flushLogSoon() {
 // hold notes that the work item of id started while events wait in
 // logBuf (see flushLogSoon).
 func (p *Partition) hold(id string) {
-	if p.cfg.CoalesceWindow < 0 || p.cfg.PersistStepsFirst || len(p.logBuf) == 0 {
+	if p.cfg.CoalesceWindow < 0 || p.cfg.Speculation == SpeculationNone || len(p.logBuf) == 0 {
 		return
 	}
 	if len(p.holding) == 0 {
@@ -713,7 +727,7 @@ func (p *Partition) onDurable(d durableMark) {
 		return
 	}
 	p.durablePos = d.pos
-	if p.cfg.PersistStepsFirst {
+	if p.cfg.Speculation == SpeculationNone {
 		n := 0
 		for n < len(p.unapplied) && p.unapplied[n].Pos <= d.pos {
 			p.apply(p.unapplied[n])
