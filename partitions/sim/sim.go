@@ -55,6 +55,8 @@ type Config struct {
 	// KV keeps instances in the hybrid-log KV with a tiny resident set,
 	// so they are evicted and read back (TestSim uses it on odd seeds).
 	KV bool
+	// Speculation is the partitions' mode (TestSim picks one per seed).
+	Speculation partitions.Speculation
 	// NoFaults turns every fault off (for a baseline run).
 	NoFaults bool
 	// blackhole makes the network swallow every copy of the first batch
