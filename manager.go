@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netherite-go/netherite/eventhubs"
 	"github.com/netherite-go/netherite/partitions"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -62,12 +63,12 @@ const (
 type partitionEnv struct {
 	opts     Options
 	t        transport.Transport
+	eh       *eventhubs.Transport // t, when it is Event Hubs
 	executor partitions.Executor
 	pools    *partitions.Pools
 	cursors  *partitions.CursorCache
-	hub      *TaskHubParameters // local storage
-	blobHub  *blobTaskHub       // Azure Storage
-	cache    int64              // state cache bytes of one partition
+	store    taskHubStore
+	cache    int64 // state cache bytes of one partition
 	log      *slog.Logger
 	// fatal reports a failure that no restart repairs.
 	fatal func(partition int, err error)
@@ -75,12 +76,23 @@ type partitionEnv struct {
 
 // incarnation is one run of a partition: its storage and the partition.
 type incarnation struct {
-	storage partitionStorage // nil with memory storage
+	storage partitionStorage
 	log     partitions.CommitLog
 	part    runningPartition
 	cancel  context.CancelFunc // stops the partition at once
 	lost    <-chan struct{}    // closed when the lease is lost; nil without a lease
 	leaseFn func() error       // why the lease was lost
+	// fence reports that the partition's Event Hubs receiver was taken
+	// over by another owner (nil with other transports).
+	fence *fencedTransport
+}
+
+// fenced is closed when another host took the partition's input queue.
+func (inc *incarnation) fenced() <-chan struct{} {
+	if inc.fence == nil {
+		return nil
+	}
+	return inc.fence.lost
 }
 
 func (inc *incarnation) closeStorage() error {
@@ -144,33 +156,33 @@ func (m *partitionManager) Status() PartitionStatus {
 func (m *partitionManager) open(ctx context.Context) (*incarnation, error) {
 	e := m.env
 	owned := func() { m.setState(PartitionRecovering, nil) }
-	inc := &incarnation{}
-	var st *partitions.State
-	switch {
-	case e.opts.Storage == "memory":
-		inc.log, st = &partitions.MemoryLog{Delay: e.opts.MemoryCommitDelay}, partitions.NewState(m.index, e.opts.PartitionCount)
-		owned()
-	case e.blobHub != nil:
-		bp, s, err := openBlobPartition(ctx, e.blobHub, m.index, e.cache, e.opts.LeaseDuration, owned)
+	ps, st, err := e.store.openPartition(ctx, m.index, partitionOpen{count: e.opts.PartitionCount, cache: e.cache,
+		lease: e.opts.LeaseDuration, memoryDelay: e.opts.MemoryCommitDelay, owned: owned})
+	if err != nil {
+		return nil, err
+	}
+	inc := &incarnation{storage: ps, log: ps.commitLog()}
+	inc.lost, inc.leaseFn = ps.lease()
+	t := e.t
+	if e.eh != nil {
+		// The Event Hubs receiver of this ownership fences out the earlier
+		// owners' (see ownerlevel.go).
+		level, err := nextOwnerLevel(inc.storage.metaStore(), time.Now())
 		if err != nil {
-			return nil, err
+			return nil, errors.Join(fmt.Errorf("netherite: partition %d: %w", m.index, err), inc.closeStorage())
 		}
-		inc.storage, inc.log, st = bp, bp.store, s
-		inc.lost, inc.leaseFn = bp.blobs.Lease.Lost(), bp.blobs.Lease.Err
-	default:
-		lp, s, err := openLocalPartition(e.opts.Storage, e.hub, m.index, e.cache)
-		if err != nil {
-			return nil, err
+		if ol, ok := any(e.eh).(ownerLeveler); ok {
+			ol.SetOwnerLevel(m.index, level)
 		}
-		owned()
-		inc.storage, inc.log, st = lp, lp.store, s
+		inc.fence = newFencedTransport(e.t)
+		t = inc.fence
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	part, err := startPartition(pctx, partitions.Config{
 		Partition:        m.index,
 		Count:            e.opts.PartitionCount,
 		Executor:         e.executor,
-		Transport:        e.t,
+		Transport:        t,
 		Log:              inc.log,
 		Pools:            e.pools,
 		Cursors:          e.cursors,
@@ -253,6 +265,13 @@ func (m *partitionManager) run(inc *incarnation) {
 			<-inc.part.Done()
 			leaseLost = true
 			failure = fmt.Errorf("netherite: partition %d: %w", m.index, inc.leaseFn())
+		case <-inc.fenced():
+			// Another host reads the partition's input queue: it owns the
+			// partition (its lease may not have expired for this host yet).
+			inc.cancel()
+			<-inc.part.Done()
+			leaseLost = true
+			failure = fmt.Errorf("netherite: %w", inc.fence.lostErr())
 		case <-inc.part.Done():
 			failure = inc.part.Err()
 			if failure == nil {
@@ -301,8 +320,13 @@ func (m *partitionManager) run(inc *incarnation) {
 	}
 }
 
-// retire adds the statistics of a finished incarnation to the totals.
+// retire adds the statistics of a finished incarnation to the totals, and
+// closes its Event Hubs receiver (the next one opens with the next
+// ownership's owner level).
 func (m *partitionManager) retire(inc *incarnation) {
+	if m.env.eh != nil {
+		m.env.eh.ReleasePartition(m.index)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s, ok := inc.log.(interface{ Stats() (int64, int64) }); ok {
@@ -391,7 +415,7 @@ func (e *partitionEnv) leaseDuration() time.Duration {
 // permanent returns an error if failure cannot be repaired by a restart:
 // with memory storage the state is gone; a newer storage format stays.
 func (e *partitionEnv) permanent(failure error) error {
-	if e.opts.Storage == "memory" {
+	if _, inMemory := e.store.(*memoryStore); inMemory {
 		return fmt.Errorf("%w (with memory storage a failed partition cannot be recovered)", failure)
 	}
 	var v *partitions.EncodingVersionError

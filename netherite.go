@@ -22,8 +22,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/netherite-go/netherite/blobstore"
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/eventhubs"
 	"github.com/netherite-go/netherite/partitions"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -34,8 +34,10 @@ type Options struct {
 	TaskHub string
 	// PartitionCount is the number of partitions, 1 to 32 (default 12).
 	PartitionCount int
-	// Partitions lists the partitions this host runs; nil means all. Hosts
-	// that share a transport each run a disjoint subset.
+	// Partitions lists the partitions this host runs; nil means all, an
+	// empty (non-nil) list none (a client-only host). Hosts that share a
+	// transport (Event Hubs, or one SharedTransport) each run a disjoint
+	// subset; placement is static.
 	Partitions []int
 	// Storage is where partition state lives: a local directory (default
 	// "./netherite-data/<TaskHub>"); an Azure Storage account, given as a
@@ -54,10 +56,27 @@ type Options struct {
 	// Checkpoints says when partitions checkpoint (defaults: 10,000
 	// events, 20 MB of log, or 60 s idle with changes).
 	Checkpoints partitions.CheckpointPolicy
-	// Transport is "memory": in-process queues. Hosts in one process share
-	// queues by passing the same SharedTransport.
+	// Transport is how partitions and clients exchange messages: "memory"
+	// (the default), in-process queues, which hosts in one process share
+	// by passing the same SharedTransport; or an Event Hubs connection
+	// string ("Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=..."
+	// for Azure, or the emulator's with UseDevelopmentEmulator=true), which
+	// lets hosts in separate processes and machines share the task hub.
+	// The Event Hubs transport needs storage that every host reaches: Azure
+	// Storage, or a directory for processes on one machine ("memory" storage
+	// is refused). Its hubs are made by CreateTaskHub (`netherite taskhub
+	// create -transport ...`).
 	Transport       string
 	SharedTransport transport.Transport
+	// EventHubsPrefix is put before the Event Hubs hub names (partitions,
+	// clients0..3, loadmonitor), so that several task hubs can share one
+	// namespace.
+	EventHubsPrefix string
+	// EventHubsAdminURL is the admin API of the Event Hubs emulator (as
+	// scripts/eventhubs/start.sh prints in NETHERITE_EVENTHUBS_ADMIN), through
+	// which hubs are created and deleted. Leave it empty on Azure: there the
+	// namespace's endpoint is used, with the connection string's key.
+	EventHubsAdminURL string
 
 	// Concurrency limits of the host (defaults 100, 100, 100).
 	MaxConcurrentOrchestrations int
@@ -164,16 +183,8 @@ func (o *Options) normalize() error {
 	if o.PartitionCount < 0 || o.PartitionCount > MaxPartitionCount {
 		return fmt.Errorf("netherite: Options.PartitionCount must be between 1 and %d, got %d", MaxPartitionCount, o.PartitionCount)
 	}
-	switch o.Storage {
-	case "memory":
-	case "":
+	if o.Storage == "" {
 		o.Storage = filepath.Join("netherite-data", o.TaskHub)
-	default:
-		if strings.Contains(o.Storage, "://") && !strings.HasPrefix(o.Storage, "https://") && !strings.HasPrefix(o.Storage, "http://") &&
-			!strings.Contains(o.Storage, "=") {
-			return fmt.Errorf("netherite: Options.Storage %s: want a directory, \"memory\", an Azure Storage connection string, "+
-				"UseDevelopmentStorage=true, or an account URL", RedactStorage(o.Storage))
-		}
 	}
 	switch {
 	case o.PersistStepsFirst && o.Speculation != SpeculationNone && o.Speculation != SpeculationLocal:
@@ -186,9 +197,6 @@ func (o *Options) normalize() error {
 	o.PersistStepsFirst = o.Speculation == SpeculationNone
 	if o.LeaseDuration != 0 && (o.LeaseDuration < 15*time.Second || o.LeaseDuration > 60*time.Second) {
 		return fmt.Errorf("netherite: Options.LeaseDuration must be between 15s and 60s, got %v", o.LeaseDuration)
-	}
-	if o.LeaseDuration != 0 && !isAzureStorage(o.Storage) {
-		return fmt.Errorf("netherite: Options.LeaseDuration applies to Azure Storage only; storage %s has no leases", RedactStorage(o.Storage))
 	}
 	for _, c := range []struct {
 		name string
@@ -213,9 +221,6 @@ func (o *Options) normalize() error {
 		}
 		seen[p] = true
 	}
-	if o.Storage == "memory" && o.PartitionCount == 0 {
-		o.PartitionCount = DefaultPartitionCount
-	}
 	switch o.Backend {
 	case "", BackendNetherite:
 		o.Backend = BackendNetherite
@@ -226,13 +231,81 @@ func (o *Options) normalize() error {
 	default:
 		return fmt.Errorf("netherite: unknown Options.Backend %q (want %q or %q)", o.Backend, BackendNetherite, BackendAzStorage)
 	}
-	switch o.Transport {
-	case "", "memory":
-		o.Transport = "memory"
+	switch {
+	case o.Transport == "" || o.Transport == TransportMemory:
+		o.Transport = TransportMemory
+		if o.EventHubsPrefix != "" || o.EventHubsAdminURL != "" {
+			return errors.New("netherite: Options.EventHubsPrefix and EventHubsAdminURL apply to the Event Hubs transport only")
+		}
+	case IsEventHubsConnection(o.Transport):
+		if o.SharedTransport != nil {
+			return errors.New("netherite: Options.SharedTransport and an Event Hubs Options.Transport exclude each other")
+		}
 	default:
-		return fmt.Errorf("netherite: unknown Options.Transport %q (this build supports \"memory\")", o.Transport)
+		return fmt.Errorf("netherite: Options.Transport: want \"memory\" or an Event Hubs connection string (Endpoint=sb://...), got %s",
+			RedactTransport(o.Transport))
 	}
 	return nil
+}
+
+// parse normalizes the options and parses the storage: the one place that
+// reads Options.Storage.
+func (o *Options) parse() (taskHubStore, error) {
+	if err := o.normalize(); err != nil {
+		return nil, err
+	}
+	store, err := parseStorage(o.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if o.LeaseDuration != 0 && !store.leases() {
+		return nil, fmt.Errorf("netherite: Options.LeaseDuration applies to Azure Storage only; storage %s has no leases", store)
+	}
+	if _, inMemory := store.(*memoryStore); inMemory && o.PartitionCount == 0 {
+		o.PartitionCount = DefaultPartitionCount
+	}
+	if IsEventHubsConnection(o.Transport) && !store.shared() {
+		return nil, fmt.Errorf("netherite: the Event Hubs transport needs storage that every host of the task hub reaches "+
+			"(Azure Storage, or a directory for host processes on one machine); %s storage lives and dies with one host", store)
+	}
+	return store, nil
+}
+
+// TransportMemory is Options.Transport for in-process queues.
+const TransportMemory = "memory"
+
+// IsEventHubsConnection reports whether s is an Event Hubs connection
+// string (it has an Endpoint=sb://... part).
+func IsEventHubsConnection(s string) bool {
+	for _, part := range strings.Split(s, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "Endpoint") && strings.HasPrefix(strings.ToLower(strings.TrimSpace(v)), "sb://") {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactTransport returns Options.Transport fit for logs and output: the
+// values of SharedAccessKey, SharedAccessSignature and any other key are
+// replaced by "REDACTED"; the endpoint and entity path stay.
+func RedactTransport(s string) string {
+	if !strings.Contains(s, "=") {
+		return s
+	}
+	parts := strings.Split(s, ";")
+	for i, part := range parts {
+		k, _, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "endpoint", "entitypath", "sharedaccesskeyname", "usedevelopmentemulator":
+		default:
+			parts[i] = k + "=REDACTED"
+		}
+	}
+	return strings.Join(parts, ";")
 }
 
 // checkPlacement checks the options that need the final partition count.
@@ -246,9 +319,10 @@ func (o *Options) checkPlacement() error {
 			return fmt.Errorf("netherite: Options.Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
 		}
 	}
-	if o.Partitions != nil && len(o.Partitions) < o.PartitionCount && o.SharedTransport == nil {
+	if o.Partitions != nil && len(o.Partitions) < o.PartitionCount && o.SharedTransport == nil && !IsEventHubsConnection(o.Transport) {
 		return fmt.Errorf("netherite: Options.Partitions runs %d of the %d partitions, which needs Options.SharedTransport "+
-			"(the transport shared with the hosts that run the others); without it requests for the others are never answered",
+			"(the transport shared with the hosts that run the others) or an Event Hubs Options.Transport; "+
+			"without either, requests for the others are never answered",
 			len(o.Partitions), o.PartitionCount)
 	}
 	return nil
@@ -286,9 +360,10 @@ type Host struct {
 	opts         Options
 	t            transport.Transport
 	ownTransport *transport.Memory
+	eh           *eventhubs.Transport // the Event Hubs transport, if Options.Transport names one
 	cursors      *partitions.CursorCache
 	hub          *TaskHubParameters
-	blobAccount  *blobstore.Account
+	store        taskHubStore
 	managers     []*partitionManager
 	owned        map[int]*partitionManager
 	client       *client
@@ -310,29 +385,17 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	if r == nil {
 		return nil, errors.New("netherite: Start needs a registry")
 	}
-	if err := opts.normalize(); err != nil {
+	store, err := opts.parse()
+	if err != nil {
 		return nil, err
 	}
 	opts.defaults()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	h := &Host{opts: opts, registry: r, done: make(chan struct{}), owned: map[int]*partitionManager{}}
-	var blobHub *blobTaskHub
-	switch {
-	case opts.Storage == "memory":
-	case isAzureStorage(opts.Storage):
-		var err error
-		if blobHub, err = openBlobTaskHub(ctx, opts.Storage, opts.TaskHub, opts.PartitionCount); err != nil {
-			return nil, err
-		}
-		h.hub, h.blobAccount = blobHub.params, blobHub.account
-	default:
-		hub, err := openTaskHub(opts.Storage, opts.TaskHub, opts.PartitionCount)
-		if err != nil {
-			return nil, err
-		}
-		h.hub = hub
+	h := &Host{opts: opts, registry: r, done: make(chan struct{}), owned: map[int]*partitionManager{}, store: store}
+	if h.hub, err = store.openTaskHub(ctx, opts.TaskHub, opts.PartitionCount); err != nil {
+		return nil, err
 	}
 	if h.hub != nil {
 		opts.PartitionCount = h.hub.PartitionCount
@@ -341,9 +404,16 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	if err := opts.checkPlacement(); err != nil {
 		return nil, err
 	}
-	if opts.SharedTransport != nil {
+	switch {
+	case IsEventHubsConnection(opts.Transport):
+		eh, err := openEventHubs(ctx, opts, h.hub, store)
+		if err != nil {
+			return nil, err
+		}
+		h.eh, h.t = eh, eh
+	case opts.SharedTransport != nil:
 		h.t = opts.SharedTransport
-	} else {
+	default:
 		h.ownTransport = transport.NewMemory(opts.PartitionCount)
 		h.t = h.ownTransport
 	}
@@ -358,11 +428,11 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	env := &partitionEnv{
 		opts:     opts,
 		t:        h.t,
+		eh:       h.eh,
 		executor: WorkExecutor(h.executor),
 		pools:    partitions.NewPools(opts.MaxConcurrentOrchestrations, opts.MaxConcurrentEntities, opts.MaxConcurrentActivities),
 		cursors:  h.cursors,
-		hub:      h.hub,
-		blobHub:  blobHub,
+		store:    store,
 		log:      opts.Logger,
 		fatal:    h.fail,
 	}
@@ -395,7 +465,8 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	}
 	h.client = c
 	opts.Logger.Debug("netherite host started", slog.String("taskHub", opts.TaskHub),
-		slog.Int("partitions", opts.PartitionCount), slog.Any("owned", list), slog.String("storage", RedactStorage(opts.Storage)))
+		slog.Int("partitions", opts.PartitionCount), slog.Any("owned", list), slog.String("storage", RedactStorage(opts.Storage)),
+		slog.String("transport", RedactTransport(opts.Transport)))
 	return h, nil
 }
 
@@ -414,6 +485,9 @@ func (h *Host) abort() {
 	h.cursors.Clear()
 	if h.ownTransport != nil {
 		h.ownTransport.Close()
+	}
+	if h.eh != nil {
+		h.eh.Close()
 	}
 }
 
@@ -495,10 +569,7 @@ func (h *Host) SyncLoads() int64 {
 // StorageRequests counts the HTTP requests made to Azure Storage (0 with
 // other storage).
 func (h *Host) StorageRequests() int64 {
-	if h.blobAccount == nil {
-		return 0
-	}
-	return h.blobAccount.Requests()
+	return h.store.requests()
 }
 
 // TaskHub returns the task hub's parameters (nil with memory storage).
@@ -524,6 +595,11 @@ func (h *Host) Stop(ctx context.Context) error {
 		h.cursors.Clear()
 		if h.ownTransport != nil {
 			h.ownTransport.Close()
+		}
+		if h.eh != nil {
+			if err := h.eh.Close(); err != nil {
+				h.stopErr = errors.Join(h.stopErr, fmt.Errorf("netherite: close the Event Hubs transport: %w", err))
+			}
 		}
 		h.doneOnce.Do(func() { close(h.done) })
 	})
@@ -572,7 +648,7 @@ func RedactStorage(s string) string {
 // bytes (0 with memory storage).
 func (h *Host) Replayed() (events, bytes int64) {
 	for _, m := range h.managers {
-		if inc := m.current(); inc != nil && inc.storage != nil {
+		if inc := m.current(); inc != nil && inc.storage.durableStore() != nil {
 			e, b := inc.storage.durableStore().Replayed()
 			events, bytes = events+e, bytes+b
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/eventhubs"
 	"github.com/netherite-go/netherite/faster"
 	"github.com/netherite-go/netherite/partitions"
 )
@@ -44,9 +45,86 @@ const (
 	localSegmentSize = 64 << 20
 )
 
-// openTaskHub creates the task hub in dir, or checks the one there.
+// dirStore keeps task hubs in a local directory. Host processes on one
+// machine share it (each partition is held under a lock file).
+type dirStore struct {
+	dir string
+	hub *TaskHubParameters // after openTaskHub
+}
+
+func (d *dirStore) String() string  { return d.dir }
+func (d *dirStore) shared() bool    { return true }
+func (d *dirStore) leases() bool    { return false }
+func (d *dirStore) requests() int64 { return 0 }
+
+func (d *dirStore) openTaskHub(_ context.Context, name string, partitionCount int) (*TaskHubParameters, error) {
+	p, err := openDirTaskHub(d.dir, name, partitionCount)
+	d.hub = p
+	return p, err
+}
+
+func (d *dirStore) openPartition(_ context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
+	lp, st, err := openLocalPartition(d.dir, d.hub, i, o.cache)
+	if err != nil {
+		return nil, nil, err
+	}
+	o.owned()
+	return lp, st, nil
+}
+
+// payloads keeps large payloads under <dir>/payloads (their names start
+// with the task hub's GUID).
+func (d *dirStore) payloads() (eventhubs.BlobStore, error) {
+	return eventhubs.DirBlobStore{Dir: filepath.Join(d.dir, "payloads")}, nil
+}
+
+func (d *dirStore) taskHubInfo(_ context.Context, name string) (*TaskHubParameters, error) {
+	meta, err := faster.NewDirMeta(d.dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := meta.ReadFile(taskHubParametersName)
+	if err != nil {
+		if errors.Is(err, faster.ErrNotExist) {
+			return nil, fmt.Errorf("netherite: no task hub in %s", d.dir)
+		}
+		return nil, err
+	}
+	return checkTaskHubParameters(b, name, 0, d.dir)
+}
+
+// deleteTaskHub takes every partition's lock, so that no host runs while
+// it deletes.
+func (d *dirStore) deleteTaskHub(_ context.Context, p *TaskHubParameters) error {
+	var locks []*os.File
+	defer func() {
+		for _, l := range locks {
+			l.Close()
+		}
+	}()
+	for i := 0; i < p.PartitionCount; i++ {
+		pdir := filepath.Join(d.dir, p.TaskHubGUID, fmt.Sprintf("p%02d", i))
+		l, err := os.OpenFile(filepath.Join(pdir, "LOCK"), os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		locks = append(locks, l)
+		if err := lockFile(l); err != nil {
+			return fmt.Errorf("netherite: task hub %q: partition %d is in use by a host; stop it first", p.TaskHubName, i)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(d.dir, p.TaskHubGUID)); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(d.dir, taskHubParametersName))
+}
+
+// openDirTaskHub creates the task hub in dir, or checks the one there.
 // partitionCount 0 adopts the hub's count.
-func openTaskHub(dir, name string, partitionCount int) (*TaskHubParameters, error) {
+func openDirTaskHub(dir, name string, partitionCount int) (*TaskHubParameters, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("netherite: storage directory %s: %w", dir, err)
 	}
@@ -81,6 +159,7 @@ var testLogDevice func(partition int, d faster.Device) faster.Device
 type localPartition struct {
 	store *partitions.DurableStore
 	lock  *os.File
+	meta  faster.MetaStore
 }
 
 func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes int64) (*localPartition, *partitions.State, error) {
@@ -132,7 +211,7 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 		lock.Close()
 		return nil, nil, err
 	}
-	return &localPartition{store: store, lock: lock}, st, nil
+	return &localPartition{store: store, lock: lock, meta: meta}, st, nil
 }
 
 // storeOptions gives half a partition's share of the cache to decoded
@@ -141,13 +220,10 @@ func storeOptions(kv faster.Device, cacheBytes int64) partitions.StoreOptions {
 	return partitions.StoreOptions{KVDevice: kv, KVMemoryBytes: max(cacheBytes/2, 1<<20), ResidentBytes: cacheBytes / 2}
 }
 
-// partitionStorage is one partition's storage: local or in blobs.
-type partitionStorage interface {
-	durableStore() *partitions.DurableStore
-	close() error
-}
-
+func (l *localPartition) commitLog() partitions.CommitLog        { return l.store }
 func (l *localPartition) durableStore() *partitions.DurableStore { return l.store }
+func (l *localPartition) metaStore() faster.MetaStore            { return l.meta }
+func (l *localPartition) lease() (<-chan struct{}, func() error) { return nil, nil }
 
 func (l *localPartition) close() error {
 	err := l.store.Close()
@@ -156,82 +232,55 @@ func (l *localPartition) close() error {
 }
 
 // CreateTaskHub creates the task hub that opts describe (a no-op if it
-// exists with the same parameters) and returns its parameters.
+// exists with the same parameters) and returns its parameters. With the
+// Event Hubs transport it also creates the hubs (or checks the ones
+// there).
 func CreateTaskHub(ctx context.Context, opts Options) (*TaskHubParameters, error) {
-	if err := opts.normalize(); err != nil {
+	store, err := opts.parse()
+	if err != nil {
 		return nil, err
 	}
-	if opts.Storage == "memory" {
-		return nil, errors.New("netherite: a memory task hub exists only inside a running host")
+	if _, ok := store.(*memoryStore); ok {
+		return nil, errMemoryTaskHub
 	}
-	if isAzureStorage(opts.Storage) {
-		hub, err := openBlobTaskHub(ctx, opts.Storage, opts.TaskHub, opts.PartitionCount)
-		if err != nil {
+	p, err := store.openTaskHub(ctx, opts.TaskHub, opts.PartitionCount)
+	if err != nil {
+		return nil, err
+	}
+	if IsEventHubsConnection(opts.Transport) {
+		if err := ensureHubs(ctx, opts, p.PartitionCount); err != nil {
 			return nil, err
 		}
-		return hub.params, nil
 	}
-	return openTaskHub(opts.Storage, opts.TaskHub, opts.PartitionCount)
+	return p, nil
 }
 
 // TaskHubInfo returns the parameters of an existing task hub.
 func TaskHubInfo(ctx context.Context, opts Options) (*TaskHubParameters, error) {
-	if err := opts.normalize(); err != nil {
-		return nil, err
-	}
-	if opts.Storage == "memory" {
-		return nil, errors.New("netherite: a memory task hub exists only inside a running host")
-	}
-	if isAzureStorage(opts.Storage) {
-		return blobTaskHubInfo(ctx, opts.Storage, opts.TaskHub)
-	}
-	meta, err := faster.NewDirMeta(opts.Storage)
+	store, err := opts.parse()
 	if err != nil {
 		return nil, err
 	}
-	b, err := meta.ReadFile(taskHubParametersName)
-	if err != nil {
-		if errors.Is(err, faster.ErrNotExist) {
-			return nil, fmt.Errorf("netherite: no task hub in %s", opts.Storage)
-		}
-		return nil, err
-	}
-	return checkTaskHubParameters(b, opts.TaskHub, 0, opts.Storage)
+	return store.taskHubInfo(ctx, opts.TaskHub)
 }
 
-// DeleteTaskHub deletes a task hub and all its state. It fails while a
-// host runs any of its partitions.
+// DeleteTaskHub deletes a task hub and all its state, and with the Event
+// Hubs transport its hubs. It fails while a host runs any of its
+// partitions.
 func DeleteTaskHub(ctx context.Context, opts Options) error {
-	p, err := TaskHubInfo(ctx, opts)
+	store, err := opts.parse()
 	if err != nil {
 		return err
 	}
-	if isAzureStorage(opts.Storage) {
-		return deleteBlobTaskHub(ctx, opts.Storage, p)
-	}
-	// Take every partition's lock, so no host runs while we delete.
-	var locks []*os.File
-	defer func() {
-		for _, l := range locks {
-			l.Close()
-		}
-	}()
-	for i := 0; i < p.PartitionCount; i++ {
-		pdir := filepath.Join(opts.Storage, p.TaskHubGUID, fmt.Sprintf("p%02d", i))
-		l, err := os.OpenFile(filepath.Join(pdir, "LOCK"), os.O_RDWR, 0)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		locks = append(locks, l)
-		if err := lockFile(l); err != nil {
-			return fmt.Errorf("netherite: task hub %q: partition %d is in use by a host; stop it first", p.TaskHubName, i)
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(opts.Storage, p.TaskHubGUID)); err != nil {
+	p, err := store.taskHubInfo(ctx, opts.TaskHub)
+	if err != nil {
 		return err
 	}
-	return os.Remove(filepath.Join(opts.Storage, taskHubParametersName))
+	if err := store.deleteTaskHub(ctx, p); err != nil {
+		return err
+	}
+	if IsEventHubsConnection(opts.Transport) {
+		return deleteHubs(ctx, opts)
+	}
+	return nil
 }

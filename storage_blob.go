@@ -10,6 +10,7 @@ import (
 
 	"github.com/netherite-go/netherite/blobstore"
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/eventhubs"
 	"github.com/netherite-go/netherite/faster"
 	"github.com/netherite-go/netherite/partitions"
 )
@@ -21,6 +22,53 @@ func isAzureStorage(s string) bool {
 	return strings.Contains(s, "AccountName=") || strings.Contains(s, "BlobEndpoint=") ||
 		strings.HasPrefix(s, "UseDevelopmentStorage=") || strings.HasPrefix(s, "https://") ||
 		strings.HasPrefix(s, "http://")
+}
+
+// blobStore keeps task hubs in an Azure Storage account: each in the
+// container <taskhub>-storage, each partition under a blob lease.
+type blobStore struct {
+	connection string
+	hub        *blobTaskHub // after openTaskHub
+}
+
+func (b *blobStore) String() string { return RedactStorage(b.connection) }
+func (b *blobStore) shared() bool   { return true }
+func (b *blobStore) leases() bool   { return true }
+
+func (b *blobStore) openTaskHub(ctx context.Context, name string, partitionCount int) (*TaskHubParameters, error) {
+	hub, err := openBlobTaskHub(ctx, b.connection, name, partitionCount)
+	if err != nil {
+		return nil, err
+	}
+	b.hub = hub
+	return hub.params, nil
+}
+
+func (b *blobStore) taskHubInfo(ctx context.Context, name string) (*TaskHubParameters, error) {
+	return blobTaskHubInfo(ctx, b.connection, name)
+}
+
+func (b *blobStore) deleteTaskHub(ctx context.Context, p *TaskHubParameters) error {
+	return deleteBlobTaskHub(ctx, b.connection, p)
+}
+
+func (b *blobStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
+	bp, st, err := openBlobPartition(ctx, b.hub, i, o.cache, o.lease, o.owned)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bp, st, nil
+}
+
+func (b *blobStore) payloads() (eventhubs.BlobStore, error) {
+	return blobstore.NewPayloadStore(b.hub.container), nil
+}
+
+func (b *blobStore) requests() int64 {
+	if b.hub == nil {
+		return 0
+	}
+	return b.hub.account.Requests()
 }
 
 // blobTaskHub is a task hub in an Azure Storage account.
@@ -118,7 +166,12 @@ func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes 
 	return &blobPartition{blobs: bp, store: store}, st, nil
 }
 
+func (b *blobPartition) commitLog() partitions.CommitLog        { return b.store }
 func (b *blobPartition) durableStore() *partitions.DurableStore { return b.store }
+func (b *blobPartition) metaStore() faster.MetaStore            { return b.blobs.Meta }
+func (b *blobPartition) lease() (<-chan struct{}, func() error) {
+	return b.blobs.Lease.Lost(), b.blobs.Lease.Err
+}
 
 func (b *blobPartition) close() error {
 	return errors.Join(b.store.Close(), b.blobs.Close())

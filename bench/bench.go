@@ -48,6 +48,18 @@ type Config struct {
 	N          int
 	Partitions int
 	Storage    string
+	// Transport is netherite.Options.Transport: "" (in-process queues) or
+	// an Event Hubs connection string; a run on Event Hubs gets fresh hubs
+	// (named with EventHubsPrefix, or a fresh prefix), deleted afterwards.
+	Transport         string
+	EventHubsPrefix   string
+	EventHubsAdminURL string
+	// TaskHub, if set, runs on that existing task hub (not deleted
+	// afterwards), and Owned lists the partitions this process runs (nil:
+	// all; empty: none, a client only): so a run can drive hosts in other
+	// processes (`netherite serve`, which runs the benchmark functions too).
+	TaskHub string
+	Owned   []int
 	// Rate is the offered start rate per second of the open loop
 	// (hello3-latency, crash-recovery; default 100).
 	Rate float64
@@ -149,6 +161,17 @@ type Result struct {
 	// RequestsPerStep divides them by the orchestration steps (episodes).
 	StorageRequests int64   `json:"storage_requests,omitempty"`
 	RequestsPerStep float64 `json:"storage_requests_per_step,omitempty"`
+	// Event Hubs transport figures: packets, events (each carries one or
+	// more packets) and Event Hubs batches (one send each) sent by the
+	// host, events per batch, and the packets that went through the blob
+	// store for being too large.
+	Transport          string  `json:"transport,omitempty"`
+	EventHubsPackets   int64   `json:"eventhubs_packets_sent,omitempty"`
+	EventHubsEvents    int64   `json:"eventhubs_events_sent,omitempty"`
+	EventHubsBatches   int64   `json:"eventhubs_batches_sent,omitempty"`
+	EventsPerBatch     float64 `json:"eventhubs_events_per_batch,omitempty"`
+	PacketsPerBatch    float64 `json:"eventhubs_packets_per_batch,omitempty"`
+	EventHubsBlobSends int64   `json:"eventhubs_blob_payloads,omitempty"`
 	// Restart figures (clean-restart, crash-recovery): RestartSeconds
 	// until Start returned, RecoverySeconds until the first query
 	// answered, both from the restart; the commit log replayed then.
@@ -297,6 +320,7 @@ func isAzure(storage string) bool {
 // the task hub name ("" for the default).
 func hostOptions(cfg Config, hub string) netherite.Options {
 	return netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
+		Transport: cfg.Transport, EventHubsPrefix: cfg.EventHubsPrefix, EventHubsAdminURL: cfg.EventHubsAdminURL, Partitions: cfg.Owned,
 		PersistStepsFirst: cfg.PersistStepsFirst, Speculation: cfg.Speculation, MemoryCommitDelay: cfg.CommitDelay, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
 		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}}
 }
@@ -307,7 +331,11 @@ func newResult(cfg Config, o netherite.Options, hub string) *Result {
 	if hub != "" {
 		storage = "azure-storage(" + hub + ")"
 	}
-	return &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage,
+	tr := ""
+	if netherite.IsEventHubsConnection(o.Transport) {
+		tr = "eventhubs(" + o.EventHubsPrefix + ")" // never the key
+	}
+	return &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage, Transport: tr,
 		PersistFirst: o.PersistStepsFirst, Speculation: o.Speculation.String(), Errors: map[string]int{}, CacheBytes: cfg.CacheBytes}
 }
 
@@ -339,6 +367,14 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		// A fresh task hub for every run, deleted afterwards.
 		hub = fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)
 	}
+	eventHubs := netherite.IsEventHubsConnection(cfg.Transport)
+	keep := cfg.TaskHub != ""
+	if keep {
+		hub = cfg.TaskHub
+	} else if eventHubs && cfg.EventHubsPrefix == "" {
+		// Fresh hubs for every run, deleted afterwards.
+		cfg.EventHubsPrefix = fmt.Sprintf("bench%d-", time.Now().UnixNano()%1e9)
+	}
 	opts := hostOptions(cfg, hub)
 	h, err := netherite.Start(ctx, opts, r)
 	if err != nil {
@@ -346,7 +382,7 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer func() {
 		h.Stop(context.Background())
-		if hub != "" {
+		if !keep && (hub != "" || eventHubs) {
 			netherite.DeleteTaskHub(context.Background(), opts)
 		}
 	}()
@@ -444,6 +480,10 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 	}
 	if res.StorageRequests = h.StorageRequests(); res.StorageRequests > 0 && steps > 0 {
 		res.RequestsPerStep = float64(res.StorageRequests) / steps
+	}
+	if st, ok := h.EventHubsStats(); ok {
+		res.EventHubsPackets, res.EventHubsEvents, res.EventHubsBatches = st.PacketsSent, st.EventsSent, st.BatchesSent
+		res.EventsPerBatch, res.PacketsPerBatch, res.EventHubsBlobSends = st.EventsPerBatch(), st.PacketsPerBatch(), st.BlobsSent
 	}
 }
 

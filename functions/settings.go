@@ -76,10 +76,9 @@ type Settings struct {
 	// EventHubsConnection is the Event Hubs connection string, read from
 	// the app setting named by NETHERITE_EVENTHUBS_CONNECTION_NAME
 	// (default EventHubsConnection): "Endpoint=sb://...;..." or, as in
-	// Netherite, "SingleHost" or "Memory" for in-process queues. It is
-	// reserved for the Event Hubs transport, which this build does not
-	// have yet: `netherite serve -functions` accepts only the in-process
-	// values (see [Settings.InProcessQueues]).
+	// Netherite, "SingleHost" or "Memory" for in-process queues (see
+	// [Settings.InProcessQueues]). `netherite serve -functions` uses it as
+	// netherite.Options.Transport unless -transport is given.
 	EventHubsConnection string
 	// Storage is NETHERITE_STORAGE: where partition state lives, when it
 	// should not be the Azure Storage account of StorageConnection.
@@ -156,8 +155,8 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 }
 
 // InProcessQueues reports whether EventHubsConnection asks for in-process
-// queues (unset, "SingleHost", "Memory" or "MemoryF"), the only transport
-// of this build.
+// queues (unset, "SingleHost", "Memory" or "MemoryF") rather than Event
+// Hubs.
 func (s Settings) InProcessQueues() bool {
 	switch strings.ToLower(s.EventHubsConnection) {
 	case "", "singlehost", "memory", "memoryf":

@@ -38,11 +38,12 @@ commands:
   serve             run a host with the sample functions and the Durable
                     Functions HTTP API on -addr (default 127.0.0.1:7071);
                     -functions runs it as an Azure Functions custom handler
-  taskhub create|delete|info   manage a task hub (-storage, -taskhub, -partitions)
+  taskhub create|delete|info   manage a task hub (-storage, -taskhub, -partitions;
+                    with -transport also its Event Hubs hubs)
   eventhubs-emulator  run the local Event Hubs emulator (see -h)
   bench WORKLOAD    run a benchmark; workloads: %s
-                    flags: -n -partitions -storage -rate -inflight -persist-first
-                    -cache-mb -timeout -seed -json
+                    flags: -n -partitions -storage -transport -rate -inflight
+                    -persist-first -cache-mb -timeout -seed -json
 
 run 'netherite <command> -h' for the flags of a command
 `, strings.Join(bench.Workloads, ", "))
@@ -58,11 +59,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		partitions := fs.Int("partitions", 0, "number of partitions (1-32) of a new task hub (default 12, or the existing hub's)")
-		storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>) or "memory"`)
+		storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>), "memory", `+
+			`an Azure Storage connection string, "UseDevelopmentStorage=true" (Azurite) or an account URL`)
+		tf := addTransportFlags(fs)
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
-		if err := demo(ctx, stdout, netherite.Options{PartitionCount: *partitions, Storage: *storage}); err != nil {
+		o := netherite.Options{PartitionCount: *partitions, Storage: *storage}
+		tf.apply(&o)
+		if err := demo(ctx, stdout, o); err != nil {
 			fmt.Fprintln(stderr, "netherite demo:", err)
 			return 1
 		}
@@ -100,6 +105,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ckptEvents := fs.Int("checkpoint-events", 0, "checkpoint each partition after this many events (default 10,000)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	commitDelay := fs.Duration("commit-delay", 0, `with -storage memory: every commit takes this long (a simulated device, to count commits on the critical path)`)
+	tf := addTransportFlags(fs)
+	taskHub := fs.String("taskhub", "", "run on this existing task hub (kept afterwards) instead of a fresh one")
+	owned := fs.String("partitions-owned", "", `partitions this process runs: "all" (default), "none" (drive hosts started with `+
+		"`netherite serve` on the same -taskhub, -storage and -transport), or a list such as 0-5")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
 		fs.PrintDefaults()
@@ -125,7 +134,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	cfg := bench.Config{Speculation: spec, Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate, InFlight: *inflight,
-		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents, CommitDelay: *commitDelay}
+		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents, CommitDelay: *commitDelay,
+		TaskHub: *taskHub}
+	var to netherite.Options
+	tf.apply(&to)
+	cfg.Transport, cfg.EventHubsPrefix, cfg.EventHubsAdminURL = to.Transport, to.EventHubsPrefix, to.EventHubsAdminURL
+	if cfg.Owned, err = parsePartitionList(*owned); err != nil {
+		fmt.Fprintln(stderr, "netherite bench: -partitions-owned:", err)
+		return 2
+	}
 	if !*asJSON && isTerminal(os.Stderr) {
 		cfg.Progress = stderr
 	}
@@ -155,7 +172,11 @@ func printBench(w io.Writer, res *bench.Result) {
 		printBench(w, res.Warm)
 		fmt.Fprintf(w, "cold run (state cache %s):\n", cacheName(res.CacheBytes))
 	}
-	fmt.Fprintf(w, "%s: n=%d partitions=%d storage=%s speculation=%s\n", res.Workload, res.N, res.Partitions, res.Storage, res.Speculation)
+	tr := res.Transport
+	if tr == "" {
+		tr = "memory"
+	}
+	fmt.Fprintf(w, "%s: n=%d partitions=%d storage=%s transport=%s speculation=%s\n", res.Workload, res.N, res.Partitions, res.Storage, tr, res.Speculation)
 	switch res.Mode {
 	case "open-loop":
 		fmt.Fprintf(w, "  open loop: offered %.0f starts/s, achieved %.0f/s", res.OfferedPerS, res.AchievedPerS)
@@ -195,6 +216,10 @@ func printBench(w io.Writer, res *bench.Result) {
 	}
 	if res.StorageRequests > 0 {
 		fmt.Fprintf(w, "  storage requests: %d (%.3f per orchestration step)\n", res.StorageRequests, res.RequestsPerStep)
+	}
+	if res.EventHubsBatches > 0 {
+		fmt.Fprintf(w, "  Event Hubs: %d packets in %d events in %d batches (%.1f events, %.1f packets per batch), %d payloads through blobs\n",
+			res.EventHubsPackets, res.EventHubsEvents, res.EventHubsBatches, res.EventsPerBatch, res.PacketsPerBatch, res.EventHubsBlobSends)
 	}
 	if res.KillAfterS > 0 {
 		fmt.Fprintf(w, "  killed (SIGKILL) %.3fs into the load (seed %d): %d starts acknowledged, %d completed by then\n",

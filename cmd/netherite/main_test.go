@@ -15,6 +15,7 @@ import (
 // load child.
 func TestMain(m *testing.M) {
 	bench.RunChildIfRequested()
+	runCLIIfRequested() // the multi-process test runs this binary as `netherite`
 	os.Exit(m.Run())
 }
 

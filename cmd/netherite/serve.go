@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/bench"
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/functions"
 	"github.com/netherite-go/netherite/httpapi"
@@ -31,11 +32,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		`an Azure Storage connection string, "UseDevelopmentStorage=true" (Azurite) or an account URL`)
 	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
 	asFunctions := fs.Bool("functions", false, "run as an Azure Functions custom handler: listen on FUNCTIONS_CUSTOMHANDLER_PORT and answer the host's invocation payloads")
+	tf := addTransportFlags(fs)
+	owned := fs.String("partitions-owned", "", `the partitions this process runs: "all" (the default), "none" (a client only, `+
+		`serving the HTTP API), or a list of numbers and ranges such as "0-5" or "0,2,6-11"; needs -transport when not all`)
+	lease := fs.Duration("lease", 0, "partition lease duration on Azure Storage, 15s-60s (default 45s): a killed host's partitions are taken over after it")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	opts := netherite.Options{TaskHub: *taskHub, PartitionCount: *partitions, Storage: *storage, Logger: logger}
+	opts := netherite.Options{TaskHub: *taskHub, PartitionCount: *partitions, Storage: *storage, Logger: logger, LeaseDuration: *lease}
+	tf.apply(&opts)
+	parts, err := parsePartitionList(*owned)
+	if err != nil {
+		fmt.Fprintln(stderr, "netherite serve: -partitions-owned:", err)
+		return 2
+	}
+	opts.Partitions = parts
 	if *asFunctions {
 		set, err := functions.LoadSettings(envLookup)
 		if err != nil {
@@ -48,16 +60,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if set.PartitionCount != 0 && opts.PartitionCount == 0 {
 			opts.PartitionCount = set.PartitionCount
 		}
-		if !set.InProcessQueues() {
-			fmt.Fprintf(stderr, "netherite serve: app setting %s names an Event Hubs namespace, but this build has only in-process queues "+
-				"(the Event Hubs transport is not in it yet); set it to SingleHost or remove it\n", functions.DefaultEventHubsConnectionName)
-			return 2
-		}
 		opts.Storage = set.StorageFor(opts.Storage)
+		if !set.InProcessQueues() && *tf.transport == "" {
+			opts.Transport = set.EventHubsConnection
+		}
 		*addr = functions.Address(*addr)
 	}
 	r := durable.NewRegistry()
 	samples.Register(r)
+	bench.Register(r) // so that `netherite bench -partitions-owned none` can drive serving hosts
 	if err := serve(ctx, *addr, opts, r, *asFunctions, stdout, logger); err != nil {
 		fmt.Fprintln(stderr, "netherite serve:", err)
 		return 1
@@ -87,8 +98,9 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	// The storage may be a connection string: never print its key.
-	fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, storage %s) on http://%s\n",
-		o.TaskHub, o.PartitionCount, netherite.RedactStorage(o.Storage), ln.Addr())
+	fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, running %s; storage %s; transport %s) on http://%s\n",
+		o.TaskHub, o.PartitionCount, ownedName(o.Partitions, o.PartitionCount), netherite.RedactStorage(o.Storage),
+		netherite.RedactTransport(o.Transport), ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -112,6 +124,17 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 		err = nil
 	}
 	return err
+}
+
+// ownedName describes the partitions a host runs.
+func ownedName(parts []int, count int) string {
+	switch {
+	case parts == nil || len(parts) == count:
+		return "all"
+	case len(parts) == 0:
+		return "none (client only)"
+	}
+	return fmt.Sprint(parts)
 }
 
 // partitionHealth is one partition in the /healthz answer.
