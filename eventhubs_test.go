@@ -8,6 +8,7 @@ package netherite_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -168,4 +169,54 @@ func TestEventHubsOptionsRefused(t *testing.T) {
 			t.Errorf("%s: error %v, want one saying %q (and no key)", c.name, err, c.want)
 		}
 	}
+}
+
+// A host whose Event Hubs receiver is taken over by a higher owner level
+// (another owner of the partition) stops that partition at once and keeps
+// running the others. Storage is a directory here: the fencing is the
+// transport's, not the lease's.
+func TestEventHubsFencedPartitionStops(t *testing.T) {
+	eh := emulatortest.Get(t)
+	name := fmt.Sprintf("fence%d", time.Now().UnixNano()%1e12)
+	o := netherite.Options{Storage: t.TempDir(), TaskHub: name, PartitionCount: 2, Transport: eh.ConnectionString,
+		EventHubsPrefix: name + "-", EventHubsAdminURL: eh.AdminURL}
+	h := startScenarioHost(t, o)
+	ctx := testContext(t)
+	if _, err := h.Client().StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID("before!0")); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, ctx, h.Client(), "before!0")
+
+	// Another owner of partition 0 opens its receiver with a higher level.
+	p := h.TaskHub()
+	usurper, err := eventhubs.Open(ctx, eventhubs.Options{Connection: o.Transport, HubPrefix: o.EventHubsPrefix, TaskHubID: p.TaskHubGUID,
+		PartitionCount: p.PartitionCount, OwnerLevel: 1 << 62, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer usurper.Close()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go usurper.ReceivePartition(rctx, 0, 0)
+
+	var st netherite.PartitionStatus
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		st = h.Partitions()[0]
+		if st.State == netherite.PartitionNotOwned || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.State != netherite.PartitionNotOwned || !errors.Is(st.Err, eventhubs.ErrOwnershipLost) {
+		t.Fatalf("partition 0 after the takeover: %+v; want not owned, with an error wrapping eventhubs.ErrOwnershipLost", st)
+	}
+	if s := h.Partitions()[1]; s.State != netherite.PartitionOK {
+		t.Fatalf("partition 1: %+v", s)
+	}
+	// Partition 1 still works.
+	if _, err := h.Client().StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID("after!1")); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, ctx, h.Client(), "after!1")
+	cancel()
 }

@@ -299,7 +299,7 @@ func (m *partitionManager) run(inc *incarnation) {
 		if leaseLost {
 			// Usually another host took the partition over: give it a lease
 			// period before trying to take it back.
-			m.log.Warn("partition lease lost; partition stopped", slog.Any("error", failure))
+			m.log.Warn("partition lost to another owner (lease or input queue); partition stopped", slog.Any("error", failure))
 			m.setState(PartitionNotOwned, failure)
 			wait = max(backoff, m.env.leaseDuration())
 		} else {
