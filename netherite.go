@@ -231,44 +231,34 @@ func (o *Options) normalize() error {
 	default:
 		return fmt.Errorf("netherite: unknown Options.Backend %q (want %q or %q)", o.Backend, BackendNetherite, BackendAzStorage)
 	}
-	switch {
-	case o.Transport == "" || o.Transport == TransportMemory:
-		o.Transport = TransportMemory
-		if o.EventHubsPrefix != "" || o.EventHubsAdminURL != "" {
-			return errors.New("netherite: Options.EventHubsPrefix and EventHubsAdminURL apply to the Event Hubs transport only")
-		}
-	case IsEventHubsConnection(o.Transport):
-		if o.SharedTransport != nil {
-			return errors.New("netherite: Options.SharedTransport and an Event Hubs Options.Transport exclude each other")
-		}
-	default:
-		return fmt.Errorf("netherite: Options.Transport: want \"memory\" or an Event Hubs connection string (Endpoint=sb://...), got %s",
-			RedactTransport(o.Transport))
-	}
 	return nil
 }
 
-// parse normalizes the options and parses the storage: the one place that
-// reads Options.Storage.
-func (o *Options) parse() (taskHubStore, error) {
+// parse normalizes the options and parses the storage and the transport:
+// the one place that reads Options.Storage and Options.Transport.
+func (o *Options) parse() (taskHubStore, transportSpec, error) {
 	if err := o.normalize(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	store, err := parseStorage(o.Storage)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	tspec, err := parseTransport(o)
+	if err != nil {
+		return nil, nil, err
 	}
 	if o.LeaseDuration != 0 && !store.leases() {
-		return nil, fmt.Errorf("netherite: Options.LeaseDuration applies to Azure Storage only; storage %s has no leases", store)
+		return nil, nil, fmt.Errorf("netherite: Options.LeaseDuration applies to Azure Storage only; storage %s has no leases", store)
 	}
 	if _, inMemory := store.(*memoryStore); inMemory && o.PartitionCount == 0 {
 		o.PartitionCount = DefaultPartitionCount
 	}
-	if IsEventHubsConnection(o.Transport) && !store.shared() {
-		return nil, fmt.Errorf("netherite: the Event Hubs transport needs storage that every host of the task hub reaches "+
-			"(Azure Storage, or a directory for host processes on one machine); %s storage lives and dies with one host", store)
+	if tspec.crossProcess() && o.SharedTransport == nil && !store.shared() {
+		return nil, nil, fmt.Errorf("netherite: the %s transport needs storage that every host of the task hub reaches "+
+			"(Azure Storage, or a directory for host processes on one machine); %s storage lives and dies with one host", tspec, store)
 	}
-	return store, nil
+	return store, tspec, nil
 }
 
 // TransportMemory is Options.Transport for in-process queues.
@@ -309,7 +299,7 @@ func RedactTransport(s string) string {
 }
 
 // checkPlacement checks the options that need the final partition count.
-func (o *Options) checkPlacement() error {
+func (o *Options) checkPlacement(tspec transportSpec) error {
 	if o.SharedTransport != nil && o.SharedTransport.PartitionCount() != o.PartitionCount {
 		return fmt.Errorf("netherite: Options.SharedTransport has %d partitions, Options.PartitionCount is %d",
 			o.SharedTransport.PartitionCount(), o.PartitionCount)
@@ -319,7 +309,7 @@ func (o *Options) checkPlacement() error {
 			return fmt.Errorf("netherite: Options.Partitions lists %d, outside 0..%d", p, o.PartitionCount-1)
 		}
 	}
-	if o.Partitions != nil && len(o.Partitions) < o.PartitionCount && o.SharedTransport == nil && !IsEventHubsConnection(o.Transport) {
+	if o.Partitions != nil && len(o.Partitions) < o.PartitionCount && !tspec.crossProcess() {
 		return fmt.Errorf("netherite: Options.Partitions runs %d of the %d partitions, which needs Options.SharedTransport "+
 			"(the transport shared with the hosts that run the others) or an Event Hubs Options.Transport; "+
 			"without either, requests for the others are never answered",
@@ -357,18 +347,18 @@ func (o *Options) defaults() {
 // partition manager, which restarts it after a failure and stops it when
 // its lease is lost (see Partitions).
 type Host struct {
-	opts         Options
-	t            transport.Transport
-	ownTransport *transport.Memory
-	eh           *eventhubs.Transport // the Event Hubs transport, if Options.Transport names one
-	cursors      *partitions.CursorCache
-	hub          *TaskHubParameters
-	store        taskHubStore
-	managers     []*partitionManager
-	owned        map[int]*partitionManager
-	client       *client
-	executor     *durable.Executor
-	registry     *durable.Registry
+	opts     Options
+	t        transport.Transport
+	closeT   func() error         // closes t
+	eh       *eventhubs.Transport // t, when it is Event Hubs
+	cursors  *partitions.CursorCache
+	hub      *TaskHubParameters
+	store    taskHubStore
+	managers []*partitionManager
+	owned    map[int]*partitionManager
+	client   *client
+	executor *durable.Executor
+	registry *durable.Registry
 
 	stopOnce sync.Once
 	stopErr  error
@@ -385,7 +375,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	if r == nil {
 		return nil, errors.New("netherite: Start needs a registry")
 	}
-	store, err := opts.parse()
+	store, tspec, err := opts.parse()
 	if err != nil {
 		return nil, err
 	}
@@ -401,22 +391,13 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		opts.PartitionCount = h.hub.PartitionCount
 		h.opts.PartitionCount = h.hub.PartitionCount
 	}
-	if err := opts.checkPlacement(); err != nil {
+	if err := opts.checkPlacement(tspec); err != nil {
 		return nil, err
 	}
-	switch {
-	case IsEventHubsConnection(opts.Transport):
-		eh, err := openEventHubs(ctx, opts, h.hub, store)
-		if err != nil {
-			return nil, err
-		}
-		h.eh, h.t = eh, eh
-	case opts.SharedTransport != nil:
-		h.t = opts.SharedTransport
-	default:
-		h.ownTransport = transport.NewMemory(opts.PartitionCount)
-		h.t = h.ownTransport
+	if h.t, h.closeT, err = tspec.open(ctx, opts, h.hub, store); err != nil {
+		return nil, err
 	}
+	h.eh, _ = h.t.(*eventhubs.Transport)
 	h.executor = durable.NewExecutor(r, durable.ExecutorOptions{Logger: opts.Logger})
 	h.cursors = partitions.NewCursorCache(opts.InstanceCacheBytes)
 	list := opts.Partitions
@@ -483,12 +464,7 @@ func (h *Host) abort() {
 	}
 	wg.Wait()
 	h.cursors.Clear()
-	if h.ownTransport != nil {
-		h.ownTransport.Close()
-	}
-	if h.eh != nil {
-		h.eh.Close()
-	}
+	h.closeT()
 }
 
 // Client returns the host's client.
@@ -593,13 +569,8 @@ func (h *Host) Stop(ctx context.Context) error {
 		h.stopErr = errors.Join(errs...)
 		h.client.close()
 		h.cursors.Clear()
-		if h.ownTransport != nil {
-			h.ownTransport.Close()
-		}
-		if h.eh != nil {
-			if err := h.eh.Close(); err != nil {
-				h.stopErr = errors.Join(h.stopErr, fmt.Errorf("netherite: close the Event Hubs transport: %w", err))
-			}
+		if err := h.closeT(); err != nil {
+			h.stopErr = errors.Join(h.stopErr, fmt.Errorf("netherite: close the transport: %w", err))
 		}
 		h.doneOnce.Do(func() { close(h.done) })
 	})

@@ -236,7 +236,7 @@ func (l *localPartition) close() error {
 // Event Hubs transport it also creates the hubs (or checks the ones
 // there).
 func CreateTaskHub(ctx context.Context, opts Options) (*TaskHubParameters, error) {
-	store, err := opts.parse()
+	store, tspec, err := opts.parse()
 	if err != nil {
 		return nil, err
 	}
@@ -247,17 +247,15 @@ func CreateTaskHub(ctx context.Context, opts Options) (*TaskHubParameters, error
 	if err != nil {
 		return nil, err
 	}
-	if IsEventHubsConnection(opts.Transport) {
-		if err := ensureHubs(ctx, opts, p.PartitionCount); err != nil {
-			return nil, err
-		}
+	if err := tspec.createHubs(ctx, opts, p.PartitionCount); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
 // TaskHubInfo returns the parameters of an existing task hub.
 func TaskHubInfo(ctx context.Context, opts Options) (*TaskHubParameters, error) {
-	store, err := opts.parse()
+	store, _, err := opts.parse()
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +266,7 @@ func TaskHubInfo(ctx context.Context, opts Options) (*TaskHubParameters, error) 
 // Hubs transport its hubs. It fails while a host runs any of its
 // partitions.
 func DeleteTaskHub(ctx context.Context, opts Options) error {
-	store, err := opts.parse()
+	store, tspec, err := opts.parse()
 	if err != nil {
 		return err
 	}
@@ -279,8 +277,5 @@ func DeleteTaskHub(ctx context.Context, opts Options) error {
 	if err := store.deleteTaskHub(ctx, p); err != nil {
 		return err
 	}
-	if IsEventHubsConnection(opts.Transport) {
-		return deleteHubs(ctx, opts)
-	}
-	return nil
+	return tspec.deleteHubs(ctx, opts)
 }

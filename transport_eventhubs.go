@@ -12,6 +12,28 @@ import (
 	"github.com/netherite-go/netherite/transport"
 )
 
+// eventHubsTransport is Azure Event Hubs (or the emulator): partitions,
+// clients and the load monitor have their own hubs; hosts in any process
+// share them.
+type eventHubsTransport struct{}
+
+func (eventHubsTransport) String() string     { return "Event Hubs" }
+func (eventHubsTransport) crossProcess() bool { return true }
+
+func (eventHubsTransport) open(ctx context.Context, o Options, hub *TaskHubParameters, store taskHubStore) (transport.Transport, func() error, error) {
+	t, err := openEventHubs(ctx, o, hub, store)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, t.Close, nil
+}
+
+func (eventHubsTransport) createHubs(ctx context.Context, o Options, partitionCount int) error {
+	return ensureHubs(ctx, o, partitionCount)
+}
+
+func (eventHubsTransport) deleteHubs(ctx context.Context, o Options) error { return deleteHubs(ctx, o) }
+
 // openEventHubs opens the Event Hubs transport of a task hub: its packets
 // carry the task hub's GUID, and payloads too large for an Event Hubs
 // batch go to the task hub's storage (blobs in its container, or files in
@@ -71,10 +93,11 @@ func ensureHubs(ctx context.Context, o Options, partitionCount int) error {
 // EventHubsInfo describes the Event Hubs hubs of the task hub opts name,
 // missing ones included (nil without the Event Hubs transport).
 func EventHubsInfo(ctx context.Context, opts Options) ([]eventhubs.HubInfo, error) {
-	if err := opts.normalize(); err != nil {
+	_, tspec, err := opts.parse()
+	if err != nil {
 		return nil, err
 	}
-	if !IsEventHubsConnection(opts.Transport) {
+	if _, ok := tspec.(eventHubsTransport); !ok {
 		return nil, nil
 	}
 	m, err := management(opts)
