@@ -166,9 +166,13 @@ type Transport struct {
 	closed  bool
 	senders map[destKey]*sender
 	readers map[int]*reader // partition readers; -1: the load monitor
+	levels  map[int]int64   // owner levels set by SetOwnerLevel
 	slots   map[int]*slotReader
 
 	deletes chan string // blobs to delete
+
+	blobMu   sync.Mutex
+	blobRefs map[int][]blobAt // large packets read, by partition and position
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -248,8 +252,10 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 		consumers: map[string]*azeventhubs.ConsumerClient{},
 		senders:   map[destKey]*sender{},
 		readers:   map[int]*reader{},
+		levels:    map[int]int64{},
 		slots:     map[int]*slotReader{},
 		deletes:   make(chan string, 4096),
+		blobRefs:  map[int][]blobAt{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for _, h := range t.names.All(o.PartitionCount) {
@@ -317,8 +323,14 @@ func (t *Transport) Close() error {
 	t.cancel()
 	t.wg.Wait()
 	t.mu.Lock()
-	readers := t.readers
-	slots := t.slots
+	var readers []*reader
+	for _, r := range t.readers {
+		readers = append(readers, r)
+	}
+	var slots []*slotReader
+	for _, s := range t.slots {
+		slots = append(slots, s)
+	}
 	t.mu.Unlock()
 	for _, r := range readers {
 		r.mu.Lock()
