@@ -60,10 +60,17 @@
 //
 // # Ownership
 //
-// A receiver with a higher owner level takes the partition (Event Hubs'
-// epochs): ReceivePartition then fails with ErrOwnershipLost, and keeps
-// failing for that partition (until ReleasePartition). The host must stop
-// the partition: another host owns it.
+// Partition receivers attach with an owner level (Event Hubs' epoch):
+// Options.OwnerLevel, or per partition SetOwnerLevel. A receiver with an
+// equal or higher level takes the partition; the one it replaces fails
+// with ErrOwnershipLost, and ReceivePartition keeps failing for that
+// partition (until ReleasePartition or SetOwnerLevel): the host must stop
+// the partition, another host owns it. Levels must grow with each new
+// owner (take them from the partition lease's generation): with equal
+// levels the last receiver to attach wins, and the SDK re-attaches after
+// a transient error. ReleasePartition closes a partition's receiver when
+// the host stops owning it (a receive waiting on it returns
+// transport.ErrClosed).
 //
 // # Large packets
 //
