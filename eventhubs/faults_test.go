@@ -12,8 +12,9 @@ import (
 )
 
 // TestFaults streams packets to a partition and responses to a client
-// while the emulator detaches links, drops connections and restarts (with
-// its data on disk): everything arrives, in order, once.
+// while the emulator rejects sends (server busy), detaches links, closes
+// and drops connections and restarts (with its data on disk): everything
+// arrives, in order, once.
 func TestFaults(t *testing.T) {
 	e, err := emulator.Start(context.Background(), emulator.Config{DataDir: t.TempDir()})
 	if err != nil {
@@ -92,6 +93,7 @@ func TestFaults(t *testing.T) {
 		t.Logf("%s at %d received, %d sent", what, got.Load(), sent.Load())
 		fault()
 	}
+	step(n/10, "reject sends", func() { e.RejectSends(3, "") })
 	step(n/5, "detach links", func() { e.DetachLinks(nil, "") })
 	step(2*n/5, "close connections", func() { e.CloseConnections("") })
 	step(3*n/5, "drop connections", func() { e.DropConnections() })
@@ -120,6 +122,9 @@ func TestFaults(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("response %d missing", i)
 		}
+	}
+	if st := snd.Stats(); st.SendRetries < 3 {
+		t.Fatalf("the rejected sends were not retried: %+v", st)
 	}
 	t.Logf("sender %+v", snd.Stats())
 	t.Logf("receiver %+v", rcv.Stats())
