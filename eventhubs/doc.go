@@ -81,7 +81,9 @@
 // it, retrying. Partition packets' blobs are deleted once TrimPartition
 // says the packet is durably applied; a response's blob is deleted by the
 // client's listener once fetched. Blobs of packets nobody reads (a crash
-// between apply and trim, responses for departed clients) stay behind.
+// between apply and trim, responses for departed clients) stay behind
+// until swept: blobstore.PayloadStore.Sweep deletes those older than the
+// hubs' retention, which no event left can reference.
 //
 // # Clients
 //
