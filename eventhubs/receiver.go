@@ -59,6 +59,14 @@ func (c *current) after(j int) uint64 {
 	return Position(c.seq, j)
 }
 
+// A receiver holds at most prefetch events in the client and pumpBuffer
+// more on its way to the reader: events are up to 1 MiB, and a partition
+// that lags behind must not buffer hundreds of them.
+const (
+	prefetch   = 64
+	pumpBuffer = 16
+)
+
 type pumped struct {
 	ev  *azeventhubs.ReceivedEventData
 	err error
@@ -323,13 +331,14 @@ func (r *reader) open(ctx context.Context, seq int64) error {
 	pc, err := r.t.consumers[r.hub].NewPartitionClient(pid, &azeventhubs.PartitionClientOptions{
 		StartPosition: azeventhubs.StartPosition{SequenceNumber: &seq, Inclusive: true},
 		OwnerLevel:    r.ownerLevel,
+		Prefetch:      prefetch,
 	})
 	if err != nil {
 		return r.errorf("%w", err)
 	}
 	pctx, cancel := context.WithCancel(r.t.ctx)
 	r.pc, r.stopPump, r.pumpDone = pc, cancel, make(chan struct{})
-	r.ch = make(chan pumped, 256)
+	r.ch = make(chan pumped, pumpBuffer)
 	// Marks hold only across continuous reading: a caller that reads
 	// again from an earlier position must get those events again.
 	r.nextSeq, r.cur, r.marks = seq, nil, senderMarks{}
@@ -362,7 +371,7 @@ func pump(ctx context.Context, pc *azeventhubs.PartitionClient, ch chan<- pumped
 	for {
 		evs, err := pc.ReceiveEvents(ctx, 1, nil)
 		if err == nil {
-			more, _ := pc.ReceiveEvents(drained, 255, nil)
+			more, _ := pc.ReceiveEvents(drained, pumpBuffer, nil)
 			evs = append(evs, more...)
 		}
 		for _, ev := range evs {
