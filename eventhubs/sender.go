@@ -126,7 +126,7 @@ func (t *Transport) sender(k destKey, name string) (*sender, error) {
 
 func (s *sender) push(items []item, size int) error {
 	s.mu.Lock()
-	if s.bytes > 0 && s.bytes+size > queueLimit {
+	if s.bytes > 0 && s.bytes+size > s.t.queueLimit {
 		s.mu.Unlock()
 		return fmt.Errorf("eventhubs: send to %s: queue full (%d bytes waiting)", s.key, s.bytes)
 	}

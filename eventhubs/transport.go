@@ -51,9 +51,9 @@ const (
 	// maxPacketsPerEvent keeps the index of a packet inside its event
 	// within the bits of a position.
 	maxPacketsPerEvent = 1 << 16
-	// queueLimit bounds the bytes queued for one destination; sends beyond
-	// it fail (the courier retries them).
-	queueLimit = 64 << 20
+	// defaultQueueLimit bounds the bytes queued for one destination; sends
+	// beyond it fail (the courier retries them).
+	defaultQueueLimit = 64 << 20
 	// clientBuffer bounds a client's response channel.
 	clientBuffer = 1 << 16
 )
@@ -169,7 +169,8 @@ type Transport struct {
 	levels  map[int]int64   // owner levels set by SetOwnerLevel
 	slots   map[int]*slotReader
 
-	deletes chan string // blobs to delete
+	deletes    chan string // blobs to delete
+	queueLimit int         // per destination (tests lower it)
 
 	blobMu   sync.Mutex
 	blobRefs map[int][]blobAt // large packets read, by partition and position
@@ -245,17 +246,18 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := &Transport{
-		o:         o,
-		log:       o.Logger.With("component", "eventhubs"),
-		names:     Names(o.HubPrefix),
-		producers: map[string]*azeventhubs.ProducerClient{},
-		consumers: map[string]*azeventhubs.ConsumerClient{},
-		senders:   map[destKey]*sender{},
-		readers:   map[int]*reader{},
-		levels:    map[int]int64{},
-		slots:     map[int]*slotReader{},
-		deletes:   make(chan string, 4096),
-		blobRefs:  map[int][]blobAt{},
+		o:          o,
+		log:        o.Logger.With("component", "eventhubs"),
+		names:      Names(o.HubPrefix),
+		producers:  map[string]*azeventhubs.ProducerClient{},
+		consumers:  map[string]*azeventhubs.ConsumerClient{},
+		senders:    map[destKey]*sender{},
+		readers:    map[int]*reader{},
+		levels:     map[int]int64{},
+		slots:      map[int]*slotReader{},
+		deletes:    make(chan string, 4096),
+		queueLimit: defaultQueueLimit,
+		blobRefs:   map[int][]blobAt{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for _, h := range t.names.All(o.PartitionCount) {
