@@ -17,6 +17,11 @@
 // has the same shape (NewManagement(connection, adminURL)). Open checks
 // that the hubs exist with the right partition counts.
 //
+// On Azure, Options.Connection is the namespace's connection string (SAS),
+// or only its host name: then the transport and ManagementFor authenticate
+// with Options.Credential or azidentity's DefaultAzureCredential (RBAC;
+// not tested here, no Azure namespace is reachable).
+//
 // # Wire format
 //
 // An event's body is an eventhubspb.EventBody: the versioned envelopes

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 
 	"github.com/netherite-go/netherite/transport"
@@ -62,8 +65,13 @@ const (
 type Options struct {
 	// Connection is the Event Hubs namespace's connection string
 	// (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...),
-	// of the emulator (with UseDevelopmentEmulator=true) or of Azure.
+	// of the emulator (with UseDevelopmentEmulator=true) or of Azure; or
+	// only the namespace's host name (myns.servicebus.windows.net), with
+	// Credential or else azidentity's DefaultAzureCredential (Azure RBAC:
+	// the "Azure Event Hubs Data Owner" role, or Sender and Receiver).
 	Connection string
+	// Credential authenticates to a namespace given by host name.
+	Credential azcore.TokenCredential
 	// HubPrefix prefixes the hub names, so several task hubs can share a
 	// namespace.
 	HubPrefix string
@@ -260,16 +268,30 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 		blobRefs:   map[int][]blobAt{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	namespace, cred, err := credentialFor(o.Connection, o.Credential)
+	if err != nil {
+		return nil, err
+	}
 	for _, h := range t.names.All(o.PartitionCount) {
-		p, err := azeventhubs.NewProducerClientFromConnectionString(o.Connection, h.Name,
-			&azeventhubs.ProducerClientOptions{RetryOptions: retryOptions()})
+		var p *azeventhubs.ProducerClient
+		var c *azeventhubs.ConsumerClient
+		po := &azeventhubs.ProducerClientOptions{RetryOptions: retryOptions()}
+		co := &azeventhubs.ConsumerClientOptions{RetryOptions: retryOptions()}
+		if cred != nil {
+			p, err = azeventhubs.NewProducerClient(namespace, h.Name, cred, po)
+		} else {
+			p, err = azeventhubs.NewProducerClientFromConnectionString(o.Connection, h.Name, po)
+		}
 		if err != nil {
 			t.closeClients()
 			return nil, fmt.Errorf("eventhubs: hub %s: %w", h.Name, redactErr(err, o.Connection))
 		}
 		t.producers[h.Name] = p
-		c, err := azeventhubs.NewConsumerClientFromConnectionString(o.Connection, h.Name, azeventhubs.DefaultConsumerGroup,
-			&azeventhubs.ConsumerClientOptions{RetryOptions: retryOptions()})
+		if cred != nil {
+			c, err = azeventhubs.NewConsumerClient(namespace, h.Name, azeventhubs.DefaultConsumerGroup, cred, co)
+		} else {
+			c, err = azeventhubs.NewConsumerClientFromConnectionString(o.Connection, h.Name, azeventhubs.DefaultConsumerGroup, co)
+		}
 		if err != nil {
 			t.closeClients()
 			return nil, fmt.Errorf("eventhubs: hub %s: %w", h.Name, redactErr(err, o.Connection))
@@ -290,6 +312,33 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 	t.wg.Add(1)
 	go t.deleter()
 	return t, nil
+}
+
+// credentialFor returns the namespace and credential to use when
+// connection is a namespace's host name rather than a connection string
+// (nil credential: use the connection string).
+func credentialFor(connection string, cred azcore.TokenCredential) (string, azcore.TokenCredential, error) {
+	if strings.Contains(connection, "=") {
+		if cred != nil {
+			cs, err := ParseConnectionString(connection)
+			if err != nil {
+				return "", nil, err
+			}
+			return cs.Host, cred, nil
+		}
+		return "", nil, nil
+	}
+	ns := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(connection, "sb://"), "https://"), "/")
+	if ns == "" || strings.ContainsAny(ns, "/;") {
+		return "", nil, fmt.Errorf("eventhubs: %q is neither a connection string nor a namespace host name", connection)
+	}
+	if cred == nil {
+		var err error
+		if cred, err = azidentity.NewDefaultAzureCredential(nil); err != nil {
+			return "", nil, fmt.Errorf("eventhubs: namespace %s: DefaultAzureCredential: %w", ns, err)
+		}
+	}
+	return ns, cred, nil
 }
 
 func (t *Transport) closeClients() {
