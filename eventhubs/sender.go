@@ -140,26 +140,21 @@ func (s *sender) push(items []item, size int) error {
 	return nil
 }
 
-// flush waits until the queue is sent or the deadline passes.
-func (s *sender) flush(deadline time.Time) {
+// flush waits until the queue is sent or ctx ends.
+func (s *sender) flush(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		empty := len(s.queue) == 0 && !s.busy
 		idle := s.idle
 		s.mu.Unlock()
 		if empty {
-			return
+			return nil
 		}
-		d := time.Until(deadline)
-		if d <= 0 {
-			return
-		}
-		tm := time.NewTimer(d)
 		select {
 		case <-idle:
-		case <-tm.C:
+		case <-ctx.Done():
+			return fmt.Errorf("eventhubs: flush %s: %w", s.key, ctx.Err())
 		}
-		tm.Stop()
 	}
 }
 
@@ -315,22 +310,9 @@ func (t *Transport) Flush(ctx context.Context) error {
 		senders = append(senders, s)
 	}
 	t.mu.Unlock()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(24 * time.Hour)
-	}
 	for _, s := range senders {
-		s.flush(deadline)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	for _, s := range senders {
-		s.mu.Lock()
-		busy := len(s.queue) > 0 || s.busy
-		s.mu.Unlock()
-		if busy {
-			return fmt.Errorf("eventhubs: flush: %s still has packets queued", s.key)
+		if err := s.flush(ctx); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -367,10 +367,14 @@ func (t *Transport) Close() error {
 		senders = append(senders, s)
 	}
 	t.mu.Unlock()
-	deadline := time.Now().Add(t.o.FlushTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), t.o.FlushTimeout)
 	for _, s := range senders {
-		s.flush(deadline)
+		if err := s.flush(ctx); err != nil {
+			t.log.Warn("closing with packets not sent", "error", err)
+			break
+		}
 	}
+	cancel()
 	t.cancel()
 	t.wg.Wait()
 	t.mu.Lock()
