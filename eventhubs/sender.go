@@ -44,13 +44,12 @@ type sender struct {
 	id   []byte // this sender's id in event bodies
 	seq  uint64 // events sent
 
-	mu     sync.Mutex
-	queue  []item
-	bytes  int
-	busy   bool          // a batch taken from the queue is being sent
-	wake   chan struct{} // cap 1
-	idle   chan struct{} // closed and replaced when queue and busy are both empty
-	stopCh chan struct{}
+	mu    sync.Mutex
+	queue []item
+	bytes int
+	busy  bool          // a batch taken from the queue is being sent
+	wake  chan struct{} // cap 1
+	idle  chan struct{} // closed and replaced when queue and busy are both empty
 }
 
 // SendToPartition queues packets for a partition. It does not wait for
@@ -116,7 +115,7 @@ func (t *Transport) sender(k destKey, name string) (*sender, error) {
 	if s == nil {
 		id := uuid.New()
 		s = &sender{t: t, key: k, name: name, prod: t.producers[k.hub], id: id[:], wake: make(chan struct{}, 1),
-			idle: make(chan struct{}), stopCh: make(chan struct{})}
+			idle: make(chan struct{})}
 		t.senders[k] = s
 		t.wg.Add(1)
 		go s.run()
