@@ -211,7 +211,15 @@ func (s *sender) run() {
 // send puts the large payloads in blobs, then sends the packets as one
 // event, retrying until it succeeds; false if the transport closed.
 func (s *sender) send(ctx context.Context, items []item) bool {
-	body := make([]byte, 0, 4096)
+	size := 64 // the sender trailer
+	for _, it := range items {
+		n := len(it.env)
+		if it.large != nil {
+			n = 512 // a blob reference
+		}
+		size += n + bodyOverhead(n)
+	}
+	body := make([]byte, 0, size)
 	for _, it := range items {
 		env := it.env
 		if it.large != nil {
