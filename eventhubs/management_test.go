@@ -143,6 +143,38 @@ func TestDirBlobStore(t *testing.T) {
 			t.Fatalf("name %q accepted", bad)
 		}
 	}
+	for _, name := range []string{"hub/p00/1", "hub/c001/2", "other/p00/3"} {
+		if err := d.Put(ctx, name, []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := d.Sweep("hub/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("sweep with an old cutoff: %d %v", n, err)
+	}
+	if n, err := d.Sweep("hub/", time.Now().Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	if _, err := d.Get(ctx, "other/p00/3"); err != nil {
+		t.Fatalf("another hub's blob: %v", err)
+	}
+	if n, err := d.Sweep("nosuch/", time.Now()); err != nil || n != 0 {
+		t.Fatalf("sweep of a missing folder: %d %v", n, err)
+	}
+}
+
+func TestOpenValidates(t *testing.T) {
+	ctx := context.Background()
+	for _, o := range []Options{
+		{TaskHubID: "x", PartitionCount: 1},
+		{Connection: "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v", PartitionCount: 1},
+		{Connection: "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v", TaskHubID: "x", PartitionCount: 0},
+		{Connection: "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v", TaskHubID: "x", PartitionCount: 33},
+	} {
+		if tr, err := Open(ctx, o); err == nil {
+			tr.Close()
+			t.Fatalf("Open(%+v) succeeded", o)
+		}
+	}
 }
 
 func TestCredentialFor(t *testing.T) {
