@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 )
 
 // PayloadPrefix is the folder of a task hub's container holding the large
@@ -100,4 +102,28 @@ func (p *PayloadStore) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("blobstore: delete payload %s in %s: %w", bn, p.c.name, err)
 	}
 	return nil
+}
+
+// Sweep deletes the payloads under prefix (e.g. a task hub's id) last
+// written before cutoff, and returns how many it deleted. Payloads are
+// deleted once applied (or fetched), but a crash between the two leaves
+// one behind; a payload older than the hubs' retention cannot be
+// referenced by any event left, so a host may sweep with cutoff = now -
+// retention.
+func (p *PayloadStore) Sweep(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
+	var old []string
+	err := p.c.listBlobs(ctx, PayloadPrefix+prefix, container.ListBlobsInclude{}, func(it *container.BlobItem) {
+		if it.Properties != nil && it.Properties.LastModified != nil && it.Properties.LastModified.Before(cutoff) {
+			old = append(old, strings.TrimPrefix(*it.Name, PayloadPrefix))
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("blobstore: sweep payloads %s in %s: %w", prefix, p.c.name, err)
+	}
+	for i, name := range old {
+		if err := p.Delete(ctx, name); err != nil {
+			return i, err
+		}
+	}
+	return len(old), nil
 }

@@ -41,3 +41,29 @@ func TestPayloadStore(t *testing.T) {
 		t.Fatal("a name with .. was accepted")
 	}
 }
+
+func TestPayloadStoreSweep(t *testing.T) {
+	c := blobtest.Container(t, blobtest.Account(t))
+	ps := blobstore.NewPayloadStore(c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, name := range []string{"hub-a/p00/1", "hub-a/c003/2", "hub-b/p00/3"} {
+		if err := ps.Put(ctx, name, []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nothing is older than a cutoff in the past.
+	if n, err := ps.Sweep(ctx, "hub-a/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("sweep with an old cutoff: %d %v", n, err)
+	}
+	// A cutoff in the future takes hub-a's payloads, not hub-b's.
+	if n, err := ps.Sweep(ctx, "hub-a/", time.Now().Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	if _, err := ps.Get(ctx, "hub-a/p00/1"); !errors.Is(err, blobstore.ErrPayloadNotFound) {
+		t.Fatalf("swept payload: %v", err)
+	}
+	if _, err := ps.Get(ctx, "hub-b/p00/3"); err != nil {
+		t.Fatalf("another hub's payload: %v", err)
+	}
+}

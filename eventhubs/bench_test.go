@@ -105,3 +105,62 @@ func BenchmarkTransportLatency(b *testing.B) {
 	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 }
+
+// BenchmarkTransportAllToAll: two hosts with 4 partitions each send to
+// every partition of the other (as partitions exchange messages); it
+// reports the total packets/s.
+func BenchmarkTransportAllToAll(b *testing.B) {
+	const parts = 8
+	tg := emulatortest.Get(b)
+	prefix := newHubs(b, tg, parts)
+	hosts := []*Transport{
+		openTransport(b, tg.ConnectionString, prefix, hubID, parts, nil),
+		openTransport(b, tg.ConnectionString, prefix, hubID, parts, nil),
+	}
+	ctx := context.Background()
+	// Each partition sends round-robin to the 4 of the other host, so
+	// each receives per packets when per is a multiple of 4.
+	per := max(4, b.N/parts/4*4)
+	total := per * parts
+	b.ResetTimer()
+	start := time.Now()
+	errc := make(chan error, parts)
+	for p := 0; p < parts; p++ {
+		go func(p int) {
+			// Partition p is on host p%2 and receives from the other host.
+			from, n := uint64(0), 0
+			for n < per {
+				got, next, err := hosts[p%2].ReceivePartition(ctx, p, from)
+				if err != nil {
+					errc <- err
+					return
+				}
+				n += len(got)
+				from = next
+			}
+			errc <- nil
+		}(p)
+	}
+	for p := 0; p < parts; p++ {
+		go func(p int) {
+			// Partition p (on host p%2) sends to the partitions of the other host.
+			for i := 0; i < per; i++ {
+				dest := (p + 1 + 2*(i%(parts/2))) % parts
+				if err := hosts[p%2].SendToPartition(dest, benchPacket(i)); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}(p)
+	}
+	for p := 0; p < parts; p++ {
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(total)/el.Seconds(), "packets/s")
+	st := hosts[0].Stats()
+	b.ReportMetric(st.PacketsPerEvent(), "packets/event")
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrBlobNotFound is returned (wrapped) by the BlobStores here for a
@@ -138,4 +139,41 @@ func (d DirBlobStore) Delete(_ context.Context, name string) error {
 		return fmt.Errorf("eventhubs: blob %s: %w", name, err)
 	}
 	return nil
+}
+
+// Sweep deletes the blobs under prefix (a folder, e.g. a task hub's id)
+// last written before cutoff, and returns how many (see
+// blobstore.PayloadStore.Sweep).
+func (d DirBlobStore) Sweep(prefix string, cutoff time.Time) (int, error) {
+	root, err := d.path(strings.TrimSuffix(prefix, "/"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if e.IsDir() {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if info.ModTime().Before(cutoff) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("eventhubs: sweep %s: %w", root, err)
+	}
+	return n, nil
 }

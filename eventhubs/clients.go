@@ -60,6 +60,7 @@ func (t *Transport) ListenClient(clientID string) (<-chan *transport.Packet, fun
 	start := props.LastEnqueuedSequenceNumber + 1
 	pc, err := t.consumers[hub].NewPartitionClient(pid, &azeventhubs.PartitionClientOptions{
 		StartPosition: azeventhubs.StartPosition{SequenceNumber: &start, Inclusive: true},
+		Prefetch:      prefetch,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("eventhubs: listen for client %s on %s/%s: %w", clientID, hub, pid, err)
@@ -125,7 +126,7 @@ func (s *slotReader) stop() {
 }
 
 func (s *slotReader) run(ctx context.Context) {
-	ch := make(chan pumped, 256)
+	ch := make(chan pumped, pumpBuffer)
 	pumpDone := make(chan struct{})
 	go pump(ctx, s.pc, ch, pumpDone, &s.t.st, s.t.log.With("hub", s.hub, "slot", s.slot), new(atomic.Bool))
 	defer func() {

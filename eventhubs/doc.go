@@ -17,6 +17,11 @@
 // has the same shape (NewManagement(connection, adminURL)). Open checks
 // that the hubs exist with the right partition counts.
 //
+// On Azure, Options.Connection is the namespace's connection string (SAS),
+// or only its host name: then the transport and ManagementFor authenticate
+// with Options.Credential or azidentity's DefaultAzureCredential (RBAC;
+// not tested here, no Azure namespace is reachable).
+//
 // # Wire format
 //
 // An event's body is an eventhubspb.EventBody: the versioned envelopes
@@ -60,10 +65,17 @@
 //
 // # Ownership
 //
-// A receiver with a higher owner level takes the partition (Event Hubs'
-// epochs): ReceivePartition then fails with ErrOwnershipLost, and keeps
-// failing for that partition (until ReleasePartition). The host must stop
-// the partition: another host owns it.
+// Partition receivers attach with an owner level (Event Hubs' epoch):
+// Options.OwnerLevel, or per partition SetOwnerLevel. A receiver with an
+// equal or higher level takes the partition; the one it replaces fails
+// with ErrOwnershipLost, and ReceivePartition keeps failing for that
+// partition (until ReleasePartition or SetOwnerLevel): the host must stop
+// the partition, another host owns it. Levels must grow with each new
+// owner (take them from the partition lease's generation): with equal
+// levels the last receiver to attach wins, and the SDK re-attaches after
+// a transient error. ReleasePartition closes a partition's receiver when
+// the host stops owning it (a receive waiting on it returns
+// transport.ErrClosed).
 //
 // # Large packets
 //
@@ -74,7 +86,9 @@
 // it, retrying. Partition packets' blobs are deleted once TrimPartition
 // says the packet is durably applied; a response's blob is deleted by the
 // client's listener once fetched. Blobs of packets nobody reads (a crash
-// between apply and trim, responses for departed clients) stay behind.
+// between apply and trim, responses for departed clients) stay behind
+// until swept: blobstore.PayloadStore.Sweep deletes those older than the
+// hubs' retention, which no event left can reference.
 //
 // # Clients
 //

@@ -2,6 +2,7 @@ package eventhubs
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,8 +13,9 @@ import (
 )
 
 // TestFaults streams packets to a partition and responses to a client
-// while the emulator detaches links, drops connections and restarts (with
-// its data on disk): everything arrives, in order, once.
+// while the emulator rejects sends (server busy), detaches links, closes
+// and drops connections and restarts (with its data on disk): everything
+// arrives, in order, once.
 func TestFaults(t *testing.T) {
 	e, err := emulator.Start(context.Background(), emulator.Config{DataDir: t.TempDir()})
 	if err != nil {
@@ -92,6 +94,7 @@ func TestFaults(t *testing.T) {
 		t.Logf("%s at %d received, %d sent", what, got.Load(), sent.Load())
 		fault()
 	}
+	step(n/10, "reject sends", func() { e.RejectSends(3, "") })
 	step(n/5, "detach links", func() { e.DetachLinks(nil, "") })
 	step(2*n/5, "close connections", func() { e.CloseConnections("") })
 	step(3*n/5, "drop connections", func() { e.DropConnections() })
@@ -121,6 +124,9 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("response %d missing", i)
 		}
 	}
+	if st := snd.Stats(); st.SendRetries < 3 {
+		t.Fatalf("the rejected sends were not retried: %+v", st)
+	}
 	t.Logf("sender %+v", snd.Stats())
 	t.Logf("receiver %+v", rcv.Stats())
 
@@ -138,4 +144,45 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("re-read ends at %d, the first read at %d", end, lastPos)
 	}
 	expectNothing(t, r2, 1, end)
+}
+
+// TestQueueFull: while the network is stuck, sends queue up to a bound,
+// then fail at once (the courier retries them), and never block.
+func TestQueueFull(t *testing.T) {
+	e, err := emulator.Start(context.Background(), emulator.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	m, err := NewManagement(e.ConnectionString, e.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := CreateHubs(ctx, m, "q-", 1); err != nil {
+		t.Fatal(err)
+	}
+	tr := openTransport(t, e.ConnectionString, "q-", hubID, 1, nil)
+	tr.queueLimit = 256 << 10
+	e.SetSendDelay(5 * time.Second)
+	var full error
+	start := time.Now()
+	for i := 0; i < 1000 && full == nil; i++ {
+		full = tr.SendToPartition(0, bigBatch(1<<10))
+	}
+	if full == nil || !strings.Contains(full.Error(), "queue full") {
+		t.Fatalf("sending 1 MB to a stuck destination with a 256 KiB queue: %v", full)
+	}
+	if el := time.Since(start); el > 3*time.Second { // a blocked send would wait for the 5 s delay
+		t.Fatalf("sends blocked for %v", el)
+	}
+	e.SetSendDelay(0)
+	// The queue drains and sends are accepted again.
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SendToPartition(0, ackPacket(0, 1)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -83,6 +83,21 @@ func NewManagement(connection, adminURL string) (*RESTManagement, error) {
 	return &RESTManagement{base: base, keyName: cs.KeyName, key: cs.Key, client: &http.Client{Timeout: time.Minute}}, nil
 }
 
+// ManagementFor returns the management of a namespace given as Open's
+// Options.Connection is: a connection string (SAS; adminURL for the
+// emulator), or a namespace host name (cred, or DefaultAzureCredential
+// when nil).
+func ManagementFor(connection, adminURL string, cred azcore.TokenCredential) (*RESTManagement, error) {
+	ns, c, err := credentialFor(connection, cred)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		return NewManagementWithCredential(ns, c), nil
+	}
+	return NewManagement(connection, adminURL)
+}
+
 // NewManagementWithCredential returns the management of a namespace
 // (host name, e.g. "myns.servicebus.windows.net") authorized with an
 // Azure AD credential, e.g. azidentity.NewDefaultAzureCredential.

@@ -3,9 +3,14 @@ package eventhubs
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/netherite-go/netherite/eventhubs/emulator"
 	"github.com/netherite-go/netherite/eventhubs/emulator/emulatortest"
@@ -137,5 +142,80 @@ func TestDirBlobStore(t *testing.T) {
 		if err := d.Put(ctx, bad, nil); err == nil {
 			t.Fatalf("name %q accepted", bad)
 		}
+	}
+	for _, name := range []string{"hub/p00/1", "hub/c001/2", "other/p00/3"} {
+		if err := d.Put(ctx, name, []byte(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := d.Sweep("hub/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("sweep with an old cutoff: %d %v", n, err)
+	}
+	if n, err := d.Sweep("hub/", time.Now().Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	if _, err := d.Get(ctx, "other/p00/3"); err != nil {
+		t.Fatalf("another hub's blob: %v", err)
+	}
+	if n, err := d.Sweep("nosuch/", time.Now()); err != nil || n != 0 {
+		t.Fatalf("sweep of a missing folder: %d %v", n, err)
+	}
+}
+
+func TestOpenValidates(t *testing.T) {
+	ctx := context.Background()
+	for _, o := range []Options{
+		{TaskHubID: "x", PartitionCount: 1},
+		{Connection: "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v", PartitionCount: 1},
+		{Connection: "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v", TaskHubID: "x", PartitionCount: 0},
+		{Connection: "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;SharedAccessKey=v", TaskHubID: "x", PartitionCount: 33},
+	} {
+		if tr, err := Open(ctx, o); err == nil {
+			tr.Close()
+			t.Fatalf("Open(%+v) succeeded", o)
+		}
+	}
+}
+
+func TestCredentialFor(t *testing.T) {
+	ns, cred, err := credentialFor("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v", nil)
+	if err != nil || cred != nil || ns != "" {
+		t.Fatalf("a connection string: %q %v %v", ns, cred, err)
+	}
+	fake := fakeCred{}
+	ns, cred, err = credentialFor("sb://myns.servicebus.windows.net/", fake)
+	if err != nil || cred == nil || ns != "myns.servicebus.windows.net" {
+		t.Fatalf("a namespace with a credential: %q %v %v", ns, cred, err)
+	}
+	if _, _, err := credentialFor("not a/namespace", fake); err == nil {
+		t.Fatal("garbage accepted")
+	}
+	m, err := ManagementFor("myns.servicebus.windows.net", "", fake)
+	if err != nil || m.base != "https://myns.servicebus.windows.net" || m.cred == nil {
+		t.Fatalf("management for a namespace: %+v %v", m, err)
+	}
+}
+
+type fakeCred struct{}
+
+func (fakeCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: "t", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// TestManagementBearer: with a credential, requests carry its token.
+func TestManagementBearer(t *testing.T) {
+	var auth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth = r.Header.Get("Authorization")
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	m := NewManagementWithCredential("ignored", fakeCred{})
+	m.base, m.client = srv.URL, srv.Client()
+	if err := m.CreateHub(context.Background(), "h", 2); err != nil {
+		t.Fatal(err)
+	}
+	if auth != "Bearer t" {
+		t.Fatalf("Authorization %q", auth)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,14 @@ func (c *current) after(j int) uint64 {
 	return Position(c.seq, j)
 }
 
+// A receiver holds at most prefetch events in the client and pumpBuffer
+// more on its way to the reader: events are up to 1 MiB, and a partition
+// that lags behind must not buffer hundreds of them.
+const (
+	prefetch   = 64
+	pumpBuffer = 16
+)
+
 type pumped struct {
 	ev  *azeventhubs.ReceivedEventData
 	err error
@@ -82,10 +91,7 @@ type reader struct {
 	cur      *current
 	marks    senderMarks
 	deposed  atomic.Bool
-
-	// Blobs of large packets read, by position, for TrimPartition.
-	blobMu sync.Mutex
-	blobs  []blobAt
+	released chan struct{} // closed by ReleasePartition
 }
 
 type blobAt struct {
@@ -101,11 +107,15 @@ func (t *Transport) reader(p int) (*reader, error) {
 	}
 	r := t.readers[p]
 	if r == nil {
-		r = &reader{t: t, hub: t.names.Partitions, partition: p, what: fmt.Sprintf("partition %d", p), marks: senderMarks{}}
+		r = &reader{t: t, hub: t.names.Partitions, partition: p, what: fmt.Sprintf("partition %d", p), marks: senderMarks{},
+			released: make(chan struct{})}
 		if p < 0 {
 			r.hub, r.partition, r.what = t.names.LoadMonitor, 0, "load monitor"
 		} else {
-			lvl := t.o.OwnerLevel
+			lvl, ok := t.levels[p]
+			if !ok {
+				lvl = t.o.OwnerLevel
+			}
 			r.ownerLevel = &lvl
 		}
 		t.readers[p] = r
@@ -144,37 +154,46 @@ func (t *Transport) ReceiveLoadMonitor(ctx context.Context, from uint64) ([]*tra
 }
 
 // ReleasePartition closes a partition's receiver (and forgets that it
-// was deposed): call it when the host stops owning the partition.
+// was deposed): call it when the host stops owning the partition. A
+// ReceivePartition call waiting on it returns transport.ErrClosed.
 func (t *Transport) ReleasePartition(p int) {
 	t.mu.Lock()
 	r := t.readers[p]
 	delete(t.readers, p)
 	t.mu.Unlock()
 	if r != nil {
+		close(r.released)
 		r.mu.Lock()
 		r.closeLocked()
 		r.mu.Unlock()
 	}
 }
 
+// SetOwnerLevel sets the owner level (epoch) of a partition's receiver,
+// instead of Options.OwnerLevel (a host may take it from the partition
+// lease's generation, so that the latest owner always wins). It releases
+// the partition's current receiver (see ReleasePartition): the next
+// ReceivePartition opens one with the new level.
+func (t *Transport) SetOwnerLevel(p int, level int64) {
+	t.mu.Lock()
+	t.levels[p] = level
+	t.mu.Unlock()
+	t.ReleasePartition(p)
+}
+
 // TrimPartition says that the packets before upTo are durably applied:
 // the blobs of large packets among them are deleted (the events
 // themselves are dropped by the hub's retention).
 func (t *Transport) TrimPartition(p int, upTo uint64) {
-	t.mu.Lock()
-	r := t.readers[p]
-	t.mu.Unlock()
-	if r == nil {
-		return
-	}
-	r.blobMu.Lock()
+	t.blobMu.Lock()
+	refs := t.blobRefs[p]
 	n := 0
-	for n < len(r.blobs) && r.blobs[n].pos < upTo {
+	for n < len(refs) && refs[n].pos < upTo {
 		n++
 	}
-	gone := append([]blobAt(nil), r.blobs[:n]...)
-	r.blobs = r.blobs[n:]
-	r.blobMu.Unlock()
+	gone := append([]blobAt(nil), refs[:n]...)
+	t.blobRefs[p] = refs[n:]
+	t.blobMu.Unlock()
 	for _, b := range gone {
 		t.deleteBlob(b.name)
 	}
@@ -189,6 +208,11 @@ func (r *reader) receive(ctx context.Context, from uint64) ([]*transport.Packet,
 	defer r.mu.Unlock()
 	if r.deposed.Load() {
 		return nil, from, r.errorf("%w", ErrOwnershipLost)
+	}
+	select {
+	case <-r.released:
+		return nil, from, transport.ErrClosed
+	default:
 	}
 	if r.t.isClosed() {
 		return nil, from, transport.ErrClosed
@@ -226,6 +250,8 @@ func (r *reader) receive(ctx context.Context, from uint64) ([]*transport.Packet,
 	case <-ctx.Done():
 		return nil, from, ctx.Err()
 	case <-r.t.ctx.Done():
+		return nil, from, transport.ErrClosed
+	case <-r.released:
 		return nil, from, transport.ErrClosed
 	}
 	if r.deposed.Load() {
@@ -277,9 +303,7 @@ func (r *reader) serve(ctx context.Context, i int) ([]*transport.Packet, uint64,
 				break
 			}
 			e.packet = pk
-			r.blobMu.Lock()
-			r.blobs = append(r.blobs, blobAt{pos: Position(c.seq, k), name: string(e.blob.Name)})
-			r.blobMu.Unlock()
+			r.t.recordBlob(r.partition, r.hub, Position(c.seq, k), string(e.blob.Name))
 		}
 		out = append(out, e.packet)
 	}
@@ -307,13 +331,14 @@ func (r *reader) open(ctx context.Context, seq int64) error {
 	pc, err := r.t.consumers[r.hub].NewPartitionClient(pid, &azeventhubs.PartitionClientOptions{
 		StartPosition: azeventhubs.StartPosition{SequenceNumber: &seq, Inclusive: true},
 		OwnerLevel:    r.ownerLevel,
+		Prefetch:      prefetch,
 	})
 	if err != nil {
 		return r.errorf("%w", err)
 	}
 	pctx, cancel := context.WithCancel(r.t.ctx)
 	r.pc, r.stopPump, r.pumpDone = pc, cancel, make(chan struct{})
-	r.ch = make(chan pumped, 256)
+	r.ch = make(chan pumped, pumpBuffer)
 	// Marks hold only across continuous reading: a caller that reads
 	// again from an earlier position must get those events again.
 	r.nextSeq, r.cur, r.marks = seq, nil, senderMarks{}
@@ -337,9 +362,7 @@ func (r *reader) closeLocked() {
 // errors with backoff (the client rebuilds its link and connection). An
 // error is handed over only after several failures in a row, or when the
 // partition was taken (then deposed is set and the pump stops).
-func pump(ctx context.Context, pc *azeventhubs.PartitionClient, ch chan<- pumped, done chan<- struct{}, st *counters, log interface {
-	Warn(string, ...any)
-}, deposed *atomic.Bool) {
+func pump(ctx context.Context, pc *azeventhubs.PartitionClient, ch chan<- pumped, done chan<- struct{}, st *counters, log *slog.Logger, deposed *atomic.Bool) {
 	defer close(done)
 	drained, cancel := context.WithCancel(context.Background())
 	cancel() // an expired context: ReceiveEvents returns what is prefetched
@@ -348,7 +371,7 @@ func pump(ctx context.Context, pc *azeventhubs.PartitionClient, ch chan<- pumped
 	for {
 		evs, err := pc.ReceiveEvents(ctx, 1, nil)
 		if err == nil {
-			more, _ := pc.ReceiveEvents(drained, 255, nil)
+			more, _ := pc.ReceiveEvents(drained, pumpBuffer, nil)
 			evs = append(evs, more...)
 		}
 		for _, ev := range evs {
@@ -398,6 +421,27 @@ func isOwnershipLost(err error) bool {
 // senderMarks remembers the last event number read from each sender, to
 // drop events stored twice (a send retried after an unknown outcome).
 type senderMarks map[string]uint64
+
+// recordBlob remembers the blob of a large partition packet, for
+// TrimPartition.
+func (t *Transport) recordBlob(p int, hub string, pos uint64, name string) {
+	if hub != t.names.Partitions {
+		return
+	}
+	t.blobMu.Lock()
+	defer t.blobMu.Unlock()
+	refs := t.blobRefs[p]
+	// Positions only grow, except when a partition re-reads after a
+	// restart: keep the list sorted and without repeats.
+	i := len(refs)
+	for i > 0 && refs[i-1].pos >= pos {
+		i--
+	}
+	if i < len(refs) && refs[i].pos == pos {
+		return
+	}
+	t.blobRefs[p] = append(refs[:i:i], append([]blobAt{{pos, name}}, refs[i:]...)...)
+}
 
 // decodeEvent decodes an event's packets; entries of strays and of
 // undecodable packets are nil, and a duplicate event has none.

@@ -44,13 +44,12 @@ type sender struct {
 	id   []byte // this sender's id in event bodies
 	seq  uint64 // events sent
 
-	mu     sync.Mutex
-	queue  []item
-	bytes  int
-	busy   bool          // a batch taken from the queue is being sent
-	wake   chan struct{} // cap 1
-	idle   chan struct{} // closed and replaced when queue and busy are both empty
-	stopCh chan struct{}
+	mu    sync.Mutex
+	queue []item
+	bytes int
+	busy  bool          // a batch taken from the queue is being sent
+	wake  chan struct{} // cap 1
+	idle  chan struct{} // closed and replaced when queue and busy are both empty
 }
 
 // SendToPartition queues packets for a partition. It does not wait for
@@ -116,7 +115,7 @@ func (t *Transport) sender(k destKey, name string) (*sender, error) {
 	if s == nil {
 		id := uuid.New()
 		s = &sender{t: t, key: k, name: name, prod: t.producers[k.hub], id: id[:], wake: make(chan struct{}, 1),
-			idle: make(chan struct{}), stopCh: make(chan struct{})}
+			idle: make(chan struct{})}
 		t.senders[k] = s
 		t.wg.Add(1)
 		go s.run()
@@ -126,7 +125,7 @@ func (t *Transport) sender(k destKey, name string) (*sender, error) {
 
 func (s *sender) push(items []item, size int) error {
 	s.mu.Lock()
-	if s.bytes > 0 && s.bytes+size > queueLimit {
+	if s.bytes > 0 && s.bytes+size > s.t.queueLimit {
 		s.mu.Unlock()
 		return fmt.Errorf("eventhubs: send to %s: queue full (%d bytes waiting)", s.key, s.bytes)
 	}
@@ -140,26 +139,21 @@ func (s *sender) push(items []item, size int) error {
 	return nil
 }
 
-// flush waits until the queue is sent or the deadline passes.
-func (s *sender) flush(deadline time.Time) {
+// flush waits until the queue is sent or ctx ends.
+func (s *sender) flush(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		empty := len(s.queue) == 0 && !s.busy
 		idle := s.idle
 		s.mu.Unlock()
 		if empty {
-			return
+			return nil
 		}
-		d := time.Until(deadline)
-		if d <= 0 {
-			return
-		}
-		tm := time.NewTimer(d)
 		select {
 		case <-idle:
-		case <-tm.C:
+		case <-ctx.Done():
+			return fmt.Errorf("eventhubs: flush %s: %w", s.key, ctx.Err())
 		}
-		tm.Stop()
 	}
 }
 
@@ -217,7 +211,15 @@ func (s *sender) run() {
 // send puts the large payloads in blobs, then sends the packets as one
 // event, retrying until it succeeds; false if the transport closed.
 func (s *sender) send(ctx context.Context, items []item) bool {
-	body := make([]byte, 0, 4096)
+	size := 64 // the sender trailer
+	for _, it := range items {
+		n := len(it.env)
+		if it.large != nil {
+			n = 512 // a blob reference
+		}
+		size += n + bodyOverhead(n)
+	}
+	body := make([]byte, 0, size)
 	for _, it := range items {
 		env := it.env
 		if it.large != nil {
@@ -315,22 +317,9 @@ func (t *Transport) Flush(ctx context.Context) error {
 		senders = append(senders, s)
 	}
 	t.mu.Unlock()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(24 * time.Hour)
-	}
 	for _, s := range senders {
-		s.flush(deadline)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	for _, s := range senders {
-		s.mu.Lock()
-		busy := len(s.queue) > 0 || s.busy
-		s.mu.Unlock()
-		if busy {
-			return fmt.Errorf("eventhubs: flush: %s still has packets queued", s.key)
+		if err := s.flush(ctx); err != nil {
+			return err
 		}
 	}
 	return nil

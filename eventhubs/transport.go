@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 
 	"github.com/netherite-go/netherite/transport"
@@ -51,9 +54,9 @@ const (
 	// maxPacketsPerEvent keeps the index of a packet inside its event
 	// within the bits of a position.
 	maxPacketsPerEvent = 1 << 16
-	// queueLimit bounds the bytes queued for one destination; sends beyond
-	// it fail (the courier retries them).
-	queueLimit = 64 << 20
+	// defaultQueueLimit bounds the bytes queued for one destination; sends
+	// beyond it fail (the courier retries them).
+	defaultQueueLimit = 64 << 20
 	// clientBuffer bounds a client's response channel.
 	clientBuffer = 1 << 16
 )
@@ -62,8 +65,13 @@ const (
 type Options struct {
 	// Connection is the Event Hubs namespace's connection string
 	// (Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...),
-	// of the emulator (with UseDevelopmentEmulator=true) or of Azure.
+	// of the emulator (with UseDevelopmentEmulator=true) or of Azure; or
+	// only the namespace's host name (myns.servicebus.windows.net), with
+	// Credential or else azidentity's DefaultAzureCredential (Azure RBAC:
+	// the "Azure Event Hubs Data Owner" role, or Sender and Receiver).
 	Connection string
+	// Credential authenticates to a namespace given by host name.
+	Credential azcore.TokenCredential
 	// HubPrefix prefixes the hub names, so several task hubs can share a
 	// namespace.
 	HubPrefix string
@@ -166,9 +174,14 @@ type Transport struct {
 	closed  bool
 	senders map[destKey]*sender
 	readers map[int]*reader // partition readers; -1: the load monitor
+	levels  map[int]int64   // owner levels set by SetOwnerLevel
 	slots   map[int]*slotReader
 
-	deletes chan string // blobs to delete
+	deletes    chan string // blobs to delete
+	queueLimit int         // per destination (tests lower it)
+
+	blobMu   sync.Mutex
+	blobRefs map[int][]blobAt // large packets read, by partition and position
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -241,27 +254,44 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := &Transport{
-		o:         o,
-		log:       o.Logger.With("component", "eventhubs"),
-		names:     Names(o.HubPrefix),
-		producers: map[string]*azeventhubs.ProducerClient{},
-		consumers: map[string]*azeventhubs.ConsumerClient{},
-		senders:   map[destKey]*sender{},
-		readers:   map[int]*reader{},
-		slots:     map[int]*slotReader{},
-		deletes:   make(chan string, 4096),
+		o:          o,
+		log:        o.Logger.With("component", "eventhubs"),
+		names:      Names(o.HubPrefix),
+		producers:  map[string]*azeventhubs.ProducerClient{},
+		consumers:  map[string]*azeventhubs.ConsumerClient{},
+		senders:    map[destKey]*sender{},
+		readers:    map[int]*reader{},
+		levels:     map[int]int64{},
+		slots:      map[int]*slotReader{},
+		deletes:    make(chan string, 4096),
+		queueLimit: defaultQueueLimit,
+		blobRefs:   map[int][]blobAt{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	namespace, cred, err := credentialFor(o.Connection, o.Credential)
+	if err != nil {
+		return nil, err
+	}
 	for _, h := range t.names.All(o.PartitionCount) {
-		p, err := azeventhubs.NewProducerClientFromConnectionString(o.Connection, h.Name,
-			&azeventhubs.ProducerClientOptions{RetryOptions: retryOptions()})
+		var p *azeventhubs.ProducerClient
+		var c *azeventhubs.ConsumerClient
+		po := &azeventhubs.ProducerClientOptions{RetryOptions: retryOptions()}
+		co := &azeventhubs.ConsumerClientOptions{RetryOptions: retryOptions()}
+		if cred != nil {
+			p, err = azeventhubs.NewProducerClient(namespace, h.Name, cred, po)
+		} else {
+			p, err = azeventhubs.NewProducerClientFromConnectionString(o.Connection, h.Name, po)
+		}
 		if err != nil {
 			t.closeClients()
 			return nil, fmt.Errorf("eventhubs: hub %s: %w", h.Name, redactErr(err, o.Connection))
 		}
 		t.producers[h.Name] = p
-		c, err := azeventhubs.NewConsumerClientFromConnectionString(o.Connection, h.Name, azeventhubs.DefaultConsumerGroup,
-			&azeventhubs.ConsumerClientOptions{RetryOptions: retryOptions()})
+		if cred != nil {
+			c, err = azeventhubs.NewConsumerClient(namespace, h.Name, azeventhubs.DefaultConsumerGroup, cred, co)
+		} else {
+			c, err = azeventhubs.NewConsumerClientFromConnectionString(o.Connection, h.Name, azeventhubs.DefaultConsumerGroup, co)
+		}
 		if err != nil {
 			t.closeClients()
 			return nil, fmt.Errorf("eventhubs: hub %s: %w", h.Name, redactErr(err, o.Connection))
@@ -282,6 +312,33 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 	t.wg.Add(1)
 	go t.deleter()
 	return t, nil
+}
+
+// credentialFor returns the namespace and credential to use when
+// connection is a namespace's host name rather than a connection string
+// (nil credential: use the connection string).
+func credentialFor(connection string, cred azcore.TokenCredential) (string, azcore.TokenCredential, error) {
+	if strings.Contains(connection, "=") {
+		if cred != nil {
+			cs, err := ParseConnectionString(connection)
+			if err != nil {
+				return "", nil, err
+			}
+			return cs.Host, cred, nil
+		}
+		return "", nil, nil
+	}
+	ns := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(connection, "sb://"), "https://"), "/")
+	if ns == "" || strings.ContainsAny(ns, "/;") {
+		return "", nil, fmt.Errorf("eventhubs: %q is neither a connection string nor a namespace host name", connection)
+	}
+	if cred == nil {
+		var err error
+		if cred, err = azidentity.NewDefaultAzureCredential(nil); err != nil {
+			return "", nil, fmt.Errorf("eventhubs: namespace %s: DefaultAzureCredential: %w", ns, err)
+		}
+	}
+	return ns, cred, nil
 }
 
 func (t *Transport) closeClients() {
@@ -310,15 +367,25 @@ func (t *Transport) Close() error {
 		senders = append(senders, s)
 	}
 	t.mu.Unlock()
-	deadline := time.Now().Add(t.o.FlushTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), t.o.FlushTimeout)
 	for _, s := range senders {
-		s.flush(deadline)
+		if err := s.flush(ctx); err != nil {
+			t.log.Warn("closing with packets not sent", "error", err)
+			break
+		}
 	}
+	cancel()
 	t.cancel()
 	t.wg.Wait()
 	t.mu.Lock()
-	readers := t.readers
-	slots := t.slots
+	var readers []*reader
+	for _, r := range t.readers {
+		readers = append(readers, r)
+	}
+	var slots []*slotReader
+	for _, s := range t.slots {
+		slots = append(slots, s)
+	}
 	t.mu.Unlock()
 	for _, r := range readers {
 		r.mu.Lock()
