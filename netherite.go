@@ -60,8 +60,10 @@ type Options struct {
 	// (the default), in-process queues, which hosts in one process share
 	// by passing the same SharedTransport; or an Event Hubs connection
 	// string ("Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=..."
-	// for Azure, or the emulator's with UseDevelopmentEmulator=true), which
-	// lets hosts in separate processes and machines share the task hub.
+	// for Azure, or the emulator's with UseDevelopmentEmulator=true), or a
+	// namespace's host name ("myns.servicebus.windows.net", signed in with
+	// DefaultAzureCredential), which lets hosts in separate processes and
+	// machines share the task hub.
 	// The Event Hubs transport needs storage that every host reaches: Azure
 	// Storage, or a directory for processes on one machine ("memory" storage
 	// is refused). Its hubs are made by CreateTaskHub (`netherite taskhub
@@ -264,8 +266,10 @@ func (o *Options) parse() (taskHubStore, transportSpec, error) {
 // TransportMemory is Options.Transport for in-process queues.
 const TransportMemory = "memory"
 
-// IsEventHubsConnection reports whether s is an Event Hubs connection
-// string (it has an Endpoint=sb://... part).
+// IsEventHubsConnection reports whether s names an Event Hubs namespace:
+// a connection string (with an Endpoint=sb://... part), or a namespace's
+// host name ("sb://myns.servicebus.windows.net" or
+// "myns.servicebus.windows.net"), signed in with DefaultAzureCredential.
 func IsEventHubsConnection(s string) bool {
 	for _, part := range strings.Split(s, ";") {
 		k, v, ok := strings.Cut(part, "=")
@@ -273,7 +277,8 @@ func IsEventHubsConnection(s string) bool {
 			return true
 		}
 	}
-	return false
+	host := strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(s), "sb://"), "/")
+	return !strings.ContainsAny(host, "=;/ ") && strings.Count(host, ".") >= 2 && strings.Contains(host, ".servicebus.")
 }
 
 // RedactTransport returns Options.Transport fit for logs and output: the

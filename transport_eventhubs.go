@@ -69,9 +69,10 @@ func openEventHubs(ctx context.Context, o Options, hub *TaskHubParameters, store
 
 // management returns the hub management of the Event Hubs namespace: the
 // emulator's admin API (Options.EventHubsAdminURL), or on Azure the
-// namespace's endpoint with the connection string's key.
+// namespace's endpoint with the connection string's key, or with
+// DefaultAzureCredential for a namespace given by host name.
 func management(o Options) (eventhubs.Management, error) {
-	m, err := eventhubs.NewManagement(o.Transport, o.EventHubsAdminURL)
+	m, err := eventhubs.ManagementFor(o.Transport, o.EventHubsAdminURL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("netherite: manage the hubs of Event Hubs %s: %w", RedactTransport(o.Transport), err)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"reflect"
 	"testing"
+
+	"github.com/netherite-go/netherite"
 )
 
 func TestParsePartitionList(t *testing.T) {
@@ -26,6 +28,24 @@ func TestParsePartitionList(t *testing.T) {
 		got, err := parsePartitionList(c.in)
 		if (err != nil) != c.err || (!c.err && !reflect.DeepEqual(got, c.want)) {
 			t.Errorf("parsePartitionList(%q) = %v, %v; want %v (error %v)", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestIsEventHubsConnection(t *testing.T) {
+	for s, want := range map[string]bool{
+		"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v":                 true,
+		"Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true": true,
+		"myns.servicebus.windows.net":        true,
+		"sb://myns.servicebus.windows.net/":  true,
+		"memory":                             false,
+		"":                                   false,
+		"UseDevelopmentStorage=true":         false,
+		"https://acct.blob.core.windows.net": false,
+		"SingleHost":                         false,
+	} {
+		if got := netherite.IsEventHubsConnection(s); got != want {
+			t.Errorf("IsEventHubsConnection(%q) = %v, want %v", s, got, want)
 		}
 	}
 }
