@@ -1061,8 +1061,10 @@ func TestScenarioScheduledStart(t *testing.T) {
 		// Before the start time, a scheduled instance can be terminated (it
 		// then never runs), receive events (buffered until it waits for
 		// them), and be suspended and resumed. All three use one start
-		// time, so that the waits overlap.
-		at = time.Now().Add(500 * time.Millisecond)
+		// time, so that the waits overlap; it leaves time for five client
+		// calls to be answered first, also on a slow transport (Event Hubs
+		// under the race detector).
+		at = time.Now().Add(2 * time.Second)
 		cancelled := start(t, ctx, c, oObserveTime, nil, durable.WithStartTime(at))
 		early := start(t, ctx, c, oWaitEvent, nil, durable.WithStartTime(at))
 		held := start(t, ctx, c, oObserveTime, nil, durable.WithStartTime(at))
