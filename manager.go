@@ -65,6 +65,7 @@ type partitionEnv struct {
 	executor partitions.Executor
 	pools    *partitions.Pools
 	cursors  *partitions.CursorCache
+	spec     *partitions.SpecMemory
 	hub      *TaskHubParameters // local storage
 	blobHub  *blobTaskHub       // Azure Storage
 	cache    int64              // state cache bytes of one partition
@@ -283,6 +284,11 @@ func (m *partitionManager) run(inc *incarnation) {
 			m.log.Warn("partition lease lost; partition stopped", slog.Any("error", failure))
 			m.setState(PartitionNotOwned, failure)
 			wait = max(backoff, m.env.leaseDuration())
+		} else if errors.Is(failure, partitions.ErrSpeculationLost) {
+			// A rollback (global speculation): at once, no backoff.
+			m.log.Warn("partition rolled back; recovering it from storage", slog.Any("error", failure))
+			m.setState(PartitionFailed, failure)
+			wait = 0
 		} else {
 			m.log.Error("partition failed; restarting it from storage", slog.Any("error", failure), slog.Duration("after", backoff))
 			m.setState(PartitionFailed, failure)

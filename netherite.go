@@ -361,6 +361,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		executor: WorkExecutor(h.executor),
 		pools:    partitions.NewPools(opts.MaxConcurrentOrchestrations, opts.MaxConcurrentEntities, opts.MaxConcurrentActivities),
 		cursors:  h.cursors,
+		spec:     partitions.NewSpecMemory(),
 		hub:      h.hub,
 		blobHub:  blobHub,
 		log:      opts.Logger,

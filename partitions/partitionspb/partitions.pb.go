@@ -1177,9 +1177,12 @@ func (x *TimerFired) GetTimerIds() *Uint64List {
 	return nil
 }
 
-// RecoveryCompleted mirrors partitions.RecoveryCompleted (no fields).
+// RecoveryCompleted mirrors partitions.RecoveryCompleted.
 type RecoveryCompleted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the partition learnt of other partitions' incarnations (global
+	// speculation), sorted by origin; empty for none.
+	Learnt        []*LearntEpochs `protobuf:"bytes,1,rep,name=learnt,proto3" json:"learnt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1214,6 +1217,67 @@ func (*RecoveryCompleted) Descriptor() ([]byte, []int) {
 	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{14}
 }
 
+func (x *RecoveryCompleted) GetLearnt() []*LearntEpochs {
+	if x != nil {
+		return x.Learnt
+	}
+	return nil
+}
+
+// LearntEpochs is one entry of partitions.State.Learnt: another
+// partition's latest incarnations, ascending.
+type LearntEpochs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        int64                  `protobuf:"zigzag64,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Epochs        []uint64               `protobuf:"varint,2,rep,packed,name=epochs,proto3" json:"epochs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LearntEpochs) Reset() {
+	*x = LearntEpochs{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LearntEpochs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LearntEpochs) ProtoMessage() {}
+
+func (x *LearntEpochs) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LearntEpochs.ProtoReflect.Descriptor instead.
+func (*LearntEpochs) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LearntEpochs) GetOrigin() int64 {
+	if x != nil {
+		return x.Origin
+	}
+	return 0
+}
+
+func (x *LearntEpochs) GetEpochs() []uint64 {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
 // TaskMessageList is a []*core.TaskMessage that may be nil. Its elements
 // are never nil.
 type TaskMessageList struct {
@@ -1225,7 +1289,7 @@ type TaskMessageList struct {
 
 func (x *TaskMessageList) Reset() {
 	*x = TaskMessageList{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1301,7 @@ func (x *TaskMessageList) String() string {
 func (*TaskMessageList) ProtoMessage() {}
 
 func (x *TaskMessageList) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1314,7 @@ func (x *TaskMessageList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageList.ProtoReflect.Descriptor instead.
 func (*TaskMessageList) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{15}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskMessageList) GetMessages() []*corepb.TaskMessage {
@@ -1270,7 +1334,7 @@ type Uint64List struct {
 
 func (x *Uint64List) Reset() {
 	*x = Uint64List{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1346,7 @@ func (x *Uint64List) String() string {
 func (*Uint64List) ProtoMessage() {}
 
 func (x *Uint64List) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1359,7 @@ func (x *Uint64List) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Uint64List.ProtoReflect.Descriptor instead.
 func (*Uint64List) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{16}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Uint64List) GetValues() []uint64 {
@@ -1317,7 +1381,7 @@ type EntityState struct {
 
 func (x *EntityState) Reset() {
 	*x = EntityState{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1393,7 @@ func (x *EntityState) String() string {
 func (*EntityState) ProtoMessage() {}
 
 func (x *EntityState) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1406,7 @@ func (x *EntityState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityState.ProtoReflect.Descriptor instead.
 func (*EntityState) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{17}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EntityState) GetState() *corepb.EntityState {
@@ -1375,14 +1439,20 @@ type State struct {
 	Dedup          *DedupMap              `protobuf:"bytes,11,opt,name=dedup,proto3" json:"dedup,omitempty"`
 	NextGeneration uint64                 `protobuf:"varint,12,opt,name=next_generation,json=nextGeneration,proto3" json:"next_generation,omitempty"`
 	// Per destination, the position of the last batch sent to it.
-	OutboxLast    *OutboxLastMap `protobuf:"bytes,13,opt,name=outbox_last,json=outboxLast,proto3" json:"outbox_last,omitempty"`
+	OutboxLast *OutboxLastMap `protobuf:"bytes,13,opt,name=outbox_last,json=outboxLast,proto3" json:"outbox_last,omitempty"`
+	// The commit positions of the partition's latest recoveries (its
+	// incarnations), ascending; empty for none.
+	Epochs []uint64 `protobuf:"varint,14,rep,packed,name=epochs,proto3" json:"epochs,omitempty"`
+	// What the partition learnt of other partitions' incarnations, sorted
+	// by origin; empty for none.
+	Learnt        []*LearntEpochs `protobuf:"bytes,15,rep,name=learnt,proto3" json:"learnt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1464,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1477,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{18}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *State) GetPartition() int64 {
@@ -1501,6 +1571,20 @@ func (x *State) GetOutboxLast() *OutboxLastMap {
 	return nil
 }
 
+func (x *State) GetEpochs() []uint64 {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
+func (x *State) GetLearnt() []*LearntEpochs {
+	if x != nil {
+		return x.Learnt
+	}
+	return nil
+}
+
 // OutboxLastMap is a map[int]uint64 (partitions.State.OutboxLast), sorted
 // by destination.
 type OutboxLastMap struct {
@@ -1512,7 +1596,7 @@ type OutboxLastMap struct {
 
 func (x *OutboxLastMap) Reset() {
 	*x = OutboxLastMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1608,7 @@ func (x *OutboxLastMap) String() string {
 func (*OutboxLastMap) ProtoMessage() {}
 
 func (x *OutboxLastMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1621,7 @@ func (x *OutboxLastMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxLastMap.ProtoReflect.Descriptor instead.
 func (*OutboxLastMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OutboxLastMap) GetEntries() []*OutboxLastEntry {
@@ -1558,7 +1642,7 @@ type OutboxLastEntry struct {
 
 func (x *OutboxLastEntry) Reset() {
 	*x = OutboxLastEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1654,7 @@ func (x *OutboxLastEntry) String() string {
 func (*OutboxLastEntry) ProtoMessage() {}
 
 func (x *OutboxLastEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1667,7 @@ func (x *OutboxLastEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxLastEntry.ProtoReflect.Descriptor instead.
 func (*OutboxLastEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OutboxLastEntry) GetDest() int64 {
@@ -1611,7 +1695,7 @@ type InstanceMap struct {
 
 func (x *InstanceMap) Reset() {
 	*x = InstanceMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1707,7 @@ func (x *InstanceMap) String() string {
 func (*InstanceMap) ProtoMessage() {}
 
 func (x *InstanceMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1720,7 @@ func (x *InstanceMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceMap.ProtoReflect.Descriptor instead.
 func (*InstanceMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *InstanceMap) GetInstances() []*Instance {
@@ -1663,7 +1747,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1759,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1772,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Instance) GetId() []byte {
@@ -1769,7 +1853,7 @@ type InstanceRecord struct {
 
 func (x *InstanceRecord) Reset() {
 	*x = InstanceRecord{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1865,7 @@ func (x *InstanceRecord) String() string {
 func (*InstanceRecord) ProtoMessage() {}
 
 func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1878,7 @@ func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceRecord.ProtoReflect.Descriptor instead.
 func (*InstanceRecord) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InstanceRecord) GetName() []byte {
@@ -1898,7 +1982,7 @@ type TagMap struct {
 
 func (x *TagMap) Reset() {
 	*x = TagMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +1994,7 @@ func (x *TagMap) String() string {
 func (*TagMap) ProtoMessage() {}
 
 func (x *TagMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2007,7 @@ func (x *TagMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMap.ProtoReflect.Descriptor instead.
 func (*TagMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TagMap) GetTags() []*corepb.Tag {
@@ -1943,7 +2027,7 @@ type TaskMessageMap struct {
 
 func (x *TaskMessageMap) Reset() {
 	*x = TaskMessageMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2039,7 @@ func (x *TaskMessageMap) String() string {
 func (*TaskMessageMap) ProtoMessage() {}
 
 func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2052,7 @@ func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageMap.ProtoReflect.Descriptor instead.
 func (*TaskMessageMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TaskMessageMap) GetEntries() []*TaskMessageEntry {
@@ -1990,7 +2074,7 @@ type TaskMessageEntry struct {
 
 func (x *TaskMessageEntry) Reset() {
 	*x = TaskMessageEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2086,7 @@ func (x *TaskMessageEntry) String() string {
 func (*TaskMessageEntry) ProtoMessage() {}
 
 func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2099,7 @@ func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageEntry.ProtoReflect.Descriptor instead.
 func (*TaskMessageEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskMessageEntry) GetId() uint64 {
@@ -2043,7 +2127,7 @@ type OutboxList struct {
 
 func (x *OutboxList) Reset() {
 	*x = OutboxList{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2139,7 @@ func (x *OutboxList) String() string {
 func (*OutboxList) ProtoMessage() {}
 
 func (x *OutboxList) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2152,7 @@ func (x *OutboxList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxList.ProtoReflect.Descriptor instead.
 func (*OutboxList) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OutboxList) GetBatches() []*OutboxBatch {
@@ -2091,7 +2175,7 @@ type OutboxBatch struct {
 
 func (x *OutboxBatch) Reset() {
 	*x = OutboxBatch{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2187,7 @@ func (x *OutboxBatch) String() string {
 func (*OutboxBatch) ProtoMessage() {}
 
 func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2200,7 @@ func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxBatch.ProtoReflect.Descriptor instead.
 func (*OutboxBatch) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OutboxBatch) GetPos() uint64 {
@@ -2157,7 +2241,7 @@ type DedupMap struct {
 
 func (x *DedupMap) Reset() {
 	*x = DedupMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2253,7 @@ func (x *DedupMap) String() string {
 func (*DedupMap) ProtoMessage() {}
 
 func (x *DedupMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2266,7 @@ func (x *DedupMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupMap.ProtoReflect.Descriptor instead.
 func (*DedupMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DedupMap) GetEntries() []*DedupEntry {
@@ -2204,7 +2288,7 @@ type DedupEntry struct {
 
 func (x *DedupEntry) Reset() {
 	*x = DedupEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2300,7 @@ func (x *DedupEntry) String() string {
 func (*DedupEntry) ProtoMessage() {}
 
 func (x *DedupEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2313,7 @@ func (x *DedupEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupEntry.ProtoReflect.Descriptor instead.
 func (*DedupEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DedupEntry) GetOrigin() int64 {
@@ -2270,7 +2354,7 @@ type StoreCheckpoint struct {
 
 func (x *StoreCheckpoint) Reset() {
 	*x = StoreCheckpoint{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2366,7 @@ func (x *StoreCheckpoint) String() string {
 func (*StoreCheckpoint) ProtoMessage() {}
 
 func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2379,7 @@ func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoreCheckpoint) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StoreCheckpoint) GetState() []byte {
@@ -2439,8 +2523,12 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x05reply\x18\x02 \x01(\v2\x1e.netherite.core.v1.TaskMessageR\x05reply\"N\n" +
 	"\n" +
 	"TimerFired\x12@\n" +
-	"\ttimer_ids\x18\x01 \x01(\v2#.netherite.partitions.v1.Uint64ListR\btimerIds\"\x13\n" +
-	"\x11RecoveryCompleted\"M\n" +
+	"\ttimer_ids\x18\x01 \x01(\v2#.netherite.partitions.v1.Uint64ListR\btimerIds\"R\n" +
+	"\x11RecoveryCompleted\x12=\n" +
+	"\x06learnt\x18\x01 \x03(\v2%.netherite.partitions.v1.LearntEpochsR\x06learnt\">\n" +
+	"\fLearntEpochs\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\x12R\x06origin\x12\x16\n" +
+	"\x06epochs\x18\x02 \x03(\x04R\x06epochs\"M\n" +
 	"\x0fTaskMessageList\x12:\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1e.netherite.core.v1.TaskMessageR\bmessages\"$\n" +
 	"\n" +
@@ -2449,7 +2537,7 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\vEntityState\x124\n" +
 	"\x05state\x18\x01 \x01(\v2\x1e.netherite.core.v1.EntityStateR\x05state\x12\x1f\n" +
 	"\vqueue_empty\x18\x02 \x01(\bR\n" +
-	"queueEmpty\"\x80\x05\n" +
+	"queueEmpty\"\xd7\x05\n" +
 	"\x05State\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x12R\x05count\x12B\n" +
@@ -2467,7 +2555,9 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x05dedup\x18\v \x01(\v2!.netherite.partitions.v1.DedupMapR\x05dedup\x12'\n" +
 	"\x0fnext_generation\x18\f \x01(\x04R\x0enextGeneration\x12G\n" +
 	"\voutbox_last\x18\r \x01(\v2&.netherite.partitions.v1.OutboxLastMapR\n" +
-	"outboxLast\"S\n" +
+	"outboxLast\x12\x16\n" +
+	"\x06epochs\x18\x0e \x03(\x04R\x06epochs\x12=\n" +
+	"\x06learnt\x18\x0f \x03(\v2%.netherite.partitions.v1.LearntEpochsR\x06learnt\"S\n" +
 	"\rOutboxLastMap\x12B\n" +
 	"\aentries\x18\x01 \x03(\v2(.netherite.partitions.v1.OutboxLastEntryR\aentries\"7\n" +
 	"\x0fOutboxLastEntry\x12\x12\n" +
@@ -2546,7 +2636,7 @@ func file_partitions_partitionspb_partitions_proto_rawDescGZIP() []byte {
 	return file_partitions_partitionspb_partitions_proto_rawDescData
 }
 
-var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Time)(nil),                    // 0: netherite.partitions.v1.Time
 	(*LogEntry)(nil),                // 1: netherite.partitions.v1.LogEntry
@@ -2563,31 +2653,32 @@ var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*ActivityCompleted)(nil),       // 12: netherite.partitions.v1.ActivityCompleted
 	(*TimerFired)(nil),              // 13: netherite.partitions.v1.TimerFired
 	(*RecoveryCompleted)(nil),       // 14: netherite.partitions.v1.RecoveryCompleted
-	(*TaskMessageList)(nil),         // 15: netherite.partitions.v1.TaskMessageList
-	(*Uint64List)(nil),              // 16: netherite.partitions.v1.Uint64List
-	(*EntityState)(nil),             // 17: netherite.partitions.v1.EntityState
-	(*State)(nil),                   // 18: netherite.partitions.v1.State
-	(*OutboxLastMap)(nil),           // 19: netherite.partitions.v1.OutboxLastMap
-	(*OutboxLastEntry)(nil),         // 20: netherite.partitions.v1.OutboxLastEntry
-	(*InstanceMap)(nil),             // 21: netherite.partitions.v1.InstanceMap
-	(*Instance)(nil),                // 22: netherite.partitions.v1.Instance
-	(*InstanceRecord)(nil),          // 23: netherite.partitions.v1.InstanceRecord
-	(*TagMap)(nil),                  // 24: netherite.partitions.v1.TagMap
-	(*TaskMessageMap)(nil),          // 25: netherite.partitions.v1.TaskMessageMap
-	(*TaskMessageEntry)(nil),        // 26: netherite.partitions.v1.TaskMessageEntry
-	(*OutboxList)(nil),              // 27: netherite.partitions.v1.OutboxList
-	(*OutboxBatch)(nil),             // 28: netherite.partitions.v1.OutboxBatch
-	(*DedupMap)(nil),                // 29: netherite.partitions.v1.DedupMap
-	(*DedupEntry)(nil),              // 30: netherite.partitions.v1.DedupEntry
-	(*StoreCheckpoint)(nil),         // 31: netherite.partitions.v1.StoreCheckpoint
-	(*corepb.HistoryEvent)(nil),     // 32: netherite.core.v1.HistoryEvent
-	(corepb.RuntimeStatus)(0),       // 33: netherite.core.v1.RuntimeStatus
-	(*corepb.HistoryEventList)(nil), // 34: netherite.core.v1.HistoryEventList
-	(*corepb.FailureDetails)(nil),   // 35: netherite.core.v1.FailureDetails
-	(*corepb.TaskMessage)(nil),      // 36: netherite.core.v1.TaskMessage
-	(*corepb.EntityState)(nil),      // 37: netherite.core.v1.EntityState
-	(*corepb.ParentInstance)(nil),   // 38: netherite.core.v1.ParentInstance
-	(*corepb.Tag)(nil),              // 39: netherite.core.v1.Tag
+	(*LearntEpochs)(nil),            // 15: netherite.partitions.v1.LearntEpochs
+	(*TaskMessageList)(nil),         // 16: netherite.partitions.v1.TaskMessageList
+	(*Uint64List)(nil),              // 17: netherite.partitions.v1.Uint64List
+	(*EntityState)(nil),             // 18: netherite.partitions.v1.EntityState
+	(*State)(nil),                   // 19: netherite.partitions.v1.State
+	(*OutboxLastMap)(nil),           // 20: netherite.partitions.v1.OutboxLastMap
+	(*OutboxLastEntry)(nil),         // 21: netherite.partitions.v1.OutboxLastEntry
+	(*InstanceMap)(nil),             // 22: netherite.partitions.v1.InstanceMap
+	(*Instance)(nil),                // 23: netherite.partitions.v1.Instance
+	(*InstanceRecord)(nil),          // 24: netherite.partitions.v1.InstanceRecord
+	(*TagMap)(nil),                  // 25: netherite.partitions.v1.TagMap
+	(*TaskMessageMap)(nil),          // 26: netherite.partitions.v1.TaskMessageMap
+	(*TaskMessageEntry)(nil),        // 27: netherite.partitions.v1.TaskMessageEntry
+	(*OutboxList)(nil),              // 28: netherite.partitions.v1.OutboxList
+	(*OutboxBatch)(nil),             // 29: netherite.partitions.v1.OutboxBatch
+	(*DedupMap)(nil),                // 30: netherite.partitions.v1.DedupMap
+	(*DedupEntry)(nil),              // 31: netherite.partitions.v1.DedupEntry
+	(*StoreCheckpoint)(nil),         // 32: netherite.partitions.v1.StoreCheckpoint
+	(*corepb.HistoryEvent)(nil),     // 33: netherite.core.v1.HistoryEvent
+	(corepb.RuntimeStatus)(0),       // 34: netherite.core.v1.RuntimeStatus
+	(*corepb.HistoryEventList)(nil), // 35: netherite.core.v1.HistoryEventList
+	(*corepb.FailureDetails)(nil),   // 36: netherite.core.v1.FailureDetails
+	(*corepb.TaskMessage)(nil),      // 37: netherite.core.v1.TaskMessage
+	(*corepb.EntityState)(nil),      // 38: netherite.core.v1.EntityState
+	(*corepb.ParentInstance)(nil),   // 39: netherite.core.v1.ParentInstance
+	(*corepb.Tag)(nil),              // 40: netherite.core.v1.Tag
 }
 var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	0,  // 0: netherite.partitions.v1.LogEntry.at:type_name -> netherite.partitions.v1.Time
@@ -2601,60 +2692,62 @@ var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	14, // 8: netherite.partitions.v1.LogEntry.recovery_completed:type_name -> netherite.partitions.v1.RecoveryCompleted
 	3,  // 9: netherite.partitions.v1.ClientRequestReceived.request:type_name -> netherite.partitions.v1.ClientRequest
 	0,  // 10: netherite.partitions.v1.ClientRequest.timestamp:type_name -> netherite.partitions.v1.Time
-	32, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
+	33, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
 	4,  // 12: netherite.partitions.v1.ClientRequest.filter:type_name -> netherite.partitions.v1.Filter
 	0,  // 13: netherite.partitions.v1.ClientRequest.deadline:type_name -> netherite.partitions.v1.Time
 	0,  // 14: netherite.partitions.v1.Filter.created_from:type_name -> netherite.partitions.v1.Time
 	0,  // 15: netherite.partitions.v1.Filter.created_to:type_name -> netherite.partitions.v1.Time
 	5,  // 16: netherite.partitions.v1.Filter.statuses:type_name -> netherite.partitions.v1.RuntimeStatusList
-	33, // 17: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
+	34, // 17: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
 	7,  // 18: netherite.partitions.v1.MessagesReceived.batch:type_name -> netherite.partitions.v1.MessageBatch
-	15, // 19: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	16, // 19: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
 	9,  // 20: netherite.partitions.v1.AckReceived.ack:type_name -> netherite.partitions.v1.Ack
-	34, // 21: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
-	15, // 22: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
-	15, // 23: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
-	15, // 24: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	33, // 25: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
-	35, // 26: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
-	32, // 27: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
-	34, // 28: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
-	17, // 29: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
-	15, // 30: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	36, // 31: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
-	16, // 32: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
-	36, // 33: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
-	37, // 34: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
-	21, // 35: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
-	25, // 36: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
-	25, // 37: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
-	27, // 38: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
-	29, // 39: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
-	19, // 40: netherite.partitions.v1.State.outbox_last:type_name -> netherite.partitions.v1.OutboxLastMap
-	20, // 41: netherite.partitions.v1.OutboxLastMap.entries:type_name -> netherite.partitions.v1.OutboxLastEntry
-	22, // 42: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
-	23, // 43: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
-	34, // 44: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
-	17, // 45: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
-	34, // 46: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
-	33, // 47: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
-	0,  // 48: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
-	0,  // 49: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
-	0,  // 50: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
-	35, // 51: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
-	38, // 52: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
-	24, // 53: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
-	39, // 54: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
-	26, // 55: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
-	36, // 56: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
-	28, // 57: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
-	15, // 58: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	30, // 59: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	35, // 21: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
+	16, // 22: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
+	16, // 23: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
+	16, // 24: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	34, // 25: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
+	36, // 26: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
+	33, // 27: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
+	35, // 28: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
+	18, // 29: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
+	16, // 30: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	37, // 31: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
+	17, // 32: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
+	15, // 33: netherite.partitions.v1.RecoveryCompleted.learnt:type_name -> netherite.partitions.v1.LearntEpochs
+	37, // 34: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
+	38, // 35: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
+	22, // 36: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
+	26, // 37: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
+	26, // 38: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
+	28, // 39: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
+	30, // 40: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
+	20, // 41: netherite.partitions.v1.State.outbox_last:type_name -> netherite.partitions.v1.OutboxLastMap
+	15, // 42: netherite.partitions.v1.State.learnt:type_name -> netherite.partitions.v1.LearntEpochs
+	21, // 43: netherite.partitions.v1.OutboxLastMap.entries:type_name -> netherite.partitions.v1.OutboxLastEntry
+	23, // 44: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
+	24, // 45: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
+	35, // 46: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
+	18, // 47: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
+	35, // 48: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
+	34, // 49: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
+	0,  // 50: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
+	0,  // 51: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
+	0,  // 52: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
+	36, // 53: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
+	39, // 54: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
+	25, // 55: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
+	40, // 56: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
+	27, // 57: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
+	37, // 58: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
+	29, // 59: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
+	16, // 60: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	31, // 61: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_partitions_partitionspb_partitions_proto_init() }
@@ -2673,14 +2766,14 @@ func file_partitions_partitionspb_partitions_proto_init() {
 		(*LogEntry_RecoveryCompleted)(nil),
 	}
 	file_partitions_partitionspb_partitions_proto_msgTypes[10].OneofWrappers = []any{}
-	file_partitions_partitionspb_partitions_proto_msgTypes[23].OneofWrappers = []any{}
+	file_partitions_partitionspb_partitions_proto_msgTypes[24].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partitions_partitionspb_partitions_proto_rawDesc), len(file_partitions_partitionspb_partitions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
