@@ -1113,7 +1113,7 @@ func (p *Partition) Stop(ctx context.Context) error {
 		// lasts.
 		for backoff := ckptRetryMin; ; backoff = min(2*backoff, ckptRetryMax) {
 			err := p.Checkpoint(ctx)
-			if err == nil || errors.Is(err, ErrStopped) {
+			if err == nil || errors.Is(err, ErrStopped) || errors.Is(err, errSpeculationPending) {
 				break
 			}
 			if ctx.Err() != nil || p.failure() != nil {
@@ -1149,6 +1149,11 @@ func (p *Partition) failure() error {
 }
 
 var errCheckpointBusy = errors.New("a checkpoint is in progress")
+
+// errSpeculationPending refuses a checkpoint while speculative batches
+// applied wait for their origins' confirmation. Stop then leaves the log
+// as it is: the next owner replays it (and reads those batches again).
+var errSpeculationPending = errors.New("speculative batches applied are not yet confirmed by their origins")
 
 // Checkpoint takes a checkpoint now and waits until it is durable. If one
 // is already being written it waits for that one and retries.
