@@ -52,6 +52,10 @@ type State struct {
 	// Learnt holds, per other partition, its latest incarnations as last
 	// learnt by a rollback (RecoveryCompleted.Learnt).
 	Learnt map[int][]uint64
+	// Requests remembers the answers to recent client update requests, so
+	// that a retried request is not applied twice (requests.go; nil until
+	// the first one).
+	Requests *RequestLog
 
 	// NextGeneration numbers sessions, so that a work item's result is not
 	// applied to an instance that was replaced meanwhile.
@@ -186,7 +190,7 @@ func (s *State) Apply(pos uint64, at time.Time, ev Event, fx *Effects) {
 	switch e := ev.(type) {
 	case *ClientRequestReceived:
 		s.NextInputPos = e.InputPos
-		a.clientRequest(e.Request)
+		a.clientRequestOnce(e.Request)
 	case *MessagesReceived:
 		s.NextInputPos = e.InputPos
 		a.messagesReceived(e.Batch)

@@ -231,6 +231,9 @@ func (w *world) step() error {
 	if w.client.pending() {
 		add(6, w.client.send)
 	}
+	if len(w.client.overdue()) > 0 {
+		add(2, w.client.retry)
+	}
 	for _, n := range w.nodes {
 		if !n.up {
 			add(2, n.recover)
@@ -280,7 +283,7 @@ func (w *world) step() error {
 
 // idle reports whether nothing is left to do at the current time.
 func (w *world) idle() bool {
-	if len(w.net) > 0 || w.client.pending() {
+	if len(w.net) > 0 || w.client.pending() || w.client.unanswered() {
 		return false
 	}
 	for _, n := range w.nodes {
