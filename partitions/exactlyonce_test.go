@@ -67,7 +67,7 @@ type cluster struct {
 	// global runs the partitions under global speculation, on logs whose
 	// commits take a while (so that batches leave before their step is
 	// durable).
-	global bool
+	global  bool
 	cancels []context.CancelFunc
 }
 
