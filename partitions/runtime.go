@@ -103,6 +103,11 @@ type Partition struct {
 	received   []receivedMark
 	courier    *Courier
 	deps       *SpecDeps // speculative batches applied, not yet confirmed
+	// incarnation tells this run of the partition from others in the
+	// host's cursor cache: generation numbers repeat after a rollback or
+	// a restart, and a work item of a stopped run may still put its
+	// cursor (of steps that were lost) after the next run began.
+	incarnation uint64
 	// quarantine, after a rollback, is the input position to read up to
 	// (with no speculative batch unsettled) before sending speculatively
 	// again (0: none).
@@ -246,6 +251,7 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		courier:     NewCourier(cfg.Courier),
 		deps:        NewSpecDeps(state.Learnt, cfg.SpecMemory.Get(cfg.Partition)),
 		quarantine:  cfg.SpecMemory.Quarantine(cfg.Partition),
+		incarnation: runs.Add(1),
 		sendTimer:   time.NewTimer(time.Hour),
 		flushTimer:  time.NewTimer(time.Hour),
 		holding:     map[string]bool{},
@@ -565,6 +571,13 @@ func (p *Partition) learn(c *transport.Confirm) {
 	p.fail(fmt.Errorf("partition %d: %w: %s", p.cfg.Partition, ErrSpeculationLost, lost))
 	p.cancel()
 }
+
+// runs numbers the partition runs of the process.
+var runs atomic.Uint64
+
+// cursorGen is the cursor cache's generation for a session generation of
+// this run.
+func (p *Partition) cursorGen(gen uint64) uint64 { return gen ^ p.incarnation<<40 }
 
 // speculating reports whether new batches may leave before their step is
 // durable: under global speculation, once this incarnation's start is
@@ -980,13 +993,13 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		case <-p.stopping:
 			return // redone from the session by the next owner
 		}
-		cur := p.cfg.Cursors.Take(id, gen)
+		cur := p.cfg.Cursors.Take(id, p.cursorGen(gen))
 		res := p.cfg.Executor.ExecuteOrchestration(&OrchestrationWork{InstanceID: id, History: history, NewEvents: pending,
 			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
 		<-p.cfg.Pools.Orchestrations
 		p.checkSizes(id, res)
 		if res.Cursor != nil {
-			p.cfg.Cursors.Put(id, gen, res.Cursor, historyBytes(history, res.NewEvents))
+			p.cfg.Cursors.Put(id, p.cursorGen(gen), res.Cursor, historyBytes(history, res.NewEvents))
 		}
 		ev := &BatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), NewEvents: res.NewEvents,
 			Activities: res.Activities, Timers: res.Timers, Messages: res.Messages, Status: res.Status,
