@@ -14,6 +14,10 @@
 // workflows. Only the goroutines and the real clock of partitions.Partition
 // are replaced by the scheduler here.
 //
+// Each seed runs one speculation mode (Config.Speculation; TestSim
+// cycles through none, local and global), so global speculation's
+// rollbacks meet the same crashes and network faults.
+//
 // After the faulty phase the network heals and the run continues until
 // nothing is left to do; then Run checks the invariants (see check.go).
 package sim
