@@ -68,6 +68,7 @@ type partitionEnv struct {
 	pools    *partitions.Pools
 	cursors  *partitions.CursorCache
 	store    taskHubStore
+	spec     *partitions.SpecMemory
 	cache    int64 // state cache bytes of one partition
 	log      *slog.Logger
 	// fatal reports a failure that no restart repairs.
@@ -302,6 +303,11 @@ func (m *partitionManager) run(inc *incarnation) {
 			m.log.Warn("partition lost to another owner (lease or input queue); partition stopped", slog.Any("error", failure))
 			m.setState(PartitionNotOwned, failure)
 			wait = max(backoff, m.env.leaseDuration())
+		} else if errors.Is(failure, partitions.ErrSpeculationLost) {
+			// A rollback (global speculation): at once, no backoff.
+			m.log.Warn("partition rolled back; recovering it from storage", slog.Any("error", failure))
+			m.setState(PartitionFailed, failure)
+			wait = 0
 		} else {
 			m.log.Error("partition failed; restarting it from storage", slog.Any("error", failure), slog.Duration("after", backoff))
 			m.setState(PartitionFailed, failure)

@@ -419,6 +419,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		pools:    partitions.NewPools(opts.MaxConcurrentOrchestrations, opts.MaxConcurrentEntities, opts.MaxConcurrentActivities),
 		cursors:  h.cursors,
 		store:    store,
+		spec:     partitions.NewSpecMemory(),
 		log:      opts.Logger,
 		fatal:    h.fail,
 	}

@@ -96,6 +96,14 @@ func (p *Partition) maybeCheckpoint(force bool, done chan error) {
 		}
 		return
 	}
+	if p.deps.Pending() > 0 {
+		// With unconfirmed speculative batches applied, the state
+		// depends on steps that may yet be lost: not now.
+		if done != nil {
+			done <- errSpeculationPending
+		}
+		return
+	}
 	if p.ckptBusy.Load() || len(p.unapplied) > 0 {
 		if done != nil {
 			done <- errCheckpointBusy

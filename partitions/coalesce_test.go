@@ -16,6 +16,7 @@ import (
 type recordingLog struct {
 	mu      sync.Mutex
 	appends [][]string
+	entries []LogEntry
 }
 
 func (l *recordingLog) Append(entries []LogEntry) error {
@@ -25,8 +26,20 @@ func (l *recordingLog) Append(entries []LogEntry) error {
 	}
 	l.mu.Lock()
 	l.appends = append(l.appends, names)
+	l.entries = append(l.entries, entries...)
 	l.mu.Unlock()
 	return nil
+}
+
+// recover replays the log on a new state, as recovery from storage does.
+func (l *recordingLog) recover(partition, count int) *State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := NewState(partition, count)
+	for _, e := range l.entries {
+		st.Apply(e.Pos, e.At, e.Event, &Effects{})
+	}
+	return st
 }
 
 func (l *recordingLog) snapshot() [][]string {

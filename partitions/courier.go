@@ -23,11 +23,21 @@ import (
 // (covering lost batches and lost acks), and a resend request rewinds to
 // the position the receiver asks for. Acks only ever carry durable dedup
 // marks, so none promises what a crash could lose.
+//
+// Under global speculation the courier is also handed batches whose step
+// is not yet durable: it sends them tagged with the current incarnation
+// (transport.Packet.SpecEpoch) and confirms, on the sends that follow,
+// how far the partition's steps became durable (transport.Confirm); and
+// it asks the origins this partition waits on for their confirmations.
 type Courier struct {
 	cfg     CourierConfig
 	links   []*link // by partition
 	clients map[string]*clientQueue
 	stats   CourierStats
+	// epochs and durable are this partition's incarnations and durable
+	// position (SetEpochs, SetDurable): what a Confirm says.
+	epochs  []uint64
+	durable uint64
 }
 
 // CourierConfig tunes a Courier. Zero fields take the defaults.
@@ -94,6 +104,9 @@ type Send struct {
 	Packets   []*transport.Packet
 
 	upTo      uint64 // highest batch position in Packets (0: none)
+	specUpTo  uint64 // highest speculative batch position in Packets
+	confirm   uint64 // durable position confirmed in Packets (0: none)
+	ask       bool   // Packets ask for a confirmation
 	ack       uint64 // ack in Packets (0: none)
 	resend    bool
 	responses int
@@ -123,6 +136,16 @@ type link struct {
 	// Retries of failed sends.
 	retryAt time.Time
 	backoff time.Duration
+	// Global speculation, as the sender: the highest position sent
+	// before it was durable, the durable position last confirmed, and
+	// whether the receiver asked for a confirmation. As the receiver:
+	// whether this partition waits on the origin's confirmation, and when
+	// it last asked for one.
+	specMax     uint64
+	confirmSent uint64
+	confirmWant bool
+	waiting     bool
+	askedAt     time.Time
 }
 
 type probe struct {
@@ -162,6 +185,18 @@ func (c *Courier) link(p int) *link {
 // after recovery.
 func (c *Courier) Durable(batches ...*OutboxBatch) {
 	for _, b := range batches {
+		c.durable = max(c.durable, b.Pos) // the log is durable up to a durable step
+	}
+	c.add(batches)
+}
+
+// Speculative hands over batches whose step is not yet durable (global
+// speculation): they are sent tagged with the current incarnation, which
+// SetEpochs must have told.
+func (c *Courier) Speculative(batches ...*OutboxBatch) { c.add(batches) }
+
+func (c *Courier) add(batches []*OutboxBatch) {
+	for _, b := range batches {
 		l := c.link(b.Dest)
 		if l == nil || b.Pos <= l.acked {
 			continue
@@ -179,6 +214,57 @@ func (c *Courier) Durable(batches ...*OutboxBatch) {
 			}
 		}
 	}
+}
+
+// SetEpochs tells the partition's incarnations (State.Epochs), for the
+// confirmations it sends.
+func (c *Courier) SetEpochs(epochs []uint64) {
+	c.epochs = slices.Clone(epochs)
+}
+
+// SetDurable tells how far the partition's log is durable: batches
+// handed over beyond it are speculative, and receivers of speculative
+// batches are told once it passes them.
+func (c *Courier) SetDurable(pos uint64) {
+	c.durable = max(c.durable, pos)
+}
+
+// ConfirmWanted takes a request from partition p for a confirmation.
+func (c *Courier) ConfirmWanted(p int) {
+	if l := c.link(p); l != nil {
+		l.confirmWant = true
+	}
+}
+
+// WaitOn says which origins this partition waits on for confirmations
+// (SpecDeps.Waiting): they are asked once per ResendAfter, in case their
+// confirmation was lost.
+func (c *Courier) WaitOn(origins []int, now time.Time) {
+	for p, l := range c.links {
+		w := slices.Contains(origins, p)
+		if w && !l.waiting {
+			l.askedAt = now // their own confirmation is due first
+		}
+		l.waiting = w
+	}
+}
+
+// confirmDue reports whether l's partition is due a confirmation.
+func (c *Courier) confirmDue(l *link) bool {
+	return len(c.epochs) > 0 && (l.confirmWant || (l.specMax > l.confirmSent && c.durable > l.confirmSent))
+}
+
+func (c *Courier) askDue(l *link, now time.Time) bool {
+	return l.waiting && !now.Before(l.askedAt.Add(c.cfg.ResendAfter))
+}
+
+// confirmPacket is this partition's confirmation.
+func (c *Courier) confirmPacket(want bool) *transport.Packet {
+	epochs := c.epochs
+	if len(epochs) > 8 {
+		epochs = epochs[len(epochs)-8:]
+	}
+	return &transport.Packet{Confirm: &transport.Confirm{From: c.cfg.Self, Epochs: slices.Clone(epochs), Durable: c.durable, Want: want}}
 }
 
 // Acked takes an acknowledgement from dest: it durably applied our
@@ -320,6 +406,13 @@ func (c *Courier) Ready(now time.Time) []Send {
 			continue
 		}
 		s := Send{Partition: dest}
+		if c.confirmDue(l) || c.askDue(l, now) {
+			// First, so that it arrives with (or before) the batches.
+			s.ask = c.askDue(l, now)
+			s.confirm = c.durable
+			s.Packets = append(s.Packets, c.confirmPacket(s.ask))
+
+		}
 		if l.sentUpTo > l.acked && len(l.pending) > 0 && !now.Before(l.sentAt.Add(l.resendIn)) {
 			// Nothing acknowledged in time: send everything again. Acks
 			// of resent batches give no round-trip samples (ambiguous).
@@ -329,8 +422,17 @@ func (c *Courier) Ready(now time.Time) []Send {
 		}
 		first := sort.Search(len(l.pending), func(i int) bool { return l.pending[i].Pos > l.sentUpTo })
 		for _, b := range l.pending[first:] {
-			s.Packets = append(s.Packets, &transport.Packet{Messages: &transport.MessageBatch{
-				Origin: c.cfg.Self, OriginPos: b.Pos, Prev: b.Prev, Messages: b.Messages}})
+			pk := &transport.Packet{Messages: &transport.MessageBatch{
+				Origin: c.cfg.Self, OriginPos: b.Pos, Prev: b.Prev, Messages: b.Messages}}
+			if b.Pos > c.durable {
+				// Not durable yet: a step of the current incarnation.
+				if len(c.epochs) == 0 {
+					break // no incarnation to name it by: it waits
+				}
+				pk.SpecEpoch = c.epochs[len(c.epochs)-1]
+				s.specUpTo = b.Pos
+			}
+			s.Packets = append(s.Packets, pk)
 			s.upTo = b.Pos
 		}
 		if c.ackWanted(l) && !now.Before(l.ackAt) {
@@ -409,6 +511,14 @@ func (c *Courier) Result(s Send, err error, now time.Time) {
 		return
 	}
 	l.backoff, l.retryAt = 0, time.Time{}
+	l.specMax = max(l.specMax, s.specUpTo)
+	if s.confirm > 0 || s.ask {
+		l.confirmSent = max(l.confirmSent, s.confirm)
+		l.confirmWant = false
+	}
+	if s.ask {
+		l.askedAt = now
+	}
 	if s.upTo > 0 {
 		if s.upTo > l.sentUpTo {
 			c.stats.Resent += int64(countBetween(l.pending, l.sentUpTo, min(s.upTo, l.maxSent)))
@@ -472,8 +582,15 @@ func (c *Courier) Next(now time.Time) time.Time {
 				at(l.ackAt)
 			}
 		}
-		if l.gapDue {
+		if l.gapDue || c.confirmDue(l) {
 			wants = true
+		}
+		if l.waiting {
+			t := l.askedAt.Add(c.cfg.ResendAfter)
+			if l.retryAt.After(t) {
+				t = l.retryAt
+			}
+			at(t)
 		}
 		if wants {
 			at(l.retryAt)

@@ -481,7 +481,7 @@ func logEntryToProto(e LogEntry) (*partitionspb.LogEntry, error) {
 		if ev == nil {
 			return isNil()
 		}
-		p.Event = &partitionspb.LogEntry_RecoveryCompleted{RecoveryCompleted: &partitionspb.RecoveryCompleted{}}
+		p.Event = &partitionspb.LogEntry_RecoveryCompleted{RecoveryCompleted: &partitionspb.RecoveryCompleted{Learnt: learntToProto(ev.Learnt)}}
 	default:
 		return nil, fmt.Errorf("event type %T (%s) has no encoding", e.Event, name)
 	}
@@ -566,7 +566,7 @@ func logEntryFromProto(p *partitionspb.LogEntry) (LogEntry, error) {
 		}
 		e.Event = &TimerFired{TimerIDs: ids}
 	case *partitionspb.LogEntry_RecoveryCompleted:
-		e.Event = &RecoveryCompleted{}
+		e.Event = &RecoveryCompleted{Learnt: learntFromProto(ev.RecoveryCompleted.GetLearnt())}
 	default:
 		return LogEntry{}, fmt.Errorf("event of type %T has no decoding", p.Event)
 	}
@@ -758,6 +758,8 @@ func stateToProto(s *State) (*partitionspb.State, error) {
 		NextActivityId: s.NextActivityID,
 		NextTimerId:    s.NextTimerID,
 		NextGeneration: s.NextGeneration,
+		Epochs:         s.Epochs,
+		Learnt:         learntToProto(s.Learnt),
 	}
 	if s.Instances != nil {
 		ids := slices.Sorted(maps.Keys(s.Instances))
@@ -832,6 +834,10 @@ func stateFromProto(p *partitionspb.State) (*State, error) {
 		NextTimerID:    p.NextTimerId,
 		NextGeneration: p.NextGeneration,
 	}
+	if len(p.Epochs) > 0 {
+		s.Epochs = p.Epochs
+	}
+	s.Learnt = learntFromProto(p.Learnt)
 	if p.Instances != nil {
 		s.Instances = make(map[string]*Instance, len(p.Instances.Instances))
 		for i, pi := range p.Instances.Instances {
@@ -1008,4 +1014,33 @@ func instanceFromProto(p *partitionspb.Instance) (*Instance, error) {
 		return fail(err)
 	}
 	return inst, nil
+}
+
+// learntToProto encodes State.Learnt (or RecoveryCompleted.Learnt),
+// sorted by origin.
+func learntToProto(m map[int][]uint64) []*partitionspb.LearntEpochs {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]*partitionspb.LearntEpochs, 0, len(m))
+	for _, o := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, &partitionspb.LearntEpochs{Origin: int64(o), Epochs: m[o]})
+	}
+	return out
+}
+
+func learntFromProto(l []*partitionspb.LearntEpochs) map[int][]uint64 {
+	if len(l) == 0 {
+		return nil
+	}
+	m := make(map[int][]uint64, len(l))
+	for _, e := range l {
+		if len(e.Epochs) > 0 {
+			m[int(e.Origin)] = e.Epochs
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }

@@ -92,7 +92,7 @@ func fullEvents() []Event {
 			e.TaskScheduledID, e.Result = 0, []byte(`"ok"`)
 		}))},
 		&TimerFired{TimerIDs: []uint64{3, 1, 2}},
-		&RecoveryCompleted{},
+		&RecoveryCompleted{Learnt: map[int][]uint64{1: {4, 9}, 3: {2}}},
 	}
 }
 
@@ -254,6 +254,8 @@ func fullState() *State {
 	s := NewState(2, 12)
 	s.NextInputPos, s.LastPos = 77, 1234
 	s.NextActivityID, s.NextTimerID, s.NextGeneration = 9, 5, 20
+	s.Epochs = []uint64{3, 77}
+	s.Learnt = map[int][]uint64{0: {5}, 4: {1, 8}}
 	failed := "order!2"
 	s.Instances[failed] = &Instance{ID: failed, Generation: 3,
 		Record: InstanceRecord{Name: "Checkout", Version: "v1", ExecutionID: "exec-1", Status: core.StatusFailed,

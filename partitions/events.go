@@ -75,8 +75,14 @@ type TimerFired struct {
 
 // RecoveryCompleted is logged when a partition starts on a recovered (or
 // new) state. Its effects restart everything volatile: work items,
-// activities, timers, and the re-sending of the outbox.
-type RecoveryCompleted struct{}
+// activities, timers, and the re-sending of the outbox. Its position
+// names the new incarnation (State.Epochs). Learnt carries what the
+// partition learnt of other partitions' incarnations before it rolled
+// back (global speculation), so that it drops, from now on and after any
+// crash, the speculative batches of steps it knows lost.
+type RecoveryCompleted struct {
+	Learnt map[int][]uint64
+}
 
 func (*RecoveryCompleted) eventName() string     { return "RecoveryCompleted" }
 func (*ClientRequestReceived) eventName() string { return "ClientRequestReceived" }

@@ -64,12 +64,20 @@ type cluster struct {
 	nextID atomic.Uint64
 	// courier overrides the courier settings of the partitions.
 	courier *CourierConfig
+	// global runs the partitions under global speculation, on logs whose
+	// commits take a while (so that batches leave before their step is
+	// durable).
+	global  bool
 	cancels []context.CancelFunc
 }
 
 func newCluster(t *testing.T, n int, faults transport.FaultConfig, courier ...CourierConfig) *cluster {
+	return newClusterMode(t, n, false, faults, courier...)
+}
+
+func newClusterMode(t *testing.T, n int, global bool, faults transport.FaultConfig, courier ...CourierConfig) *cluster {
 	t.Helper()
-	c := &cluster{t: t, mem: transport.NewMemory(n), cancels: make([]context.CancelFunc, n)}
+	c := &cluster{t: t, mem: transport.NewMemory(n), cancels: make([]context.CancelFunc, n), global: global}
 	if len(courier) > 0 {
 		c.courier = &courier[0]
 	}
@@ -105,8 +113,12 @@ func (c *cluster) config(i int) Config {
 	if c.courier != nil {
 		cc = *c.courier
 	}
-	return Config{Partition: i, Count: len(c.states), Executor: relayExecutor{}, Transport: c.net,
+	cfg := Config{Partition: i, Count: len(c.states), Executor: relayExecutor{}, Transport: c.net,
 		Pools: NewPools(4, 4, 4), Cursors: NewCursorCache(-1), Courier: cc}
+	if c.global {
+		cfg.Speculation, cfg.Log = SpeculationGlobal, &MemoryLog{Delay: 2 * time.Millisecond}
+	}
+	return cfg
 }
 
 // start (re)starts partition i on its state.
@@ -276,7 +288,12 @@ func TestReceiveErrorPartitionKeepsReading(t *testing.T) {
 // Duplicated and delayed (reordered) batches, acks and resend requests:
 // every signal is applied once, in order per sender.
 func TestRandomFaultsExactlyOnceInOrder(t *testing.T) {
-	c := newCluster(t, 3, transport.FaultConfig{Seed: 3, DropRate: 0.15, DupRate: 0.15, DelayRate: 0.2,
+	t.Run("local", func(t *testing.T) { randomFaultsExactlyOnceInOrder(t, false) })
+	t.Run("global", func(t *testing.T) { randomFaultsExactlyOnceInOrder(t, true) })
+}
+
+func randomFaultsExactlyOnceInOrder(t *testing.T, global bool) {
+	c := newClusterMode(t, 3, global, transport.FaultConfig{Seed: 3, DropRate: 0.15, DupRate: 0.15, DelayRate: 0.2,
 		MaxDelay: 10 * time.Millisecond, FailRate: 0.1, PhantomFailRate: 0.05})
 	var want []string
 	for i := 1; i <= 40; i++ {

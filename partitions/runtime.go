@@ -59,6 +59,10 @@ type Config struct {
 	// MaxPayloadBytes caps orchestration outputs and custom status; larger
 	// ones fail the orchestration.
 	MaxPayloadBytes int
+	// SpecMemory keeps what partitions learnt of each other's
+	// incarnations across their restarts (global speculation; one per
+	// host; nil: none).
+	SpecMemory *SpecMemory
 	// Courier tunes acks, resends and send retries (Self and Count are
 	// set from Partition and Count).
 	Courier CourierConfig
@@ -98,6 +102,16 @@ type Partition struct {
 	waiters    map[string][]waiter
 	received   []receivedMark
 	courier    *Courier
+	deps       *SpecDeps // speculative batches applied, not yet confirmed
+	// incarnation tells this run of the partition from others in the
+	// host's cursor cache: generation numbers repeat after a rollback or
+	// a restart, and a work item of a stopped run may still put its
+	// cursor (of steps that were lost) after the next run began.
+	incarnation uint64
+	// quarantine, after a rollback, is the input position to read up to
+	// (with no speculative batch unsettled) before sending speculatively
+	// again (0: none).
+	quarantine uint64
 	sendTimer  *time.Timer
 	// holding lists the work items started while events waited in logBuf:
 	// the log holds those events back (at most CoalesceWindow from
@@ -153,6 +167,10 @@ type intakeItem struct {
 	checkpoint chan error
 	// resend is another partition's request to resend (not logged).
 	resend *transport.ResendRequest
+	// specEpoch tags a speculative batch (update is its MessagesReceived).
+	specEpoch uint64
+	// confirm is another partition's confirmation (not logged).
+	confirm *transport.Confirm
 	// flushed is closed once everything logged so far is written.
 	flushed chan struct{}
 }
@@ -231,6 +249,9 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		running:     map[uint64]bool{},
 		waiters:     map[string][]waiter{},
 		courier:     NewCourier(cfg.Courier),
+		deps:        NewSpecDeps(state.Learnt, cfg.SpecMemory.Get(cfg.Partition)),
+		quarantine:  cfg.SpecMemory.Quarantine(cfg.Partition),
+		incarnation: runs.Add(1),
 		sendTimer:   time.NewTimer(time.Hour),
 		flushTimer:  time.NewTimer(time.Hour),
 		holding:     map[string]bool{},
@@ -240,6 +261,8 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		logDone:     make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
+	p.courier.SetEpochs(state.Epochs)
+	p.courier.SetDurable(state.LastPos)
 	// The recovered dedup marks are durable: acknowledge them again, in
 	// case the acks were lost with the previous owner.
 	for origin, m := range state.Dedup {
@@ -265,7 +288,7 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		close(p.stopped)
 	}()
 	// The first event restarts what was volatile.
-	p.put(intakeItem{update: &RecoveryCompleted{}})
+	p.put(intakeItem{update: &RecoveryCompleted{Learnt: Learnt(cfg.SpecMemory.Get(cfg.Partition))}})
 	go p.receive(state.NextInputPos)
 	return p, nil
 }
@@ -295,8 +318,8 @@ func (cfg *Config) validate(state *State) error {
 		return fmt.Errorf("partitions: partition %d: Config.PersistStepsFirst contradicts Config.Speculation %v", cfg.Partition, cfg.Speculation)
 	case !cfg.Speculation.valid():
 		return fmt.Errorf("partitions: partition %d: invalid Config.Speculation %v", cfg.Partition, cfg.Speculation)
-	case cfg.Speculation == SpeculationGlobal:
-		return fmt.Errorf("partitions: partition %d: Config.Speculation global is not available in this build", cfg.Partition)
+	case cfg.Speculation == SpeculationGlobal && !carriesSpeculation(cfg.Transport):
+		return fmt.Errorf("partitions: partition %d: Config.Speculation global needs a transport that carries speculative batches (%T does not say it does)", cfg.Partition, cfg.Transport)
 	case cfg.EntityBatchLimit < 0:
 		return fmt.Errorf("partitions: partition %d: Config.EntityBatchLimit is negative (%d)", cfg.Partition, cfg.EntityBatchLimit)
 	case cfg.MaxPayloadBytes < 0:
@@ -390,6 +413,9 @@ func (p *Partition) receive(from uint64) {
 				it.update = &ClientRequestReceived{InputPos: it.inputPos, Request: pk.Request}
 			case pk.Messages != nil:
 				it.update = &MessagesReceived{InputPos: it.inputPos, Batch: pk.Messages}
+				it.specEpoch = pk.SpecEpoch
+			case pk.Confirm != nil:
+				it.confirm = pk.Confirm
 			case pk.Ack != nil:
 				it.update = &AckReceived{InputPos: it.inputPos, Ack: pk.Ack}
 			case pk.Resend != nil:
@@ -447,6 +473,7 @@ func (p *Partition) loop() {
 		}
 		p.dispatch()
 		p.flushLogSoon()
+		p.courier.WaitOn(p.deps.Waiting(), time.Now())
 		p.pump()
 		p.state.Evict(p.busy)
 		res, loads, evicts := p.state.BackingStats()
@@ -485,7 +512,15 @@ func (p *Partition) handle(it intakeItem) {
 		p.read(it.read)
 	case it.resend != nil:
 		p.courier.ResendRequested(it.resend.From, it.resend.After)
+	case it.confirm != nil:
+		p.learn(it.confirm)
 	case it.update != nil:
+		if mr, ok := it.update.(*MessagesReceived); ok && it.specEpoch != 0 &&
+			!p.deps.Admit(p.pos+1, mr.Batch.Origin, it.specEpoch, mr.Batch.OriginPos) {
+			// Its step was lost with its origin's incarnation: as if
+			// never sent (the origin sends what replaced it).
+			return
+		}
 		p.lastEvent = time.Now()
 		p.pos++
 		e := LogEntry{Pos: p.pos, At: time.Now(), Event: it.update}
@@ -498,18 +533,72 @@ func (p *Partition) handle(it intakeItem) {
 	}
 }
 
-// flushLog hands the events waiting in logBuf to the log worker now.
+// flushLog hands the events waiting in logBuf to the log worker now, up
+// to the first speculative batch not yet confirmed by its origin
+// (doc/speculation.md).
 func (p *Partition) flushLog() {
 	if len(p.holding) > 0 {
 		clear(p.holding)
 		p.holdSince = time.Time{}
 	}
-	if len(p.logBuf) == 0 {
+	n := len(p.logBuf)
+	if limit := p.deps.Limit(); n > 0 && p.logBuf[n-1].Pos > limit {
+		n = sort.Search(n, func(i int) bool { return p.logBuf[i].Pos > limit })
+	}
+	if n == 0 {
 		return
 	}
-	p.toLog(logItem{entries: p.logBuf})
-	p.logBuf = nil
+	p.toLog(logItem{entries: p.logBuf[:n:n]})
+	p.logBuf = append([]LogEntry(nil), p.logBuf[n:]...)
 }
+
+// learn takes another partition's confirmation: it may settle speculative
+// batches applied here (their entries may then be logged), or show that
+// one of their steps was lost, and then the partition rolls back: it
+// fails, and its host recovers it from storage, whose state depends on no
+// step that was not durable.
+func (p *Partition) learn(c *transport.Confirm) {
+	if c.Want {
+		p.courier.ConfirmWanted(c.From)
+	}
+	lost := p.deps.Learn(c)
+	p.cfg.SpecMemory.Put(p.cfg.Partition, p.deps.Known())
+	if lost == "" {
+		return
+	}
+	p.log.Warn("a speculative step this partition applied was lost; rolling back to the durable state", slog.String("dependency", lost))
+	p.cfg.SpecMemory.RolledBack(p.cfg.Partition, p.inputSeen)
+	p.fail(fmt.Errorf("partition %d: %w: %s", p.cfg.Partition, ErrSpeculationLost, lost))
+	p.cancel()
+}
+
+// runs numbers the partition runs of the process.
+var runs atomic.Uint64
+
+// cursorGen is the cursor cache's generation for a session generation of
+// this run.
+func (p *Partition) cursorGen(gen uint64) uint64 { return gen ^ p.incarnation<<40 }
+
+// speculating reports whether new batches may leave before their step is
+// durable: under global speculation, once this incarnation's start is
+// durable (so that its number is never reused), with nothing older
+// waiting, and not in quarantine after a rollback.
+func (p *Partition) speculating() bool {
+	if p.cfg.Speculation != SpeculationGlobal || p.durablePos < p.state.Epoch() || len(p.unsent) > 0 {
+		return false
+	}
+	if p.quarantine > 0 {
+		if p.state.NextInputPos < p.quarantine || p.deps.Pending() > 0 {
+			return false
+		}
+		p.quarantine = 0
+	}
+	return true
+}
+
+// ErrSpeculationLost is the error of a partition that rolled back because
+// a speculative step it applied was lost by its origin.
+var ErrSpeculationLost = errors.New("speculative step lost")
 
 // flushLogSoon flushes the log unless work items started by the waiting
 // events are still running and the coalescing window has not passed: their
@@ -699,7 +788,16 @@ func (p *Partition) apply(e LogEntry) {
 			p.timers.add(id, m.Event.FireAt)
 		}
 	}
-	p.unsent = append(p.unsent, fx.Outbox...)
+	if _, ok := e.Event.(*RecoveryCompleted); ok {
+		p.courier.SetEpochs(p.state.Epochs)
+	}
+	if len(fx.Outbox) > 0 && p.speculating() {
+		// Global: the batches leave now, tagged with this incarnation,
+		// which is durable (so never reused for other steps).
+		p.courier.Speculative(fx.Outbox...)
+	} else {
+		p.unsent = append(p.unsent, fx.Outbox...)
+	}
 	for _, r := range fx.Responses {
 		p.responses = append(p.responses, pendingResponse{pos: e.Pos, resp: r})
 	}
@@ -735,6 +833,7 @@ func (p *Partition) onDurable(d durableMark) {
 		}
 		p.unapplied = p.unapplied[n:]
 	}
+	p.courier.SetDurable(p.durablePos)
 	n := 0
 	for n < len(p.unsent) && p.unsent[n].Pos <= p.durablePos {
 		n++
@@ -894,13 +993,13 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		case <-p.stopping:
 			return // redone from the session by the next owner
 		}
-		cur := p.cfg.Cursors.Take(id, gen)
+		cur := p.cfg.Cursors.Take(id, p.cursorGen(gen))
 		res := p.cfg.Executor.ExecuteOrchestration(&OrchestrationWork{InstanceID: id, History: history, NewEvents: pending,
 			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
 		<-p.cfg.Pools.Orchestrations
 		p.checkSizes(id, res)
 		if res.Cursor != nil {
-			p.cfg.Cursors.Put(id, gen, res.Cursor, historyBytes(history, res.NewEvents))
+			p.cfg.Cursors.Put(id, p.cursorGen(gen), res.Cursor, historyBytes(history, res.NewEvents))
 		}
 		ev := &BatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), NewEvents: res.NewEvents,
 			Activities: res.Activities, Timers: res.Timers, Messages: res.Messages, Status: res.Status,
@@ -1027,7 +1126,7 @@ func (p *Partition) Stop(ctx context.Context) error {
 		// lasts.
 		for backoff := ckptRetryMin; ; backoff = min(2*backoff, ckptRetryMax) {
 			err := p.Checkpoint(ctx)
-			if err == nil || errors.Is(err, ErrStopped) {
+			if err == nil || errors.Is(err, ErrStopped) || errors.Is(err, errSpeculationPending) {
 				break
 			}
 			if ctx.Err() != nil || p.failure() != nil {
@@ -1063,6 +1162,11 @@ func (p *Partition) failure() error {
 }
 
 var errCheckpointBusy = errors.New("a checkpoint is in progress")
+
+// errSpeculationPending refuses a checkpoint while speculative batches
+// applied wait for their origins' confirmation. Stop then leaves the log
+// as it is: the next owner replays it (and reads those batches again).
+var errSpeculationPending = errors.New("speculative batches applied are not yet confirmed by their origins")
 
 // Checkpoint takes a checkpoint now and waits until it is durable. If one
 // is already being written it waits for that one and retries.

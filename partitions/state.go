@@ -44,6 +44,14 @@ type State struct {
 	// sub-position) applied.
 	Dedup map[int]DedupMark
 
+	// Epochs lists the commit positions of the latest RecoveryCompleted
+	// events (the partition's incarnations), ascending, at most
+	// maxEpochs: global speculation names a step by (incarnation,
+	// position), as positions are reused after a crash.
+	Epochs []uint64
+	// Learnt holds, per other partition, its latest incarnations as last
+	// learnt by a rollback (RecoveryCompleted.Learnt).
+	Learnt map[int][]uint64
 	// Requests remembers the answers to recent client update requests, so
 	// that a retried request is not applied twice (requests.go; nil until
 	// the first one).
@@ -148,6 +156,18 @@ type DedupOrigin struct {
 	Pos    uint64
 }
 
+// maxEpochs bounds State.Epochs.
+const maxEpochs = 64
+
+// Epoch returns the current incarnation: the position of the last
+// RecoveryCompleted applied (0 before any).
+func (s *State) Epoch() uint64 {
+	if len(s.Epochs) == 0 {
+		return 0
+	}
+	return s.Epochs[len(s.Epochs)-1]
+}
+
 // NewState returns the empty state of a partition.
 func NewState(partition, count int) *State {
 	return &State{
@@ -187,6 +207,21 @@ func (s *State) Apply(pos uint64, at time.Time, ev Event, fx *Effects) {
 			a.deliver(e.Reply)
 		}
 	case *RecoveryCompleted:
+		s.Epochs = append(s.Epochs, pos)
+		if len(s.Epochs) > maxEpochs {
+			s.Epochs = slices.Clone(s.Epochs[len(s.Epochs)-maxEpochs:])
+		}
+		for o, es := range e.Learnt {
+			if len(es) == 0 {
+				continue
+			}
+			if old := s.Learnt[o]; len(old) == 0 || old[len(old)-1] < es[len(es)-1] {
+				if s.Learnt == nil {
+					s.Learnt = map[int][]uint64{}
+				}
+				s.Learnt[o] = slices.Clone(es)
+			}
+		}
 		a.recoveryCompleted()
 	case *TimerFired:
 		for _, id := range e.TimerIDs {

@@ -110,7 +110,7 @@ func (f *Faulty) Stats() FaultStats {
 func (f *Faulty) Settle() { f.pending.Wait() }
 
 func (f *Faulty) faultable(pk *Packet) bool {
-	if pk.Messages != nil || pk.Ack != nil || pk.Resend != nil {
+	if pk.Messages != nil || pk.Ack != nil || pk.Resend != nil || pk.Confirm != nil {
 		return true
 	}
 	return f.cfg.Clients && (pk.Request != nil || pk.Response != nil)
@@ -263,3 +263,10 @@ func (f *Faulty) SendToLoadMonitor(packets ...*Packet) error {
 
 // PartitionCount passes through.
 func (f *Faulty) PartitionCount() int { return f.inner.PartitionCount() }
+
+// CarriesSpeculation says whether the wrapped transport carries
+// speculative batches and confirmations: the faults never alter a packet.
+func (f *Faulty) CarriesSpeculation() bool {
+	c, ok := f.inner.(interface{ CarriesSpeculation() bool })
+	return ok && c.CarriesSpeculation()
+}

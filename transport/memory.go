@@ -210,3 +210,7 @@ func (m *Memory) Close() {
 	}
 	m.load.close()
 }
+
+// CarriesSpeculation says that packets arrive as sent, speculative
+// batches and confirmations included (they are passed by reference).
+func (m *Memory) CarriesSpeculation() bool { return true }

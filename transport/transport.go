@@ -22,11 +22,19 @@ var ErrClosed = errors.New("transport: closed")
 var ErrPositionGone = errors.New("transport: position is gone from the queue")
 
 // Packet is one unit delivered through a queue. Exactly one of the
-// payload fields is set.
+// payload fields is set (SpecEpoch goes with Messages).
 type Packet struct {
 	// Messages from another partition: task messages stamped with their
 	// origin for deduplication.
 	Messages *MessageBatch
+	// SpecEpoch, if not 0, says that Messages left before the step that
+	// produced them was durable (global speculation): the receiver must
+	// not make anything durable that depends on them until the origin
+	// confirms the step in its incarnation SpecEpoch (see Confirm). A
+	// transport that cannot carry it must not carry speculative batches.
+	SpecEpoch uint64
+	// Confirm tells which of the sender's steps are durable.
+	Confirm *Confirm
 	// Request from a client to a partition.
 	Request *ClientRequest
 	// Response from a partition to a client.
@@ -53,6 +61,22 @@ type MessageBatch struct {
 	FirstSub  uint32
 	Prev      uint64
 	Messages  []*core.TaskMessage
+}
+
+// Confirm is a partition's word on which of its steps are durable, for
+// the receivers of its speculative batches. An incarnation of a partition
+// is named by the commit position of the recovery that started it; a
+// step is (incarnation, position). Epochs lists the sender's latest
+// incarnations in ascending order, the current one last: the steps of an
+// earlier incarnation that are durable are exactly those before the start
+// of the next one, and the steps of the current one are durable up to
+// Durable. Want asks the receiver for its own Confirm (the sender waits
+// on the receiver's steps).
+type Confirm struct {
+	From    int
+	Epochs  []uint64
+	Durable uint64
+	Want    bool
 }
 
 // ResendRequest asks the partition it is sent to to resend what it sent

@@ -1177,9 +1177,12 @@ func (x *TimerFired) GetTimerIds() *Uint64List {
 	return nil
 }
 
-// RecoveryCompleted mirrors partitions.RecoveryCompleted (no fields).
+// RecoveryCompleted mirrors partitions.RecoveryCompleted.
 type RecoveryCompleted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the partition learnt of other partitions' incarnations (global
+	// speculation), sorted by origin; empty for none.
+	Learnt        []*LearntEpochs `protobuf:"bytes,1,rep,name=learnt,proto3" json:"learnt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1214,6 +1217,67 @@ func (*RecoveryCompleted) Descriptor() ([]byte, []int) {
 	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{14}
 }
 
+func (x *RecoveryCompleted) GetLearnt() []*LearntEpochs {
+	if x != nil {
+		return x.Learnt
+	}
+	return nil
+}
+
+// LearntEpochs is one entry of partitions.State.Learnt: another
+// partition's latest incarnations, ascending.
+type LearntEpochs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        int64                  `protobuf:"zigzag64,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Epochs        []uint64               `protobuf:"varint,2,rep,packed,name=epochs,proto3" json:"epochs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LearntEpochs) Reset() {
+	*x = LearntEpochs{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LearntEpochs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LearntEpochs) ProtoMessage() {}
+
+func (x *LearntEpochs) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LearntEpochs.ProtoReflect.Descriptor instead.
+func (*LearntEpochs) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LearntEpochs) GetOrigin() int64 {
+	if x != nil {
+		return x.Origin
+	}
+	return 0
+}
+
+func (x *LearntEpochs) GetEpochs() []uint64 {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
 // TaskMessageList is a []*core.TaskMessage that may be nil. Its elements
 // are never nil.
 type TaskMessageList struct {
@@ -1225,7 +1289,7 @@ type TaskMessageList struct {
 
 func (x *TaskMessageList) Reset() {
 	*x = TaskMessageList{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1301,7 @@ func (x *TaskMessageList) String() string {
 func (*TaskMessageList) ProtoMessage() {}
 
 func (x *TaskMessageList) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[15]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1314,7 @@ func (x *TaskMessageList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageList.ProtoReflect.Descriptor instead.
 func (*TaskMessageList) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{15}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TaskMessageList) GetMessages() []*corepb.TaskMessage {
@@ -1270,7 +1334,7 @@ type Uint64List struct {
 
 func (x *Uint64List) Reset() {
 	*x = Uint64List{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1346,7 @@ func (x *Uint64List) String() string {
 func (*Uint64List) ProtoMessage() {}
 
 func (x *Uint64List) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[16]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1359,7 @@ func (x *Uint64List) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Uint64List.ProtoReflect.Descriptor instead.
 func (*Uint64List) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{16}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Uint64List) GetValues() []uint64 {
@@ -1317,7 +1381,7 @@ type EntityState struct {
 
 func (x *EntityState) Reset() {
 	*x = EntityState{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1393,7 @@ func (x *EntityState) String() string {
 func (*EntityState) ProtoMessage() {}
 
 func (x *EntityState) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[17]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1406,7 @@ func (x *EntityState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityState.ProtoReflect.Descriptor instead.
 func (*EntityState) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{17}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EntityState) GetState() *corepb.EntityState {
@@ -1378,14 +1442,20 @@ type State struct {
 	OutboxLast *OutboxLastMap `protobuf:"bytes,13,opt,name=outbox_last,json=outboxLast,proto3" json:"outbox_last,omitempty"`
 	// The answers to recent client update requests, for deduplication
 	// (absent: none recorded yet).
-	Requests      *RequestLog `protobuf:"bytes,14,opt,name=requests,proto3" json:"requests,omitempty"`
+	Requests *RequestLog `protobuf:"bytes,14,opt,name=requests,proto3" json:"requests,omitempty"`
+	// The commit positions of the partition's latest recoveries (its
+	// incarnations), ascending; empty for none.
+	Epochs []uint64 `protobuf:"varint,15,rep,packed,name=epochs,proto3" json:"epochs,omitempty"`
+	// What the partition learnt of other partitions' incarnations, sorted
+	// by origin; empty for none.
+	Learnt        []*LearntEpochs `protobuf:"bytes,16,rep,name=learnt,proto3" json:"learnt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1467,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[18]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1480,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{18}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *State) GetPartition() int64 {
@@ -1511,6 +1581,20 @@ func (x *State) GetRequests() *RequestLog {
 	return nil
 }
 
+func (x *State) GetEpochs() []uint64 {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
+func (x *State) GetLearnt() []*LearntEpochs {
+	if x != nil {
+		return x.Learnt
+	}
+	return nil
+}
+
 // RequestLog mirrors partitions.RequestLog: per client (sorted by id), the
 // answers to its recent update requests in the order they were applied.
 type RequestLog struct {
@@ -1524,7 +1608,7 @@ type RequestLog struct {
 
 func (x *RequestLog) Reset() {
 	*x = RequestLog{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1620,7 @@ func (x *RequestLog) String() string {
 func (*RequestLog) ProtoMessage() {}
 
 func (x *RequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1633,7 @@ func (x *RequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
 func (*RequestLog) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RequestLog) GetClients() []*ClientRequestLog {
@@ -1578,7 +1662,7 @@ type ClientRequestLog struct {
 
 func (x *ClientRequestLog) Reset() {
 	*x = ClientRequestLog{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1674,7 @@ func (x *ClientRequestLog) String() string {
 func (*ClientRequestLog) ProtoMessage() {}
 
 func (x *ClientRequestLog) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1687,7 @@ func (x *ClientRequestLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientRequestLog.ProtoReflect.Descriptor instead.
 func (*ClientRequestLog) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClientRequestLog) GetClientId() []byte {
@@ -1635,7 +1719,7 @@ type RequestAnswer struct {
 
 func (x *RequestAnswer) Reset() {
 	*x = RequestAnswer{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1731,7 @@ func (x *RequestAnswer) String() string {
 func (*RequestAnswer) ProtoMessage() {}
 
 func (x *RequestAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1744,7 @@ func (x *RequestAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestAnswer.ProtoReflect.Descriptor instead.
 func (*RequestAnswer) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RequestAnswer) GetRequestId() uint64 {
@@ -1709,7 +1793,7 @@ type OutboxLastMap struct {
 
 func (x *OutboxLastMap) Reset() {
 	*x = OutboxLastMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1805,7 @@ func (x *OutboxLastMap) String() string {
 func (*OutboxLastMap) ProtoMessage() {}
 
 func (x *OutboxLastMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1818,7 @@ func (x *OutboxLastMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxLastMap.ProtoReflect.Descriptor instead.
 func (*OutboxLastMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OutboxLastMap) GetEntries() []*OutboxLastEntry {
@@ -1755,7 +1839,7 @@ type OutboxLastEntry struct {
 
 func (x *OutboxLastEntry) Reset() {
 	*x = OutboxLastEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +1851,7 @@ func (x *OutboxLastEntry) String() string {
 func (*OutboxLastEntry) ProtoMessage() {}
 
 func (x *OutboxLastEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +1864,7 @@ func (x *OutboxLastEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxLastEntry.ProtoReflect.Descriptor instead.
 func (*OutboxLastEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OutboxLastEntry) GetDest() int64 {
@@ -1808,7 +1892,7 @@ type InstanceMap struct {
 
 func (x *InstanceMap) Reset() {
 	*x = InstanceMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +1904,7 @@ func (x *InstanceMap) String() string {
 func (*InstanceMap) ProtoMessage() {}
 
 func (x *InstanceMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +1917,7 @@ func (x *InstanceMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceMap.ProtoReflect.Descriptor instead.
 func (*InstanceMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InstanceMap) GetInstances() []*Instance {
@@ -1860,7 +1944,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1956,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +1969,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Instance) GetId() []byte {
@@ -1966,7 +2050,7 @@ type InstanceRecord struct {
 
 func (x *InstanceRecord) Reset() {
 	*x = InstanceRecord{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2062,7 @@ func (x *InstanceRecord) String() string {
 func (*InstanceRecord) ProtoMessage() {}
 
 func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2075,7 @@ func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceRecord.ProtoReflect.Descriptor instead.
 func (*InstanceRecord) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *InstanceRecord) GetName() []byte {
@@ -2095,7 +2179,7 @@ type TagMap struct {
 
 func (x *TagMap) Reset() {
 	*x = TagMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2191,7 @@ func (x *TagMap) String() string {
 func (*TagMap) ProtoMessage() {}
 
 func (x *TagMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2204,7 @@ func (x *TagMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMap.ProtoReflect.Descriptor instead.
 func (*TagMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TagMap) GetTags() []*corepb.Tag {
@@ -2140,7 +2224,7 @@ type TaskMessageMap struct {
 
 func (x *TaskMessageMap) Reset() {
 	*x = TaskMessageMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2236,7 @@ func (x *TaskMessageMap) String() string {
 func (*TaskMessageMap) ProtoMessage() {}
 
 func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2249,7 @@ func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageMap.ProtoReflect.Descriptor instead.
 func (*TaskMessageMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskMessageMap) GetEntries() []*TaskMessageEntry {
@@ -2187,7 +2271,7 @@ type TaskMessageEntry struct {
 
 func (x *TaskMessageEntry) Reset() {
 	*x = TaskMessageEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2283,7 @@ func (x *TaskMessageEntry) String() string {
 func (*TaskMessageEntry) ProtoMessage() {}
 
 func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2296,7 @@ func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageEntry.ProtoReflect.Descriptor instead.
 func (*TaskMessageEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskMessageEntry) GetId() uint64 {
@@ -2240,7 +2324,7 @@ type OutboxList struct {
 
 func (x *OutboxList) Reset() {
 	*x = OutboxList{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2336,7 @@ func (x *OutboxList) String() string {
 func (*OutboxList) ProtoMessage() {}
 
 func (x *OutboxList) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2349,7 @@ func (x *OutboxList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxList.ProtoReflect.Descriptor instead.
 func (*OutboxList) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OutboxList) GetBatches() []*OutboxBatch {
@@ -2288,7 +2372,7 @@ type OutboxBatch struct {
 
 func (x *OutboxBatch) Reset() {
 	*x = OutboxBatch{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2384,7 @@ func (x *OutboxBatch) String() string {
 func (*OutboxBatch) ProtoMessage() {}
 
 func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2397,7 @@ func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxBatch.ProtoReflect.Descriptor instead.
 func (*OutboxBatch) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *OutboxBatch) GetPos() uint64 {
@@ -2354,7 +2438,7 @@ type DedupMap struct {
 
 func (x *DedupMap) Reset() {
 	*x = DedupMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2450,7 @@ func (x *DedupMap) String() string {
 func (*DedupMap) ProtoMessage() {}
 
 func (x *DedupMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2463,7 @@ func (x *DedupMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupMap.ProtoReflect.Descriptor instead.
 func (*DedupMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{32}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DedupMap) GetEntries() []*DedupEntry {
@@ -2401,7 +2485,7 @@ type DedupEntry struct {
 
 func (x *DedupEntry) Reset() {
 	*x = DedupEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[33]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2497,7 @@ func (x *DedupEntry) String() string {
 func (*DedupEntry) ProtoMessage() {}
 
 func (x *DedupEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[33]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2510,7 @@ func (x *DedupEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupEntry.ProtoReflect.Descriptor instead.
 func (*DedupEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{33}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DedupEntry) GetOrigin() int64 {
@@ -2467,7 +2551,7 @@ type StoreCheckpoint struct {
 
 func (x *StoreCheckpoint) Reset() {
 	*x = StoreCheckpoint{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[34]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2563,7 @@ func (x *StoreCheckpoint) String() string {
 func (*StoreCheckpoint) ProtoMessage() {}
 
 func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[34]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2576,7 @@ func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoreCheckpoint) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{34}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StoreCheckpoint) GetState() []byte {
@@ -2636,8 +2720,12 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x05reply\x18\x02 \x01(\v2\x1e.netherite.core.v1.TaskMessageR\x05reply\"N\n" +
 	"\n" +
 	"TimerFired\x12@\n" +
-	"\ttimer_ids\x18\x01 \x01(\v2#.netherite.partitions.v1.Uint64ListR\btimerIds\"\x13\n" +
-	"\x11RecoveryCompleted\"M\n" +
+	"\ttimer_ids\x18\x01 \x01(\v2#.netherite.partitions.v1.Uint64ListR\btimerIds\"R\n" +
+	"\x11RecoveryCompleted\x12=\n" +
+	"\x06learnt\x18\x01 \x03(\v2%.netherite.partitions.v1.LearntEpochsR\x06learnt\">\n" +
+	"\fLearntEpochs\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\x12R\x06origin\x12\x16\n" +
+	"\x06epochs\x18\x02 \x03(\x04R\x06epochs\"M\n" +
 	"\x0fTaskMessageList\x12:\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1e.netherite.core.v1.TaskMessageR\bmessages\"$\n" +
 	"\n" +
@@ -2646,7 +2734,7 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\vEntityState\x124\n" +
 	"\x05state\x18\x01 \x01(\v2\x1e.netherite.core.v1.EntityStateR\x05state\x12\x1f\n" +
 	"\vqueue_empty\x18\x02 \x01(\bR\n" +
-	"queueEmpty\"\xc1\x05\n" +
+	"queueEmpty\"\x98\x06\n" +
 	"\x05State\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x12R\x05count\x12B\n" +
@@ -2665,7 +2753,9 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x0fnext_generation\x18\f \x01(\x04R\x0enextGeneration\x12G\n" +
 	"\voutbox_last\x18\r \x01(\v2&.netherite.partitions.v1.OutboxLastMapR\n" +
 	"outboxLast\x12?\n" +
-	"\brequests\x18\x0e \x01(\v2#.netherite.partitions.v1.RequestLogR\brequests\"\x8b\x01\n" +
+	"\brequests\x18\x0e \x01(\v2#.netherite.partitions.v1.RequestLogR\brequests\x12\x16\n" +
+	"\x06epochs\x18\x0f \x03(\x04R\x06epochs\x12=\n" +
+	"\x06learnt\x18\x10 \x03(\v2%.netherite.partitions.v1.LearntEpochsR\x06learnt\"\x8b\x01\n" +
 	"\n" +
 	"RequestLog\x12C\n" +
 	"\aclients\x18\x01 \x03(\v2).netherite.partitions.v1.ClientRequestLogR\aclients\x128\n" +
@@ -2759,7 +2849,7 @@ func file_partitions_partitionspb_partitions_proto_rawDescGZIP() []byte {
 	return file_partitions_partitionspb_partitions_proto_rawDescData
 }
 
-var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Time)(nil),                    // 0: netherite.partitions.v1.Time
 	(*LogEntry)(nil),                // 1: netherite.partitions.v1.LogEntry
@@ -2776,34 +2866,35 @@ var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*ActivityCompleted)(nil),       // 12: netherite.partitions.v1.ActivityCompleted
 	(*TimerFired)(nil),              // 13: netherite.partitions.v1.TimerFired
 	(*RecoveryCompleted)(nil),       // 14: netherite.partitions.v1.RecoveryCompleted
-	(*TaskMessageList)(nil),         // 15: netherite.partitions.v1.TaskMessageList
-	(*Uint64List)(nil),              // 16: netherite.partitions.v1.Uint64List
-	(*EntityState)(nil),             // 17: netherite.partitions.v1.EntityState
-	(*State)(nil),                   // 18: netherite.partitions.v1.State
-	(*RequestLog)(nil),              // 19: netherite.partitions.v1.RequestLog
-	(*ClientRequestLog)(nil),        // 20: netherite.partitions.v1.ClientRequestLog
-	(*RequestAnswer)(nil),           // 21: netherite.partitions.v1.RequestAnswer
-	(*OutboxLastMap)(nil),           // 22: netherite.partitions.v1.OutboxLastMap
-	(*OutboxLastEntry)(nil),         // 23: netherite.partitions.v1.OutboxLastEntry
-	(*InstanceMap)(nil),             // 24: netherite.partitions.v1.InstanceMap
-	(*Instance)(nil),                // 25: netherite.partitions.v1.Instance
-	(*InstanceRecord)(nil),          // 26: netherite.partitions.v1.InstanceRecord
-	(*TagMap)(nil),                  // 27: netherite.partitions.v1.TagMap
-	(*TaskMessageMap)(nil),          // 28: netherite.partitions.v1.TaskMessageMap
-	(*TaskMessageEntry)(nil),        // 29: netherite.partitions.v1.TaskMessageEntry
-	(*OutboxList)(nil),              // 30: netherite.partitions.v1.OutboxList
-	(*OutboxBatch)(nil),             // 31: netherite.partitions.v1.OutboxBatch
-	(*DedupMap)(nil),                // 32: netherite.partitions.v1.DedupMap
-	(*DedupEntry)(nil),              // 33: netherite.partitions.v1.DedupEntry
-	(*StoreCheckpoint)(nil),         // 34: netherite.partitions.v1.StoreCheckpoint
-	(*corepb.HistoryEvent)(nil),     // 35: netherite.core.v1.HistoryEvent
-	(corepb.RuntimeStatus)(0),       // 36: netherite.core.v1.RuntimeStatus
-	(*corepb.HistoryEventList)(nil), // 37: netherite.core.v1.HistoryEventList
-	(*corepb.FailureDetails)(nil),   // 38: netherite.core.v1.FailureDetails
-	(*corepb.TaskMessage)(nil),      // 39: netherite.core.v1.TaskMessage
-	(*corepb.EntityState)(nil),      // 40: netherite.core.v1.EntityState
-	(*corepb.ParentInstance)(nil),   // 41: netherite.core.v1.ParentInstance
-	(*corepb.Tag)(nil),              // 42: netherite.core.v1.Tag
+	(*LearntEpochs)(nil),            // 15: netherite.partitions.v1.LearntEpochs
+	(*TaskMessageList)(nil),         // 16: netherite.partitions.v1.TaskMessageList
+	(*Uint64List)(nil),              // 17: netherite.partitions.v1.Uint64List
+	(*EntityState)(nil),             // 18: netherite.partitions.v1.EntityState
+	(*State)(nil),                   // 19: netherite.partitions.v1.State
+	(*RequestLog)(nil),              // 20: netherite.partitions.v1.RequestLog
+	(*ClientRequestLog)(nil),        // 21: netherite.partitions.v1.ClientRequestLog
+	(*RequestAnswer)(nil),           // 22: netherite.partitions.v1.RequestAnswer
+	(*OutboxLastMap)(nil),           // 23: netherite.partitions.v1.OutboxLastMap
+	(*OutboxLastEntry)(nil),         // 24: netherite.partitions.v1.OutboxLastEntry
+	(*InstanceMap)(nil),             // 25: netherite.partitions.v1.InstanceMap
+	(*Instance)(nil),                // 26: netherite.partitions.v1.Instance
+	(*InstanceRecord)(nil),          // 27: netherite.partitions.v1.InstanceRecord
+	(*TagMap)(nil),                  // 28: netherite.partitions.v1.TagMap
+	(*TaskMessageMap)(nil),          // 29: netherite.partitions.v1.TaskMessageMap
+	(*TaskMessageEntry)(nil),        // 30: netherite.partitions.v1.TaskMessageEntry
+	(*OutboxList)(nil),              // 31: netherite.partitions.v1.OutboxList
+	(*OutboxBatch)(nil),             // 32: netherite.partitions.v1.OutboxBatch
+	(*DedupMap)(nil),                // 33: netherite.partitions.v1.DedupMap
+	(*DedupEntry)(nil),              // 34: netherite.partitions.v1.DedupEntry
+	(*StoreCheckpoint)(nil),         // 35: netherite.partitions.v1.StoreCheckpoint
+	(*corepb.HistoryEvent)(nil),     // 36: netherite.core.v1.HistoryEvent
+	(corepb.RuntimeStatus)(0),       // 37: netherite.core.v1.RuntimeStatus
+	(*corepb.HistoryEventList)(nil), // 38: netherite.core.v1.HistoryEventList
+	(*corepb.FailureDetails)(nil),   // 39: netherite.core.v1.FailureDetails
+	(*corepb.TaskMessage)(nil),      // 40: netherite.core.v1.TaskMessage
+	(*corepb.EntityState)(nil),      // 41: netherite.core.v1.EntityState
+	(*corepb.ParentInstance)(nil),   // 42: netherite.core.v1.ParentInstance
+	(*corepb.Tag)(nil),              // 43: netherite.core.v1.Tag
 }
 var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	0,  // 0: netherite.partitions.v1.LogEntry.at:type_name -> netherite.partitions.v1.Time
@@ -2817,65 +2908,67 @@ var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	14, // 8: netherite.partitions.v1.LogEntry.recovery_completed:type_name -> netherite.partitions.v1.RecoveryCompleted
 	3,  // 9: netherite.partitions.v1.ClientRequestReceived.request:type_name -> netherite.partitions.v1.ClientRequest
 	0,  // 10: netherite.partitions.v1.ClientRequest.timestamp:type_name -> netherite.partitions.v1.Time
-	35, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
+	36, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
 	4,  // 12: netherite.partitions.v1.ClientRequest.filter:type_name -> netherite.partitions.v1.Filter
 	0,  // 13: netherite.partitions.v1.ClientRequest.deadline:type_name -> netherite.partitions.v1.Time
 	0,  // 14: netherite.partitions.v1.Filter.created_from:type_name -> netherite.partitions.v1.Time
 	0,  // 15: netherite.partitions.v1.Filter.created_to:type_name -> netherite.partitions.v1.Time
 	5,  // 16: netherite.partitions.v1.Filter.statuses:type_name -> netherite.partitions.v1.RuntimeStatusList
-	36, // 17: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
+	37, // 17: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
 	7,  // 18: netherite.partitions.v1.MessagesReceived.batch:type_name -> netherite.partitions.v1.MessageBatch
-	15, // 19: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	16, // 19: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
 	9,  // 20: netherite.partitions.v1.AckReceived.ack:type_name -> netherite.partitions.v1.Ack
-	37, // 21: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
-	15, // 22: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
-	15, // 23: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
-	15, // 24: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	36, // 25: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
-	38, // 26: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
-	35, // 27: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
-	37, // 28: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
-	17, // 29: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
-	15, // 30: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	39, // 31: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
-	16, // 32: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
-	39, // 33: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
-	40, // 34: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
-	24, // 35: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
-	28, // 36: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
-	28, // 37: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
-	30, // 38: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
-	32, // 39: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
-	22, // 40: netherite.partitions.v1.State.outbox_last:type_name -> netherite.partitions.v1.OutboxLastMap
-	19, // 41: netherite.partitions.v1.State.requests:type_name -> netherite.partitions.v1.RequestLog
-	20, // 42: netherite.partitions.v1.RequestLog.clients:type_name -> netherite.partitions.v1.ClientRequestLog
-	0,  // 43: netherite.partitions.v1.RequestLog.swept_at:type_name -> netherite.partitions.v1.Time
-	21, // 44: netherite.partitions.v1.ClientRequestLog.requests:type_name -> netherite.partitions.v1.RequestAnswer
-	0,  // 45: netherite.partitions.v1.RequestAnswer.at:type_name -> netherite.partitions.v1.Time
-	23, // 46: netherite.partitions.v1.OutboxLastMap.entries:type_name -> netherite.partitions.v1.OutboxLastEntry
-	25, // 47: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
-	26, // 48: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
-	37, // 49: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
-	17, // 50: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
-	37, // 51: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
-	36, // 52: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
-	0,  // 53: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
-	0,  // 54: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
-	0,  // 55: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
-	38, // 56: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
-	41, // 57: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
-	27, // 58: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
-	42, // 59: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
-	29, // 60: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
-	39, // 61: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
-	31, // 62: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
-	15, // 63: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	33, // 64: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
-	65, // [65:65] is the sub-list for method output_type
-	65, // [65:65] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	38, // 21: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
+	16, // 22: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
+	16, // 23: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
+	16, // 24: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	37, // 25: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
+	39, // 26: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
+	36, // 27: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
+	38, // 28: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
+	18, // 29: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
+	16, // 30: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	40, // 31: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
+	17, // 32: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
+	15, // 33: netherite.partitions.v1.RecoveryCompleted.learnt:type_name -> netherite.partitions.v1.LearntEpochs
+	40, // 34: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
+	41, // 35: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
+	25, // 36: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
+	29, // 37: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
+	29, // 38: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
+	31, // 39: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
+	33, // 40: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
+	23, // 41: netherite.partitions.v1.State.outbox_last:type_name -> netherite.partitions.v1.OutboxLastMap
+	20, // 42: netherite.partitions.v1.State.requests:type_name -> netherite.partitions.v1.RequestLog
+	15, // 43: netherite.partitions.v1.State.learnt:type_name -> netherite.partitions.v1.LearntEpochs
+	21, // 44: netherite.partitions.v1.RequestLog.clients:type_name -> netherite.partitions.v1.ClientRequestLog
+	0,  // 45: netherite.partitions.v1.RequestLog.swept_at:type_name -> netherite.partitions.v1.Time
+	22, // 46: netherite.partitions.v1.ClientRequestLog.requests:type_name -> netherite.partitions.v1.RequestAnswer
+	0,  // 47: netherite.partitions.v1.RequestAnswer.at:type_name -> netherite.partitions.v1.Time
+	24, // 48: netherite.partitions.v1.OutboxLastMap.entries:type_name -> netherite.partitions.v1.OutboxLastEntry
+	26, // 49: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
+	27, // 50: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
+	38, // 51: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
+	18, // 52: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
+	38, // 53: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
+	37, // 54: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
+	0,  // 55: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
+	0,  // 56: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
+	0,  // 57: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
+	39, // 58: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
+	42, // 59: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
+	28, // 60: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
+	43, // 61: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
+	30, // 62: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
+	40, // 63: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
+	32, // 64: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
+	16, // 65: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	34, // 66: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
+	67, // [67:67] is the sub-list for method output_type
+	67, // [67:67] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_partitions_partitionspb_partitions_proto_init() }
@@ -2894,14 +2987,14 @@ func file_partitions_partitionspb_partitions_proto_init() {
 		(*LogEntry_RecoveryCompleted)(nil),
 	}
 	file_partitions_partitionspb_partitions_proto_msgTypes[10].OneofWrappers = []any{}
-	file_partitions_partitionspb_partitions_proto_msgTypes[26].OneofWrappers = []any{}
+	file_partitions_partitionspb_partitions_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partitions_partitionspb_partitions_proto_rawDesc), len(file_partitions_partitionspb_partitions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -21,6 +21,11 @@ import (
 //   - the bank's total is conserved and every transfer ended;
 //   - every outbox drained and no work is left;
 //   - recovering each partition from its storage gives the live state.
+//
+// One invariant is checked all along instead, at every commit (node.commit):
+// under global speculation nothing a partition makes durable depends on a
+// step that is not durable at its origin, whatever crashed or rolled back
+// (the world keeps the ground truth of every incarnation's durable log).
 func (w *world) check() error {
 	for _, n := range w.nodes {
 		n.countLoads()

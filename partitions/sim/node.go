@@ -42,6 +42,35 @@ type node struct {
 	unsent   []*partitions.OutboxBatch // not yet durable
 	received []receivedMark            // applied, not yet durable
 	courier  *partitions.Courier
+	// Global speculation: the speculative batches applied and not yet
+	// confirmed, and the speculative tag of each logged MessagesReceived
+	// (by commit position), for the invariant check at commit.
+	deps    *partitions.SpecDeps
+	specTag map[uint64]stepID
+	// known is what this partition learnt of the others' incarnations:
+	// it survives a rollback (the host keeps it), not a crash.
+	known map[int]*transport.Confirm
+	// quarantine is, after a rollback, the input position to read up to
+	// before sending speculatively again (as SpecMemory.Quarantine).
+	quarantine uint64
+	// incarnations is the ground truth of this partition's incarnations
+	// (kept by the world, never seen by the engine).
+	incarnations []incarnation
+}
+
+// stepID names a step of a partition: (incarnation, commit position).
+type stepID struct {
+	origin int
+	epoch  uint64
+	pos    uint64
+}
+
+// incarnation is one run of a partition: it started with the
+// RecoveryCompleted at start, and (once ended) its log was durable up to
+// end.
+type incarnation struct {
+	start, end uint64
+	ended      bool
 }
 
 type pendingResponse struct {
@@ -83,9 +112,16 @@ func (n *node) open() error {
 	}
 	n.store, n.st, n.up = store, st, true
 	n.readPos, n.pos, n.durable = st.NextInputPos, st.LastPos, st.LastPos
+	if k := len(n.incarnations); k > 0 && !n.incarnations[k-1].ended {
+		n.incarnations[k-1].end, n.incarnations[k-1].ended = st.LastPos, true
+	}
+	n.incarnations = append(n.incarnations, incarnation{start: st.LastPos + 1})
+	n.deps, n.specTag = partitions.NewSpecDeps(st.Learnt, n.known), map[uint64]stepID{}
 	n.unlogged, n.resps, n.unsent, n.received = nil, nil, nil, nil
 	n.ready, n.acts, n.timers = map[string]bool{}, map[uint64]bool{}, map[uint64]bool{}
 	n.courier = partitions.NewCourier(partitions.CourierConfig{Self: n.id, Count: n.w.cfg.Partitions})
+	n.courier.SetEpochs(st.Epochs)
+	n.courier.SetDurable(st.LastPos)
 	// As the runtime does: recovered dedup marks are durable, so they are
 	// acknowledged again in case the acks were lost.
 	origins := make([]int, 0, len(st.Dedup))
@@ -96,7 +132,7 @@ func (n *node) open() error {
 	for _, o := range origins {
 		n.courier.DurableMark(o, st.Dedup[o].Pos, n.w.now)
 	}
-	n.apply(&partitions.RecoveryCompleted{})
+	n.apply(&partitions.RecoveryCompleted{Learnt: partitions.Learnt(n.known)})
 	return nil
 }
 
@@ -116,8 +152,37 @@ func (n *node) crash() error {
 		}
 		d.Restart()
 	}
-	n.st, n.courier = nil, nil
+	n.st, n.courier, n.known, n.quarantine = nil, nil, nil, 0
 	return nil
+}
+
+// rollback drops everything volatile and recovers from storage (which
+// loses nothing): a speculative step this partition applied was lost.
+func (n *node) rollback(why string) error {
+	n.w.res.Rollbacks++
+	n.quarantine = max(n.quarantine, n.readPos)
+	n.w.note("p%d rollback: %s", n.id, why)
+	n.countLoads()
+	if err := n.open(); err != nil {
+		return n.w.fail("p%d: recover after a rollback: %v", n.id, err)
+	}
+	return nil
+}
+
+// durableStep reports whether a step of partition p is in its durable
+// log (the ground truth, from the world's view of every incarnation).
+func (w *world) durableStep(s stepID) bool {
+	n := w.nodes[s.origin]
+	for _, inc := range n.incarnations {
+		if inc.start != s.epoch || (inc.ended && inc.end < inc.start) {
+			continue // (an incarnation whose start never became durable sent nothing speculatively; the next one reuses its number)
+		}
+		if inc.ended {
+			return s.pos <= inc.end
+		}
+		return s.pos <= n.durable // (committed: it survives a crash)
+	}
+	return false
 }
 
 // countLoads adds the instances this incarnation read back to the result.
@@ -145,7 +210,24 @@ func (n *node) read() error {
 	case pk.Request != nil:
 		n.apply(&partitions.ClientRequestReceived{InputPos: inputPos, Request: pk.Request})
 	case pk.Messages != nil:
+		if pk.SpecEpoch != 0 {
+			b := pk.Messages
+			if !n.deps.Admit(n.pos+1, b.Origin, pk.SpecEpoch, b.OriginPos) {
+				n.w.note("p%d drops batch %d@%d of lost incarnation %d", n.id, b.Origin, b.OriginPos, pk.SpecEpoch)
+				return nil
+			}
+			n.specTag[n.pos+1] = stepID{origin: b.Origin, epoch: pk.SpecEpoch, pos: b.OriginPos}
+		}
 		n.apply(&partitions.MessagesReceived{InputPos: inputPos, Batch: pk.Messages})
+	case pk.Confirm != nil:
+		if pk.Confirm.Want {
+			n.courier.ConfirmWanted(pk.Confirm.From)
+		}
+		lost := n.deps.Learn(pk.Confirm)
+		n.known = n.deps.Known()
+		if lost != "" {
+			return n.rollback(lost)
+		}
 	case pk.Ack != nil:
 		n.apply(&partitions.AckReceived{InputPos: inputPos, Ack: pk.Ack})
 	case pk.Resend != nil:
@@ -187,14 +269,35 @@ func (n *node) applyEntry(e partitions.LogEntry) {
 	for _, id := range fx.Timers {
 		n.timers[id] = true
 	}
+	if _, ok := ev.(*partitions.RecoveryCompleted); ok {
+		n.courier.SetEpochs(n.st.Epochs)
+	}
 	for _, r := range fx.Responses {
 		n.resps = append(n.resps, pendingResponse{pos: e.Pos, resp: r})
 	}
-	n.unsent = append(n.unsent, fx.Outbox...)
+	if len(fx.Outbox) > 0 && n.speculating() {
+		n.courier.Speculative(fx.Outbox...)
+	} else {
+		n.unsent = append(n.unsent, fx.Outbox...)
+	}
 	for _, r := range fx.Received {
 		n.received = append(n.received, receivedMark{pos: e.Pos, origin: r.Origin, mark: r.Pos})
 	}
 	n.courier.Observe(&fx, n.w.now)
+}
+
+// speculating is the runtime's Partition.speculating.
+func (n *node) speculating() bool {
+	if n.w.cfg.Speculation != partitions.SpeculationGlobal || n.durable < n.st.Epoch() || len(n.unsent) > 0 {
+		return false
+	}
+	if n.quarantine > 0 {
+		if n.st.NextInputPos < n.quarantine || n.deps.Pending() > 0 {
+			return false
+		}
+		n.quarantine = 0
+	}
+	return true
 }
 
 func (n *node) afterWork(id string) {
@@ -209,7 +312,11 @@ func (n *node) commit() error {
 	if n.w.faults && n.w.rng.Float64() < 0.05 {
 		n.dev.FailAt(faster.FaultFlush, 1, nil)
 	}
-	entries := n.unlogged
+	k := n.committable()
+	if k == 0 {
+		return nil
+	}
+	entries := n.unlogged[:k:k]
 	if err := n.store.Append(entries); err != nil {
 		if errors.Is(err, faster.ErrInjectedFault) {
 			n.w.note("p%d commit of %d entries failed: crash", n.id, len(entries))
@@ -217,8 +324,19 @@ func (n *node) commit() error {
 		}
 		return n.w.fail("p%d: commit: %v", n.id, err)
 	}
-	n.unlogged = nil
+	n.unlogged = slices.Clone(n.unlogged[k:])
 	n.durable = entries[len(entries)-1].Pos
+	// The invariant: nothing durable depends on a step that is not.
+	for _, e := range entries {
+		if tag, ok := n.specTag[e.Pos]; ok {
+			if !n.w.durableStep(tag) {
+				o := n.w.nodes[tag.origin]
+				return n.w.fail("p%d made durable at %d a batch of step %d of incarnation %d of p%d, which is not durable there (its incarnations %+v, durable %d; known here %+v)",
+					n.id, e.Pos, tag.pos, tag.epoch, tag.origin, o.incarnations, o.durable, n.deps.Known()[tag.origin])
+			}
+			delete(n.specTag, e.Pos)
+		}
+	}
 	if n.w.cfg.Speculation == partitions.SpeculationNone {
 		for _, e := range entries {
 			n.applyEntry(e)
@@ -228,9 +346,24 @@ func (n *node) commit() error {
 	return nil
 }
 
+// committable counts the unlogged entries that may be committed: those
+// before the first speculative batch not yet confirmed.
+func (n *node) committable() int {
+	limit := n.deps.Limit()
+	if n.w.cfg.noSpecLimit {
+		return len(n.unlogged)
+	}
+	k := 0
+	for k < len(n.unlogged) && n.unlogged[k].Pos <= limit {
+		k++
+	}
+	return k
+}
+
 // onDurable hands the courier what waited for durability: batches for
 // other partitions, client responses and acks; then sends what is due.
 func (n *node) onDurable() {
+	n.courier.SetDurable(n.durable)
 	k := 0
 	for k < len(n.unsent) && n.unsent[k].Pos <= n.durable {
 		k++
@@ -256,6 +389,7 @@ func (n *node) onDurable() {
 // fail outright, or fail after its packets went out (a timeout after the
 // fact); the courier retries both.
 func (n *node) pump() {
+	n.courier.WaitOn(n.deps.Waiting(), n.w.now)
 	for _, s := range n.courier.Ready(n.w.now) {
 		var err error
 		fail := n.w.faults && n.w.rng.Float64() < n.w.cfg.FailRate
@@ -341,6 +475,9 @@ func (n *node) activity() error {
 // checkpoint snapshots the state (everything applied is durable) and
 // truncates the log.
 func (n *node) checkpoint() error {
+	if n.deps.Pending() > 0 || len(n.unlogged) > 0 {
+		return nil // the state depends on steps not yet confirmed
+	}
 	snap, err := n.store.Snapshot(n.st)
 	if err != nil {
 		return n.w.fail("p%d: snapshot: %v", n.id, err)

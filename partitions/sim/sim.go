@@ -14,6 +14,10 @@
 // workflows. Only the goroutines and the real clock of partitions.Partition
 // are replaced by the scheduler here.
 //
+// Each seed runs one speculation mode (Config.Speculation; TestSim
+// cycles through none, local and global), so global speculation's
+// rollbacks meet the same crashes and network faults.
+//
 // After the faulty phase the network heals and the run continues until
 // nothing is left to do; then Run checks the invariants (see check.go).
 package sim
@@ -59,6 +63,9 @@ type Config struct {
 	Speculation partitions.Speculation
 	// NoFaults turns every fault off (for a baseline run).
 	NoFaults bool
+	// noSpecLimit lets partitions commit past unconfirmed speculative
+	// batches (to show that the invariant check can fail).
+	noSpecLimit bool
 	// blackhole makes the network swallow every copy of the first batch
 	// between partitions, forever (to show that the checks can fail).
 	blackhole bool
@@ -103,6 +110,7 @@ type Result struct {
 	Steps       int
 	Events      int // update events applied (live, across incarnations)
 	Crashes     int
+	Rollbacks   int // global speculation: partitions that applied a lost step
 	Checkpoints int
 	// Loads counts instances read back from the KV (KV mode).
 	Loads      int64
@@ -238,7 +246,7 @@ func (w *world) step() error {
 		if n.canRead() {
 			add(10, n.read)
 		}
-		if len(n.unlogged) > 0 {
+		if n.committable() > 0 {
 			add(8, n.commit)
 		}
 		if len(n.ready) > 0 {
@@ -295,8 +303,10 @@ func (w *world) busyReport() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d packets in the network;", len(w.net))
 	for _, n := range w.nodes {
-		fmt.Fprintf(&b, " p%d: up=%v unread=%d unlogged=%d ready=%d activities=%d outbox=%d timers=%d;",
-			n.id, n.up, len(n.queue)-int(n.readPos), len(n.unlogged), len(n.ready), len(n.acts), len(n.st.Outbox), len(n.st.Timers))
+		fmt.Fprintf(&b, " p%d: up=%v unread=%d unlogged=%d ready=%d activities=%d outbox=%d timers=%d waits on %v (%d);",
+			n.id, n.up, len(n.queue)-int(n.readPos), len(n.unlogged), len(n.ready), len(n.acts), len(n.st.Outbox), len(n.st.Timers),
+			n.deps.Waiting(), n.deps.Pending())
+		fmt.Fprintf(&b, " [deps %s; epochs %v durable %d pos %d]", n.deps, n.st.Epochs, n.durable, n.pos)
 	}
 	return b.String()
 }
@@ -378,9 +388,11 @@ func (w *world) advance(d time.Duration) {
 func describe(p *transport.Packet) string {
 	switch {
 	case p.Messages != nil:
-		return fmt.Sprintf("batch %d@%d(%d msgs)", p.Messages.Origin, p.Messages.OriginPos, len(p.Messages.Messages))
+		return fmt.Sprintf("batch %d@%d(%d msgs, spec %d)", p.Messages.Origin, p.Messages.OriginPos, len(p.Messages.Messages), p.SpecEpoch)
 	case p.Ack != nil:
 		return fmt.Sprintf("ack from %d up to %d", p.Ack.From, p.Ack.UpTo)
+	case p.Confirm != nil:
+		return fmt.Sprintf("confirm from %d: incarnations %v durable %d want %v", p.Confirm.From, p.Confirm.Epochs, p.Confirm.Durable, p.Confirm.Want)
 	case p.Request != nil:
 		return fmt.Sprintf("request %s %s", p.Request.Kind, p.Request.InstanceID)
 	case p.Response != nil:

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,28 +30,60 @@ func TestSim(t *testing.T) {
 			n = 20
 		}
 	}
+	// Seeds run on every core (each run is a pure function of its seed);
+	// the lowest failing seed is reported.
 	start := time.Now()
+	type outcome struct {
+		seed int64
+		spec partitions.Speculation
+		res  Result
+		err  error
+		ran  bool
+	}
+	outs := make([]outcome, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				s := *firstSeed + int64(i)
+				spec := seedSpeculation(s)
+				res, err := Run(Config{Seed: s, KV: s%2 == 1, Speculation: spec})
+				outs[i] = outcome{seed: s, spec: spec, res: res, err: err, ran: true}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if !fixed && time.Since(start) > *budget {
+			t.Logf("time budget spent after %d seeds", i)
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	ran := 0
 	var total Result
 	modes := map[partitions.Speculation]int{}
-	for s := *firstSeed; s < *firstSeed+int64(n); s++ {
-		if !fixed && time.Since(start) > *budget {
-			t.Logf("time budget spent after %d seeds", ran)
-			break
+	for _, o := range outs {
+		if !o.ran {
+			continue
 		}
-		spec := seedSpeculation(s)
-		res, err := Run(Config{Seed: s, KV: s%2 == 1, Speculation: spec})
 		ran++
-		if err != nil {
+		if err := o.err; err != nil {
 			var se *Error
 			if errors.As(err, &se) {
-				t.Fatalf("%v (speculation %v)\nreproduce: go test ./partitions/sim -run TestSim -sim.seed=%d -sim.seeds=1", err, spec, s)
+				t.Fatalf("%v (speculation %v)\nreproduce: go test ./partitions/sim -run TestSim -sim.seed=%d -sim.seeds=1", err, o.spec, o.seed)
 			}
 			t.Fatal(err)
 		}
-		modes[spec]++
+		res := o.res
+		modes[o.spec]++
 		total.Steps += res.Steps
 		total.Crashes += res.Crashes
+		total.Rollbacks += res.Rollbacks
 		total.Dropped += res.Dropped
 		total.Duplicated += res.Duplicated
 		total.Acknowledged += res.Acknowledged
@@ -56,14 +91,14 @@ func TestSim(t *testing.T) {
 		total.Loads += res.Loads
 	}
 	t.Logf("seeds per speculation mode: none %d, local %d, global %d", modes[partitions.SpeculationNone], modes[partitions.SpeculationLocal], modes[partitions.SpeculationGlobal])
-	t.Logf("%d seeds from %d: %d steps, %d crashes, %d checkpoints, %d instances read back, %d packets dropped, %d duplicated, %d starts acknowledged",
-		ran, *firstSeed, total.Steps, total.Crashes, total.Checkpoints, total.Loads, total.Dropped, total.Duplicated, total.Acknowledged)
+	t.Logf("%d seeds from %d: %d steps, %d crashes, %d rollbacks, %d checkpoints, %d instances read back, %d packets dropped, %d duplicated, %d starts acknowledged",
+		ran, *firstSeed, total.Steps, total.Crashes, total.Rollbacks, total.Checkpoints, total.Loads, total.Dropped, total.Duplicated, total.Acknowledged)
 }
 
 // seedSpeculation picks a seed's speculation mode: every mode on every
 // few consecutive seeds, with and without the KV (odd seeds).
 func seedSpeculation(seed int64) partitions.Speculation {
-	modes := []partitions.Speculation{partitions.SpeculationLocal, partitions.SpeculationNone}
+	modes := []partitions.Speculation{partitions.SpeculationLocal, partitions.SpeculationNone, partitions.SpeculationGlobal}
 	return modes[(seed/2)%int64(len(modes))]
 }
 
@@ -92,4 +127,18 @@ func TestSimCatchesLoss(t *testing.T) {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(m.Run())
+}
+
+// TestSimCatchesUnsafeSpeculation makes sure the speculation invariant
+// can fail: partitions that commit past unconfirmed speculative batches
+// must be caught making durable what depends on a lost step.
+func TestSimCatchesUnsafeSpeculation(t *testing.T) {
+	for s := int64(1); s <= 40; s++ {
+		_, err := Run(Config{Seed: s, Speculation: partitions.SpeculationGlobal, noSpecLimit: true})
+		if err != nil && strings.Contains(err.Error(), "which is not durable there") {
+			t.Logf("as expected (seed %d): %.200s", s, err)
+			return
+		}
+	}
+	t.Fatal("40 runs that commit past unconfirmed speculative batches passed the invariant")
 }
