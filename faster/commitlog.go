@@ -118,6 +118,8 @@ type LogOptions struct {
 	// where the previous one ends (callers that predict positions need
 	// this). A Meta that is a FencedMeta for MetaName implies it.
 	MetaCommits bool
+
+	noPrealloc bool // for benchmarks of format 1 as it was: no preallocation
 }
 
 // FencedMeta is a MetaStore whose writes of some documents are fenced by
@@ -208,7 +210,9 @@ func OpenLog(opts LogOptions) (*Log, error) {
 	if fm, ok := opts.Meta.(FencedMeta); ok && fm.Fenced(opts.MetaName) {
 		l.metaCommits = true
 	}
-	l.prealloc, _ = opts.Device.(Preallocator)
+	if !opts.noPrealloc {
+		l.prealloc, _ = opts.Device.(Preallocator)
+	}
 	l.cond = sync.NewCond(&l.mu)
 
 	m, err := l.readMeta()

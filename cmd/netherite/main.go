@@ -180,6 +180,10 @@ func printBench(w io.Writer, res *bench.Result) {
 	}
 	fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
 	fmt.Fprintf(w, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
+	if res.Commits > 0 {
+		fmt.Fprintf(w, "  commits: %d, %.0f/s per partition; flush p50 %.0fµs p90 %.0fµs p99 %.0fµs max %.0fµs; commit p50 %.0fµs p99 %.0fµs\n",
+			res.Commits, res.CommitsPerSPerPartition, res.SyncP50Us, res.SyncP90Us, res.SyncP99Us, res.SyncMaxUs, res.CommitP50Us, res.CommitP99Us)
+	}
 	if res.StateLoads > 0 {
 		fmt.Fprintf(w, "  state loads from storage: %d (%.3f per orchestration step), %d of them on the event loop\n", res.StateLoads, res.LoadsPerStep, res.SyncLoads)
 	}
