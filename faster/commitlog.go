@@ -74,9 +74,8 @@ import (
 // in a row would hide later commits from this check. Only damage to the
 // data of the very last commit cannot be told from a torn write: that
 // commit may have been in flight at the crash, and is cut. Nothing is
-// zeroed: the accepted records are rewritten and flushed (their commit
-// may not have reached the device), then the new tail and epoch are
-// recorded. A caller whose Commit failed cannot assume its records are
+// zeroed: the last accepted commit is rewritten and flushed (it may not
+// have reached the device), then the new tail and epoch are recorded. A caller whose Commit failed cannot assume its records are
 // absent after recovery: a failed commit's outcome is unknown.
 //
 // Format 1 (metadata "version":1) made the metadata document the commit
@@ -228,21 +227,22 @@ func OpenLog(opts LogOptions) (*Log, error) {
 		}
 		pos = next
 	}
-	tail := m.Tail
+	tail, lastStart := m.Tail, m.Tail // the recovered tail, and where its last commit started
 	if m.Epoch > 0 {
 		if m.Version == logFormatMeta {
 			tail, err = l.recoverFormat1(m)
 		} else {
-			tail, err = l.recoverFormat2(m)
+			tail, lastStart, err = l.recoverFormat2(m)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if tail > m.Tail {
-		// The accepted records may not be durable yet (their commit may
-		// have failed before its flush): write them again and flush.
-		start := l.alignDown(m.Tail)
+		// The last accepted commit may not be durable yet (it may have
+		// failed before or during its flush; every earlier one was
+		// flushed before the next began): write it again and flush.
+		start := l.alignDown(max(m.Tail, lastStart))
 		p := make([]byte, l.alignUp(tail)-start)
 		if err := l.devIO(l.dev.ReadAsync, start, p); err != nil {
 			return nil, fmt.Errorf("faster: %s: recovery: reading the records beyond the metadata tail %d: %w", l.name, m.Tail, err)
@@ -312,31 +312,32 @@ func (l *Log) recoverFormat1(m logMeta) (int64, error) {
 // recoverFormat2 finds the last valid commit record of the last instance
 // beyond the metadata tail, and checks that no commit completed beyond
 // the bytes that end the search.
-func (l *Log) recoverFormat2(m logMeta) (int64, error) {
+func (l *Log) recoverFormat2(m logMeta) (tail, lastStart int64, err error) {
 	r := l.newReader(-1)
 	pos, last := m.Tail, m.Tail
+	lastStart = m.Tail
 	for {
 		payload, next, commit, err := r.record(pos, -1, m.Epoch, true)
 		if err != nil {
 			if _, bad := errors.AsType[*logBadRecord](err); bad {
 				break
 			}
-			return 0, l.recordErr(pos, m.Tail, err)
+			return 0, 0, l.recordErr(pos, m.Tail, err)
 		}
 		if commit {
-			prev, tail := logCommitFields(payload)
-			if prev != last || tail != next {
-				return 0, fmt.Errorf("faster: %s: corrupt log: the commit record at position %d in segment %s covers [%d, %d), but the previous commit ended at %d",
-					l.name, pos, l.dev.SegmentName(pos), prev, tail, last)
+			prev, end := logCommitFields(payload)
+			if prev != last || end != next {
+				return 0, 0, fmt.Errorf("faster: %s: corrupt log: the commit record at position %d in segment %s covers [%d, %d), but the previous commit ended at %d",
+					l.name, pos, l.dev.SegmentName(pos), prev, end, last)
 			}
-			last = next
+			lastStart, last = prev, next
 		}
 		pos = next
 	}
 	if err := l.checkNoLaterCommit(pos, last, m.Epoch); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return last, nil
+	return last, lastStart, nil
 }
 
 // checkNoLaterCommit looks beyond bad (where the records stopped

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -98,6 +99,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	seed := fs.Int64("seed", 0, "crash-recovery: seed of the kill moment (default: from the clock)")
 	ckptEvents := fs.Int("checkpoint-events", 0, "checkpoint each partition after this many events (default 10,000)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof -top FILE)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
 		fs.PrintDefaults()
@@ -121,6 +123,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents}
 	if !*asJSON && isTerminal(os.Stderr) {
 		cfg.Progress = stderr
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "netherite bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "netherite bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
