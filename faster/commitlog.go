@@ -55,8 +55,8 @@ import (
 //
 // Metadata: the document LogOptions.MetaName holds JSON
 // {"version":2,"begin":B,"tail":T,"epoch":E}. It is replaced atomically
-// by OpenLog (with the new epoch), at segment switches, and by Truncate
-// (with the current committed tail); T is a committed tail, not
+// by OpenLog (with the new epoch), at segment switches, by Truncate (with
+// the current committed tail) and by Close; T is a committed tail, not
 // necessarily the latest.
 //
 // Recovery (OpenLog): every record from begin to the metadata tail T is
@@ -334,7 +334,7 @@ func (l *Log) recoverFormat2(m logMeta) (tail, lastStart int64, err error) {
 		}
 		pos = next
 	}
-	if err := l.checkNoLaterCommit(pos, last, m.Epoch); err != nil {
+	if err := l.checkNoLaterCommit(r, pos, last, m.Epoch); err != nil {
 		return 0, 0, err
 	}
 	return last, lastStart, nil
@@ -344,18 +344,18 @@ func (l *Log) recoverFormat2(m logMeta) (tail, lastStart int64, err error) {
 // verifying) for a valid commit record of epoch whose commit started
 // after last (the recovered tail): its existence means that a commit
 // covering bad completed, so the bytes at bad are corrupt.
-func (l *Log) checkNoLaterCommit(bad, last int64, epoch uint32) error {
+func (l *Log) checkNoLaterCommit(r *logReader, bad, last int64, epoch uint32) error {
 	var magic [4]byte
 	binary.LittleEndian.PutUint32(magic[:], logCommitMagic)
-	zeros := make([]byte, logReadWindow)
-	buf := make([]byte, logReadWindow)
-	r := l.newReader(-1)
+	var candidates *logReader // validates commit magics found; r's buffer holds the window
 	for ws := l.alignDown(bad); ; ws += logReadWindow - l.sector {
-		if err := l.devIO(l.dev.ReadAsync, ws, buf); err != nil {
-			return fmt.Errorf("faster: %s: recovery: reading %d bytes at %d (segment %s): %w", l.name, len(buf), ws, l.dev.SegmentName(ws), err)
+		// Usually a hit in r's buffer: the scan just read this window.
+		buf, err := r.get(ws, logReadWindow)
+		if err != nil {
+			return fmt.Errorf("faster: %s: recovery: reading %d bytes at %d (segment %s): %w", l.name, logReadWindow, ws, l.dev.SegmentName(ws), err)
 		}
 		from := max(bad, ws) - ws
-		if bytes.Equal(buf[from:], zeros[from:]) {
+		if bytes.Equal(buf[from:], logZeros[from:len(buf)]) {
 			return nil
 		}
 		for i := from; ; {
@@ -364,7 +364,10 @@ func (l *Log) checkNoLaterCommit(bad, last int64, epoch uint32) error {
 				break
 			}
 			q := ws + i + int64(j)
-			if payload, _, commit, err := r.record(q, -1, epoch, true); err == nil && commit {
+			if candidates == nil {
+				candidates = l.newReader(-1)
+			}
+			if payload, _, commit, err := candidates.record(q, -1, epoch, true); err == nil && commit {
 				if prev, tail := logCommitFields(payload); prev > last {
 					return fmt.Errorf("faster: %s: corrupt log: invalid record at position %d in segment %s, before the valid commit record at position %d (segment %s) of a commit of [%d, %d); the log recovers only to %d",
 						l.name, bad, l.dev.SegmentName(bad), q, l.dev.SegmentName(q), prev, tail, last)
@@ -374,6 +377,9 @@ func (l *Log) checkNoLaterCommit(bad, last int64, epoch uint32) error {
 		}
 	}
 }
+
+// logZeros is compared with what lies beyond the end of the log.
+var logZeros [logReadWindow]byte
 
 func logCommitFields(payload []byte) (prev, tail int64) {
 	return int64(binary.LittleEndian.Uint64(payload)), int64(binary.LittleEndian.Uint64(payload[8:]))
@@ -686,11 +692,13 @@ func (l *Log) Truncate(below int64) error {
 }
 
 // Close waits for a commit in flight and closes the log. Records appended
-// but not committed are dropped. The Device and MetaStore stay open.
+// but not committed are dropped. Unless a commit failed, it records the
+// committed tail in the metadata, so that the next OpenLog has nothing to
+// scan or rewrite. The Device and MetaStore stay open.
 func (l *Log) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return nil
 	}
 	l.closed = true
@@ -698,6 +706,18 @@ func (l *Log) Close() error {
 		l.cond.Wait()
 	}
 	l.buf, l.spare = nil, nil
+	failed := l.failed
+	l.mu.Unlock()
+	if failed != nil || l.metaCommits {
+		return nil
+	}
+	l.metaMu.Lock()
+	defer l.metaMu.Unlock()
+	if tail := l.committed.Load(); tail > l.metaTail {
+		if err := l.writeMetaLocked(l.metaBegin, tail); err != nil {
+			return fmt.Errorf("faster: %s: close: %w", l.name, err)
+		}
+	}
 	return nil
 }
 

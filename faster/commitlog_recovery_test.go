@@ -135,9 +135,9 @@ func TestLogRecovery(t *testing.T) {
 			var cs []commit
 			for i, n := range []int{4, 6, 5} {
 				if i == 1 {
-					// A new instance: its metadata records the tail after
-					// commit 0 (damage before it is checked differently).
-					l.Close()
+					// A new instance (the process ended without Close): its
+					// metadata records the tail after commit 0 (damage
+					// before it is checked differently).
 					l = logTestOpen(t, mem, meta)
 				}
 				prev := l.CommittedTail()
@@ -148,7 +148,7 @@ func TestLogRecovery(t *testing.T) {
 			if m := logTestMetaDoc(t, meta); m.Version != 2 || m.Tail != cs[0].tail {
 				t.Fatalf("metadata %+v, want the tail %d of commit 0", m, cs[0].tail)
 			}
-			l.Close()
+			// The process ends without Close (which would record the tail).
 			tc.damage(t, mem, cs)
 			l2, err := OpenLog(LogOptions{Name: logTestName, Device: mem, Meta: meta, MetaName: "commit-log.meta"})
 			if tc.wantErr != nil {
@@ -180,7 +180,6 @@ func TestLogRecovery(t *testing.T) {
 			if more[0].pos != want {
 				t.Fatalf("first append after recovery at %d, want %d", more[0].pos, want)
 			}
-			l2.Close()
 			l3 := logTestOpen(t, mem, meta)
 			if l3.CommittedTail() != l2.CommittedTail() {
 				t.Fatalf("second recovery: tail %d, want %d", l3.CommittedTail(), l2.CommittedTail())
@@ -235,7 +234,11 @@ func TestLogPreallocatedSegments(t *testing.T) {
 	if m := logTestMetaDoc(t, meta); m.Tail < seg-3*2100 || m.Tail > seg {
 		t.Fatalf("metadata tail %d: not the commit before the segment switch at %d", m.Tail, seg)
 	}
+	tail := l.CommittedTail()
 	l.Close()
+	if m := logTestMetaDoc(t, meta); m.Tail != tail {
+		t.Fatalf("after Close the metadata tail is %d, want the committed tail %d", m.Tail, tail)
+	}
 	dev.Close()
 	dev, err = NewFileDevice(filepath.Join(dir, "log"), "log", 512, seg)
 	if err != nil {
