@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite/eventhubs"
+	"github.com/netherite-go/netherite/faster"
 	"github.com/netherite-go/netherite/partitions"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -391,6 +392,19 @@ func (m *partitionManager) logStats() (appends, entries int64) {
 		}
 	}
 	return
+}
+
+// commitStats returns the running incarnation's commit-log statistics
+// (zero without a durable store).
+func (m *partitionManager) commitStats() faster.CommitStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur != nil {
+		if s, ok := m.cur.log.(interface{ CommitStats() faster.CommitStats }); ok {
+			return s.CommitStats()
+		}
+	}
+	return faster.CommitStats{}
 }
 
 // current returns the running incarnation (nil while there is none).

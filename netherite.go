@@ -24,6 +24,7 @@ import (
 
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/eventhubs"
+	"github.com/netherite-go/netherite/faster"
 	"github.com/netherite-go/netherite/partitions"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -524,6 +525,16 @@ func (h *Host) Stats() (logWrites, eventsLogged int64) {
 		eventsLogged += e
 	}
 	return
+}
+
+// CommitStats sums the commit-log statistics of the partitions running
+// now (commits, bytes, flush and commit time histograms); zero in memory.
+func (h *Host) CommitStats() faster.CommitStats {
+	var st faster.CommitStats
+	for _, m := range h.managers {
+		st.Merge(m.commitStats())
+	}
+	return st
 }
 
 // StateStats sums the partitions' state-memory statistics: bytes of

@@ -37,7 +37,9 @@ const taskHubParametersName = "taskhubparameters.json"
 //	<dir>/taskhubparameters.json
 //	<dir>/<task hub GUID>/pNN/LOCK                  held while a host runs the partition
 //	<dir>/<task hub GUID>/pNN/commit-log/commit-log.NNNNNN
-//	<dir>/<task hub GUID>/pNN/commit-log.meta       committed tail of the log
+//	<dir>/<task hub GUID>/pNN/commit-log.meta       log begin, a committed tail and epoch (log format 2: written at
+//	                                                open, segment switches, checkpoints and close; commits put
+//	                                                their commit records in the log, see faster/commitlog.go)
 //	<dir>/<task hub GUID>/pNN/store/store.NNNNNN     the instances (hybrid-log KV)
 //	<dir>/<task hub GUID>/pNN/store/...             KV checkpoints: index and latest record
 const (

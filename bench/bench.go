@@ -141,9 +141,21 @@ type Result struct {
 	MaxMs float64 `json:"max_ms"`
 	// LogWrites and EventsLogged count commit-log appends and the events
 	// they carried; StepsPerWrite is their ratio.
-	LogWrites     int64   `json:"log_writes"`
-	EventsLogged  int64   `json:"events_logged"`
-	StepsPerWrite float64 `json:"events_per_log_write"`
+	LogWrites int64 `json:"log_writes"`
+	// Commits counts the commit logs' device commits (one write and one
+	// flush each), CommitsPerSPerPartition their rate per partition over
+	// the run, and Sync* the distribution of each commit's flush
+	// (fdatasync) time; Commit* that of the whole commit.
+	Commits                 int64   `json:"commits,omitempty"`
+	CommitsPerSPerPartition float64 `json:"commits_per_s_per_partition,omitempty"`
+	SyncP50Us               float64 `json:"sync_p50_us,omitempty"`
+	SyncP90Us               float64 `json:"sync_p90_us,omitempty"`
+	SyncP99Us               float64 `json:"sync_p99_us,omitempty"`
+	SyncMaxUs               float64 `json:"sync_max_us,omitempty"`
+	CommitP50Us             float64 `json:"commit_p50_us,omitempty"`
+	CommitP99Us             float64 `json:"commit_p99_us,omitempty"`
+	EventsLogged            int64   `json:"events_logged"`
+	StepsPerWrite           float64 `json:"events_per_log_write"`
 	// StateLoads counts instances read back from storage after eviction,
 	// LoadsPerStep per orchestration step (episode).
 	CacheBytes   int64   `json:"cache_bytes,omitempty"`
@@ -471,6 +483,16 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 	res.LogWrites, res.EventsLogged = h.Stats()
 	if res.LogWrites > 0 {
 		res.StepsPerWrite = float64(res.EventsLogged) / float64(res.LogWrites)
+	}
+	if cs := h.CommitStats(); cs.Commits > 0 {
+		us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+		res.Commits = cs.Commits
+		if res.Seconds > 0 && res.Partitions > 0 {
+			res.CommitsPerSPerPartition = float64(cs.Commits) / res.Seconds / float64(res.Partitions)
+		}
+		res.SyncP50Us, res.SyncP90Us, res.SyncP99Us = us(cs.Sync.Quantile(0.5)), us(cs.Sync.Quantile(0.9)), us(cs.Sync.Quantile(0.99))
+		res.SyncMaxUs = us(cs.Sync.Max)
+		res.CommitP50Us, res.CommitP99Us = us(cs.Commit.Quantile(0.5)), us(cs.Commit.Quantile(0.99))
 	}
 	_, res.StateLoads, _ = h.StateStats()
 	res.SyncLoads = h.SyncLoads()

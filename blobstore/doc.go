@@ -89,6 +89,25 @@
 //     committed tail, the KV beyond its checkpoint), which nothing
 //     installed can point to any more.
 //
+// Why the commit point stays in the lease blob: on local disk a commit is
+// one write and one flush, with the committed position in a checksummed
+// commit record in the log (faster, log format 2). On blobs the commit log
+// keeps format 1 instead: BlobMeta is a faster.FencedMeta for the lease
+// document, so the log writes commit-log.meta after each commit's pages,
+// and that lease-conditioned Put Blob is what makes a commit count. A
+// commit record in a page blob would be fenced only by layers 2 and 3: a
+// host whose lease was broken (not expired) keeps a valid guard, and its
+// Put Page to the tail segment succeeds as long as the new owner has not
+// yet written that blob; it would then take its commit for durable and
+// release its outbox while the new owner, which recovered before that
+// write, goes on without it. Closing that gap needs the new owner to fence
+// the tail segment blob before recovering (change its ETag, as a fencing
+// read does for documents) and every segment switch to go through the
+// lease blob; until that is built and tested, the lease-conditioned
+// document stays the commit point. The price is a second request per
+// commit (Put Page, then Put Blob), as before; Flush is free on blobs, so
+// local disk's fsync saving does not apply here anyway.
+//
 // Why not lease every segment blob: leases on the segment blobs (with the
 // partition lease's id) would let the service fence each write, but they
 // must be renewed (or be infinite and then broken by every new owner and

@@ -124,6 +124,13 @@ func NewBlobMeta(c *Container, prefix string, opts MetaOptions) (*BlobMeta, erro
 	return m, nil
 }
 
+// Fenced implements faster.FencedMeta: the lease document's writes are
+// conditioned on the lease, so the commit log makes it its commit point
+// (see the package documentation).
+func (m *BlobMeta) Fenced(name string) bool { return m.leaseDoc != "" && name == m.leaseDoc }
+
+var _ faster.FencedMeta = (*BlobMeta)(nil)
+
 func (m *BlobMeta) where() string { return m.c.name + "/" + m.prefix }
 
 // Prefix returns the blob name prefix of the documents.

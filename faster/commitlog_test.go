@@ -25,6 +25,16 @@ func logTestOpen(t testing.TB, dev Device, meta MetaStore) *Log {
 	return l
 }
 
+// logTestOpenMeta opens the log in format 1 (LogOptions.MetaCommits).
+func logTestOpenMeta(t testing.TB, dev Device, meta MetaStore) *Log {
+	t.Helper()
+	l, err := OpenLog(LogOptions{Name: logTestName, Device: dev, Meta: meta, MetaName: "commit-log.meta", MetaCommits: true})
+	if err != nil {
+		t.Fatalf("OpenLog: %v", err)
+	}
+	return l
+}
+
 type logTestRec struct {
 	pos     int64
 	payload []byte
@@ -56,7 +66,11 @@ func logTestCheck(t testing.TB, l *Log, from int64, want []logTestRec) {
 	}
 	if len(want) > 0 {
 		last := want[len(want)-1]
-		if end := last.pos + logHeaderSize + int64(len(last.payload)); l.CommittedTail() != end {
+		end := last.pos + logHeaderSize + int64(len(last.payload))
+		if !l.metaCommits {
+			end += logCommitSize // the commit record that covers the last record
+		}
+		if l.CommittedTail() != end {
 			t.Fatalf("committed tail %d, want %d", l.CommittedTail(), end)
 		}
 	}
@@ -116,18 +130,25 @@ func TestLogRoundTrip(t *testing.T) {
 			logTestCheck(t, l, 0, nil)
 			r := rand.New(rand.NewPCG(1, 2))
 			var all []logTestRec
+			commitStart := map[int]bool{0: true} // indexes of the first record of each commit
 			for range 60 {
 				recs := logTestAppend(t, l, r, 1+r.IntN(8), []int{0, 100, 700, 5000, 13000}[r.IntN(5)])
 				logTestCommit(t, l)
+				commitStart[len(all)] = true
 				all = append(all, recs...)
-				if l.CommittedTail() != logTestEnd(all) {
-					t.Fatalf("committed tail %d, want %d", l.CommittedTail(), logTestEnd(all))
+				if l.CommittedTail() != logTestEnd(all)+logCommitSize {
+					t.Fatalf("committed tail %d, want %d (the end of the commit record after the last record)", l.CommittedTail(), logTestEnd(all)+logCommitSize)
 				}
 			}
-			// Positions are dense.
+			// Positions are dense: a commit's records follow each other,
+			// and its commit record lies between it and the next one.
 			for i := 1; i < len(all); i++ {
-				if all[i].pos != all[i-1].pos+logHeaderSize+int64(len(all[i-1].payload)) {
-					t.Fatalf("record %d at %d is not right after the previous one", i, all[i].pos)
+				want := all[i-1].pos + logHeaderSize + int64(len(all[i-1].payload))
+				if commitStart[i] {
+					want += logCommitSize
+				}
+				if all[i].pos != want {
+					t.Fatalf("record %d at %d, want %d", i, all[i].pos, want)
 				}
 			}
 			if segs := l.CommittedTail() / 4096; segs < 30 {
@@ -151,8 +172,8 @@ func TestLogRoundTrip(t *testing.T) {
 			logTestCheck(t, l, 0, all)
 			// Appends continue at the tail.
 			more := logTestAppend(t, l, r, 20, 900)
-			if more[0].pos != logTestEnd(all) {
-				t.Fatalf("first append after reopen at %d, want %d", more[0].pos, logTestEnd(all))
+			if more[0].pos != logTestEnd(all)+logCommitSize {
+				t.Fatalf("first append after reopen at %d, want %d", more[0].pos, logTestEnd(all)+logCommitSize)
 			}
 			logTestCommit(t, l)
 			all = append(all, more...)
@@ -282,9 +303,9 @@ func TestLogConcurrent(t *testing.T) {
 		}
 		next[w]++
 	}
-	t.Logf("%d records in %d commits", len(recs), l.commits)
-	if l.commits >= writers*perWriter*2/3 {
-		t.Errorf("commits did not coalesce: %d commits for %d records", l.commits, len(recs))
+	t.Logf("%d records in %d commits", len(recs), l.CommitStats().Commits)
+	if l.CommitStats().Commits >= writers*perWriter*2/3 {
+		t.Errorf("commits did not coalesce: %d commits for %d records", l.CommitStats().Commits, len(recs))
 	}
 	l.Close()
 	l = logTestOpen(t, fd, meta)
@@ -364,13 +385,13 @@ func (m *logTestMeta) WriteFile(name string, data []byte) error {
 	return m.MetaStore.WriteFile(name, data)
 }
 
-// TestLogLostMetaWrite: the data of a commit is flushed but its metadata
-// write fails; recovery accepts the complete records beyond the recorded
+// TestLogLostMetaWrite (format 1): the data of a commit is flushed but
+// its metadata write fails; recovery accepts the complete records beyond the recorded
 // tail.
 func TestLogLostMetaWrite(t *testing.T) {
 	fd := NewFaultDevice(NewMemoryDevice("mem", 512, 4096))
 	meta := &logTestMeta{MetaStore: NewMemoryMeta()}
-	l := logTestOpen(t, fd, meta)
+	l := logTestOpenMeta(t, fd, meta)
 	r := rand.New(rand.NewPCG(9, 10))
 	a := logTestAppend(t, l, r, 20, 900)
 	logTestCommit(t, l)
@@ -383,7 +404,7 @@ func TestLogLostMetaWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	fd.Restart()
-	l = logTestOpen(t, fd, meta)
+	l = logTestOpenMeta(t, fd, meta)
 	all := append(a, b...)
 	logTestCheck(t, l, 0, all)
 	// The accepted tail was recorded and rewritten durably: another crash
@@ -392,15 +413,29 @@ func TestLogLostMetaWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	fd.Restart()
-	l = logTestOpen(t, fd, meta)
+	l = logTestOpenMeta(t, fd, meta)
 	logTestCheck(t, l, 0, all)
 }
 
 func TestLogTornTail(t *testing.T) {
+	for _, metaCommits := range []bool{false, true} {
+		t.Run(fmt.Sprintf("MetaCommits=%v", metaCommits), func(t *testing.T) { logTestTornTail(t, metaCommits) })
+	}
+}
+
+// logTestTornTail: a commit spanning segments is torn. In format 1 the
+// complete records of its first write survive; in format 2 its commit
+// record (in the last segment, complete) does not make them count: the
+// log is cut at the previous commit.
+func logTestTornTail(t *testing.T, metaCommits bool) {
+	open := logTestOpen
+	if metaCommits {
+		open = logTestOpenMeta
+	}
 	mem := NewMemoryDevice("mem", 512, 4096)
 	fd := NewFaultDevice(mem)
 	meta := NewMemoryMeta()
-	l := logTestOpen(t, fd, meta)
+	l := open(t, fd, meta)
 	r := rand.New(rand.NewPCG(11, 12))
 	a := logTestAppend(t, l, r, 25, 400)
 	logTestCommit(t, l)
@@ -428,12 +463,15 @@ func TestLogTornTail(t *testing.T) {
 	if len(want) == len(a) || len(want) == len(a)+len(b) {
 		t.Fatalf("tear at %d keeps %d of %d records: not a useful test", written, len(want)-len(a), len(b))
 	}
-	l = logTestOpen(t, fd, meta)
+	if !metaCommits {
+		want = want[:len(a)]
+	}
+	l = open(t, fd, meta)
 	logTestCheck(t, l, 0, want)
 	c := logTestAppend(t, l, r, 5, 300)
 	logTestCommit(t, l)
 	l.Close()
-	l = logTestOpen(t, fd, meta)
+	l = open(t, fd, meta)
 	logTestCheck(t, l, 0, append(want, c...))
 }
 
@@ -443,7 +481,7 @@ func TestLogTornTail(t *testing.T) {
 func TestLogStaleRecordsNotResurrected(t *testing.T) {
 	mem := NewMemoryDevice("mem", 512, 4096)
 	meta := &logTestMeta{MetaStore: NewMemoryMeta()}
-	l := logTestOpen(t, mem, meta)
+	l := logTestOpenMeta(t, mem, meta)
 	a := []logTestRec{{l.Append([]byte("a")), []byte("a")}}
 	logTestCommit(t, l)
 	tail := l.CommittedTail()
@@ -460,7 +498,7 @@ func TestLogStaleRecordsNotResurrected(t *testing.T) {
 	}
 	// Damage b1 on the device: a tear that lost its middle sector.
 	devTestWrite(t, mem, tail-tail%512+512, make([]byte, 512))
-	l = logTestOpen(t, mem, meta)
+	l = logTestOpenMeta(t, mem, meta)
 	logTestCheck(t, l, 0, a) // cut at b1
 	c := devTestPattern(2, size)
 	cpos := l.Append(c)
@@ -468,7 +506,7 @@ func TestLogStaleRecordsNotResurrected(t *testing.T) {
 	if err := l.Commit(); err == nil {
 		t.Fatal("commit did not fail")
 	}
-	l = logTestOpen(t, mem, meta)
+	l = logTestOpenMeta(t, mem, meta)
 	logTestCheck(t, l, 0, append(a, logTestRec{cpos, c})) // c accepted, b2 not
 }
 
@@ -507,6 +545,11 @@ func TestLogCorruption(t *testing.T) {
 				victim = more[i]
 				addr = -1
 			}
+			// A later commit: the damaged one is not the last, so its damage
+			// cannot be a torn write (damage to the last commit's data looks
+			// like one, see TestLogRecovery).
+			logTestAppend(t, l, r, 3, 100)
+			logTestCommit(t, l)
 			if addr >= 0 {
 				sec := addr - addr%512
 				buf := devTestRead(t, mem, sec, 512)
@@ -638,12 +681,24 @@ func TestLogRecordFormat(t *testing.T) {
 	if e := binary.LittleEndian.Uint32(sec[8:]); e != 1 {
 		t.Errorf("epoch %d", e)
 	}
-	if string(sec[16:21]) != "hello" || !bytes.Equal(sec[21:], make([]byte, 512-21)) {
-		t.Error("payload or padding")
+	if string(sec[16:21]) != "hello" {
+		t.Error("payload")
+	}
+	// The commit record follows: "NLC1", length 16, epoch, crc, then the
+	// committed tail before (0) and after (21+32) the commit.
+	c := sec[21:]
+	if string(c[:4]) != "NLC1" || binary.LittleEndian.Uint32(c[4:]) != 16 || binary.LittleEndian.Uint32(c[8:]) != 1 {
+		t.Errorf("commit record header % x", c[:16])
+	}
+	if prev, tail := binary.LittleEndian.Uint64(c[16:]), binary.LittleEndian.Uint64(c[24:]); prev != 0 || tail != 21+32 {
+		t.Errorf("commit record covers [%d, %d), want [0, 53)", prev, tail)
+	}
+	if l.CommittedTail() != 53 || !bytes.Equal(sec[53:], make([]byte, 512-53)) {
+		t.Errorf("committed tail %d, or padding not zero", l.CommittedTail())
 	}
 	// A zeroed area never parses.
 	z := logTestOpen(t, NewMemoryDevice("z", 512, 4096), NewMemoryMeta())
-	if _, _, err := z.newReader(-1).record(0, -1, 0, false); err == nil {
+	if _, _, _, err := z.newReader(-1).record(0, -1, 0, false); err == nil {
 		t.Error("zeros parsed as a record")
 	}
 }
@@ -685,7 +740,69 @@ func BenchmarkLogGroupCommit(b *testing.B) {
 			el := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
-			b.ReportMetric(float64(b.N)/float64(max(l.commits, 1)), "records/commit")
+			b.ReportMetric(float64(b.N)/float64(max(l.CommitStats().Commits, 1)), "records/commit")
 		})
+	}
+}
+
+// BenchmarkLogCommitLatency: 1 or 12 logs on local files (like 12
+// partitions), each committing one 500-byte record at a time. "before" is
+// format 1 as it was (data write and flush, then a metadata replace, no
+// preallocation); "after" is format 2 (one write and one flush).
+func BenchmarkLogCommitLatency(b *testing.B) {
+	for _, mode := range []string{"before", "after"} {
+		for _, logs := range []int{1, 12} {
+			b.Run(fmt.Sprintf("%s/logs=%d", mode, logs), func(b *testing.B) {
+				dir := b.TempDir()
+				ls := make([]*Log, logs)
+				for i := range ls {
+					pdir := filepath.Join(dir, fmt.Sprintf("p%02d", i))
+					dev, err := NewFileDevice(filepath.Join(pdir, "commit-log"), "commit-log", 512, 64<<20)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer dev.Close()
+					meta, err := NewDirMeta(pdir)
+					if err != nil {
+						b.Fatal(err)
+					}
+					l, err := OpenLog(LogOptions{Name: "bench", Device: dev, Meta: meta, MetaName: "commit-log.meta",
+						MetaCommits: mode == "before", noPrealloc: mode == "before"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer l.Close()
+					ls[i] = l
+				}
+				payload := bytes.Repeat([]byte("x"), 500)
+				var next atomic.Int64
+				b.ResetTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, l := range ls {
+					wg.Go(func() {
+						for next.Add(1) <= int64(b.N) {
+							l.Append(payload)
+							if err := l.Commit(); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				el := time.Since(start)
+				b.StopTimer()
+				var st CommitStats
+				for _, l := range ls {
+					st.Merge(l.CommitStats())
+				}
+				b.ReportMetric(float64(st.Commits)/el.Seconds()/float64(logs), "commits/s/log")
+				b.ReportMetric(float64(st.Commit.Quantile(0.5).Microseconds()), "p50-µs")
+				b.ReportMetric(float64(st.Commit.Quantile(0.99).Microseconds()), "p99-µs")
+				b.ReportMetric(float64(st.Sync.Quantile(0.5).Microseconds()), "sync-p50-µs")
+				b.ReportMetric(float64(st.Sync.Quantile(0.99).Microseconds()), "sync-p99-µs")
+			})
+		}
 	}
 }

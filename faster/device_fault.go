@@ -425,3 +425,18 @@ func (d *FaultDevice) Close() error {
 	d.ops.Wait()
 	return d.inner.Close()
 }
+
+// Preallocate implements Preallocator if the inner device does (and does
+// nothing otherwise). It is not undone by Crash.
+func (d *FaultDevice) Preallocate(addr int64) error {
+	d.mu.Lock()
+	if d.crashed {
+		d.mu.Unlock()
+		return fmt.Errorf("faster: device %q: preallocate at %d: %w", d.inner.Name(), addr, ErrDeviceCrashed)
+	}
+	d.mu.Unlock()
+	if p, ok := d.inner.(Preallocator); ok {
+		return p.Preallocate(addr)
+	}
+	return nil
+}

@@ -212,6 +212,9 @@ func (s *DurableStore) Append(entries []LogEntry) error {
 	return s.log.Commit()
 }
 
+// CommitStats returns the commit log's statistics (commits, flush times).
+func (s *DurableStore) CommitStats() faster.CommitStats { return s.log.CommitStats() }
+
 // Stats returns the number of group commits and of events logged.
 func (s *DurableStore) Stats() (commits, entries int64) { return s.appends.Load(), s.entries.Load() }
 

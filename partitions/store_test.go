@@ -158,6 +158,11 @@ func TestStoreCorruptionIsAHardError(t *testing.T) {
 	if err := s.Append(entries(0, 30)); err != nil {
 		t.Fatal(err)
 	}
+	// A later commit: damage to the data of the last commit could be a
+	// torn write (it is cut), damage to an earlier one cannot.
+	if err := s.Append(entries(30, 5)); err != nil {
+		t.Fatal(err)
+	}
 	// The process ends; the device keeps what was written.
 	// Flip a byte in the middle of the committed log.
 	inner := f.dev.Inner()

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -109,6 +110,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	taskHub := fs.String("taskhub", "", "run on this existing task hub (kept afterwards) instead of a fresh one")
 	owned := fs.String("partitions-owned", "", `partitions this process runs: "all" (default), "none" (drive hosts started with `+
 		"`netherite serve` on the same -taskhub, -storage and -transport), or a list such as 0-5")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof -top FILE)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
 		fs.PrintDefaults()
@@ -145,6 +147,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if !*asJSON && isTerminal(os.Stderr) {
 		cfg.Progress = stderr
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "netherite bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "netherite bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
@@ -208,6 +223,10 @@ func printBench(w io.Writer, res *bench.Result) {
 	}
 	fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
 	fmt.Fprintf(w, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
+	if res.Commits > 0 {
+		fmt.Fprintf(w, "  commits: %d, %.0f/s per partition; flush p50 %.0fµs p90 %.0fµs p99 %.0fµs max %.0fµs; commit p50 %.0fµs p99 %.0fµs\n",
+			res.Commits, res.CommitsPerSPerPartition, res.SyncP50Us, res.SyncP90Us, res.SyncP99Us, res.SyncMaxUs, res.CommitP50Us, res.CommitP99Us)
+	}
 	if res.StateLoads > 0 {
 		fmt.Fprintf(w, "  state loads from storage: %d (%.3f per orchestration step), %d of them on the event loop\n", res.StateLoads, res.LoadsPerStep, res.SyncLoads)
 	}

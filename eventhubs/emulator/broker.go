@@ -444,7 +444,9 @@ func openPartition(h *hub, id int, now func() time.Time) (*partition, error) {
 		return nil, fmt.Errorf("emulator: hub %s partition %d: %w", h.name, id, err)
 	}
 	log, err := faster.OpenLog(faster.LogOptions{
-		Name: fmt.Sprintf("event hub %s partition %d log", h.name, id), Device: dev, Meta: meta, MetaName: "log.meta"})
+		Name: fmt.Sprintf("event hub %s partition %d log", h.name, id), Device: dev, Meta: meta, MetaName: "log.meta",
+		// Offsets are predicted before Append: positions must be dense.
+		MetaCommits: true})
 	if err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("emulator: hub %s partition %d: %w", h.name, id, err)
