@@ -32,7 +32,7 @@ import (
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold"}
+var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold", "entity-signal"}
 
 // DefaultInFlight caps the orchestrations in flight in a closed loop, so
 // that the harness's own waiting does not grow with n.
@@ -74,6 +74,18 @@ type Config struct {
 	AfterRun func()
 	// Progress, if set, receives a progress line as work completes.
 	Progress io.Writer
+	// Backend, PollingInterval and Transport select the engine: see
+	// netherite.Options.Backend, AzureStorage.MaxQueuePollingInterval
+	// and Transport (compare.go runs the workloads on each).
+	Backend         string
+	PollingInterval time.Duration
+	Transport       string
+	// Entities is the number of counter entities of entity-signal
+	// (default 64).
+	Entities int
+	// KeepSamples keeps the latencies and completion times in
+	// Result.Samples (for plots).
+	KeepSamples bool
 }
 
 // Modes of running a workload (Result.Mode).
@@ -165,6 +177,14 @@ type Result struct {
 	// RSSBytes is the process's resident memory after the run, with the
 	// completed instances held (hold only).
 	RSSBytes int64 `json:"rss_bytes,omitempty"`
+	// Backend is the engine that ran (compare.go), StorageByKind the
+	// storage requests by kind (storagecount), SignalsPerS the entity
+	// signals processed per second (entity-signal).
+	Backend       string           `json:"backend,omitempty"`
+	StorageByKind map[string]int64 `json:"storage_requests_by_kind,omitempty"`
+	SignalsPerS   float64          `json:"signals_per_s,omitempty"`
+	// Samples are the raw samples, if Config.KeepSamples.
+	Samples *Samples `json:"-"`
 }
 
 // Register adds the benchmark functions to r.
@@ -256,7 +276,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer cancel()
 	}
 	switch cfg.Workload {
-	case "hello5", "hello3-latency", "fanout", "bank", "clean-restart", "hold":
+	case "hello5", "hello3-latency", "fanout", "bank", "clean-restart", "hold", "entity-signal":
 	case "crash-recovery":
 		return runCrashRecovery(ctx, cfg)
 	case "hello5-coldcache":
@@ -288,7 +308,8 @@ func isAzure(storage string) bool {
 func hostOptions(cfg Config, hub string) netherite.Options {
 	return netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
 		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
-		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}}
+		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}, Backend: cfg.Backend, Transport: cfg.Transport,
+		AzureStorage: netherite.AzureStorageOptions{MaxQueuePollingInterval: cfg.PollingInterval}}
 }
 
 // newResult describes the host a run uses; never an account key.
@@ -298,7 +319,7 @@ func newResult(cfg Config, o netherite.Options, hub string) *Result {
 		storage = "azure-storage(" + hub + ")"
 	}
 	return &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage,
-		PersistFirst: o.PersistStepsFirst, Errors: map[string]int{}, CacheBytes: cfg.CacheBytes}
+		PersistFirst: o.PersistStepsFirst, Errors: map[string]int{}, CacheBytes: cfg.CacheBytes, Backend: o.Backend}
 }
 
 // inFlightCap is the closed loop's cap for cfg.
@@ -314,7 +335,7 @@ func inFlightCap(cfg Config) int {
 
 // stepsPer is the orchestration steps (episodes) of one orchestration of
 // a workload, for per-step figures.
-var stepsPer = map[string]int{"hello5": 6, "hello5-coldcache": 6, "hello3-latency": 4, "clean-restart": 1, "hold": 1}
+var stepsPer = map[string]int{"hello5": 6, "hello5-coldcache": 6, "hello3-latency": 4, "clean-restart": 1, "hold": 1, "entity-signal": 1}
 
 // runOne runs a workload that needs one host (and a restart for
 // clean-restart).
@@ -358,11 +379,17 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		rec, t0, err = runBank(ctx, c, cfg, res, prog)
 	case "clean-restart", "hold":
 		rec, t0 = closed(cfg, res).run(ctx, orchestrationOp(c, "BenchInline", prog))
+	case "entity-signal":
+		rec, t0, err = runEntitySignal(ctx, c, cfg, res, prog)
 	}
 	res.Seconds = time.Since(t0).Seconds()
 	prog.finish()
 	if rec != nil {
-		rec.stats().fill(res, t0)
+		st := rec.stats()
+		st.fill(res, t0)
+		if cfg.KeepSamples {
+			res.Samples = newSamples(st, t0)
+		}
 	}
 	if err != nil {
 		return res, err
@@ -376,6 +403,8 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		case "bank":
 			res.TransfersPerS = res.OrchestrationsPerS
+		case "entity-signal":
+			res.SignalsPerS, res.OrchestrationsPerS = res.OrchestrationsPerS, 0
 		}
 	}
 	hostStats(h, cfg.Workload, res)
@@ -430,6 +459,7 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 	if steps > 0 {
 		res.LoadsPerStep = float64(res.StateLoads) / steps
 	}
+	res.StorageByKind = h.StorageRequestsByKind()
 	if res.StorageRequests = h.StorageRequests(); res.StorageRequests > 0 && steps > 0 {
 		res.RequestsPerStep = float64(res.StorageRequests) / steps
 	}

@@ -43,6 +43,8 @@ commands:
   bench WORKLOAD    run a benchmark; workloads: %s
                     flags: -n -partitions -storage -rate -inflight -persist-first
                     -cache-mb -timeout -seed -json
+  bench compare     run the workloads on Netherite and on the Azure Storage
+                    baseline; writes bench-report/ (see 'bench compare -h')
 
 run 'netherite <command> -h' for the flags of a command
 `, strings.Join(bench.Workloads, ", "))
@@ -85,6 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 1000, "orchestrations (hello5, hello3-latency, bank, crash-recovery, ...) or activities (fanout)")
