@@ -291,7 +291,7 @@ func (r *Report) Markdown(plots []string) string {
 		p("\n")
 	}
 
-	p("\n## Throughput\n\nCompleted units per second (see the unit per row).\n\n")
+	p("\n## Throughput\n\nCompleted units per second (see the unit per row). hello3-latency is an open loop: an engine that keeps up completes at the offered rate (%.0f/s here), so compare it on latency.\n\n", r.Settings.Rate)
 	header("workload (unit/s)")
 	for _, w := range ws {
 		unit, _ := units(w)
@@ -385,4 +385,18 @@ func (r *Report) Markdown(plots []string) string {
 		}
 	}
 	return b.String()
+}
+
+// ReadReport reads a report.json written by Write, so that its tables
+// and plots can be drawn again.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench compare: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bench compare: %s: %w", path, err)
+	}
+	return &r, nil
 }

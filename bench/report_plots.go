@@ -40,8 +40,12 @@ func (r *Report) writePlots(dir string) ([]string, error) {
 		}
 	}
 	for _, w := range r.workloads() {
-		if lc := r.timelineChart(w); lc != nil {
-			if err := save("timeline-"+w+".png", lc.Render()); err != nil {
+		if charts := r.timelineCharts(w); len(charts) > 0 {
+			imgs := make([]image.Image, len(charts))
+			for i, c := range charts {
+				imgs[i] = c.Render()
+			}
+			if err := save("timeline-"+w+".png", plot.Grid(imgs, 2)); err != nil {
 				return files, err
 			}
 		}
@@ -55,9 +59,9 @@ func (r *Report) barChart(w string) *plot.BarChart {
 	unit, _ := units(w)
 	bc := &plot.BarChart{Title: fmt.Sprintf("%s: throughput (%s/s), higher is better", w, unit), Y: plot.Axis{Label: unit + " per second"}}
 	lo, hi := 0.0, 0.0
-	for _, c := range r.configs() {
+	for i, c := range r.configs() {
 		x := r.run(w, c)
-		b := plot.Bar{Label: c}
+		b := plot.Bar{Label: c, Colour: i + 1}
 		switch {
 		case x == nil:
 			b.Missing = "not run"
@@ -89,12 +93,12 @@ func (r *Report) barChart(w string) *plot.BarChart {
 func (r *Report) latencyCDF(w string) *plot.LineChart {
 	lc := &plot.LineChart{Title: w + ": latency CDF (from intended start), left is better",
 		X: plot.Axis{Label: "latency (ms, log scale)", Log: true}, Y: plot.Axis{Label: "fraction completed", Min: 0, Max: 1}, Legend: plot.TopLeft}
-	for _, c := range r.configs() {
+	for i, c := range r.configs() {
 		x := r.run(w, c)
 		if x == nil || len(x.CDF) == 0 {
 			continue
 		}
-		s := plot.Series{Name: c, Step: true}
+		s := plot.Series{Name: c, Step: true, Colour: i + 1}
 		for _, pt := range x.CDF {
 			s.X, s.Y = append(s.X, pt[0]), append(s.Y, pt[1])
 		}
@@ -106,28 +110,28 @@ func (r *Report) latencyCDF(w string) *plot.LineChart {
 	return lc
 }
 
-// timelineChart is workload w's completions per second over each run.
-func (r *Report) timelineChart(w string) *plot.LineChart {
+// timelineCharts are workload w's completions per second over each run,
+// one chart per configuration: the runs differ by orders of magnitude in
+// length and rate, which shared axes would flatten.
+func (r *Report) timelineCharts(w string) []*plot.LineChart {
 	unit, _ := units(w)
 	if w == "fanout" {
 		return nil // one orchestration: its activities are not seen completing
 	}
-	lc := &plot.LineChart{Title: w + ": throughput over time", X: plot.Axis{Label: "seconds since the start of the run"},
-		Y: plot.Axis{Label: unit + " completed per second"}, Legend: plot.TopRight}
-	for _, c := range r.configs() {
+	var charts []*plot.LineChart
+	for i, c := range r.configs() {
 		x := r.run(w, c)
 		if x == nil || len(x.Timeline) == 0 || x.IntervalS <= 0 {
 			continue
 		}
-		s := plot.Series{Name: fmt.Sprintf("%s (per %gs)", c, x.IntervalS), Step: true}
+		s := plot.Series{Name: fmt.Sprintf("%s, per %gs", c, x.IntervalS), Step: true, Colour: i + 1}
 		for i, n := range x.Timeline {
 			s.X, s.Y = append(s.X, float64(i)*x.IntervalS), append(s.Y, float64(n)/x.IntervalS)
 		}
 		s.X, s.Y = append(s.X, float64(len(x.Timeline))*x.IntervalS), append(s.Y, s.Y[len(s.Y)-1])
-		lc.Series = append(lc.Series, s)
+		charts = append(charts, &plot.LineChart{Title: w + " on " + c + ": throughput over time",
+			X: plot.Axis{Label: "seconds since the start of the run"}, Y: plot.Axis{Label: unit + "/s"},
+			Series: []plot.Series{s}, Legend: plot.TopRight, Width: 560, Height: 320})
 	}
-	if len(lc.Series) == 0 {
-		return nil
-	}
-	return lc
+	return charts
 }

@@ -65,6 +65,17 @@ type Series struct {
 	X, Y []float64
 	// Step draws the series as a staircase (a step after each point).
 	Step bool
+	// Colour is 1 + the index of the series' colour in Palette (0: by
+	// position), so that a configuration keeps its colour across charts.
+	Colour int
+}
+
+// colour picks Palette[c-1], or by position i when c is 0.
+func colour(c, i int) color.RGBA {
+	if c > 0 {
+		i = c - 1
+	}
+	return Palette[i%len(Palette)]
 }
 
 // Legend positions.
@@ -90,6 +101,7 @@ type Bar struct {
 	Label   string
 	Value   float64
 	Missing string
+	Colour  int // as Series.Colour
 }
 
 // BarChart is a chart of bars, one per category.
@@ -360,7 +372,7 @@ func (c *canvas) frame(title string, xl, yl string, xTicks bool) {
 }
 
 // legend draws the names with their colours in a box in a corner.
-func (c *canvas) legend(names []string, pos int) {
+func (c *canvas) legend(names []string, cols []color.RGBA, pos int) {
 	if len(names) == 0 {
 		return
 	}
@@ -384,7 +396,7 @@ func (c *canvas) legend(names []string, pos int) {
 	c.vline(x+w, y, y+h, grey)
 	for i, n := range names {
 		ly := y + 6 + i*(lineH+4)
-		col := Palette[i%len(Palette)]
+		col := cols[i]
 		c.rect(x+6, ly+5, x+26, ly+8, col)
 		c.text(x+32, ly, n, black)
 	}
@@ -401,9 +413,10 @@ func (lc *LineChart) Render() *image.RGBA {
 	c.y = newScale(lc.Y, ys, c.bott, c.top, !lc.Y.Log)
 	c.frame(lc.Title, lc.X.Label, lc.Y.Label, true)
 	var names []string
+	var cols []color.RGBA
 	for i, s := range lc.Series {
-		col := Palette[i%len(Palette)]
-		names = append(names, s.Name)
+		col := colour(s.Colour, i)
+		names, cols = append(names, s.Name), append(cols, col)
 		var px, py float64
 		first := true
 		for j := range min(len(s.X), len(s.Y)) {
@@ -424,7 +437,7 @@ func (lc *LineChart) Render() *image.RGBA {
 			px, py, first = x, y, false
 		}
 	}
-	c.legend(names, lc.Legend)
+	c.legend(names, cols, lc.Legend)
 	return c.img
 }
 
@@ -462,7 +475,7 @@ func (bc *BarChart) Render() *image.RGBA {
 			top = base
 		}
 		top = math.Max(float64(c.top), math.Min(top, base))
-		c.rect(x0, int(top), x1, c.bott, Palette[i%len(Palette)])
+		c.rect(x0, int(top), x1, c.bott, colour(b.Colour, i))
 		v := FormatValue(b.Value)
 		c.text(mid-textW(v)/2, int(top)-lineH-2, v, black)
 	}
@@ -523,4 +536,22 @@ func WritePNG(w io.Writer, img image.Image) error {
 		return fmt.Errorf("plot: png: %w", err)
 	}
 	return nil
+}
+
+// Grid lays images out in rows of cols, left to right (small multiples:
+// one chart per series when their scales differ too much to share axes).
+func Grid(imgs []image.Image, cols int) *image.RGBA {
+	cols = max(1, min(cols, len(imgs)))
+	w, h := 0, 0
+	for _, im := range imgs {
+		w, h = max(w, im.Bounds().Dx()), max(h, im.Bounds().Dy())
+	}
+	rows := (len(imgs) + cols - 1) / cols
+	out := image.NewRGBA(image.Rect(0, 0, max(1, cols*w), max(1, rows*h)))
+	draw.Draw(out, out.Bounds(), image.NewUniform(white), image.Point{}, draw.Src)
+	for i, im := range imgs {
+		at := image.Pt((i%cols)*w, (i/cols)*h)
+		draw.Draw(out, im.Bounds().Sub(im.Bounds().Min).Add(at), im, im.Bounds().Min, draw.Src)
+	}
+	return out
 }

@@ -34,6 +34,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	eventhubs := fs.String("eventhubs", os.Getenv("NETHERITE_EVENTHUBS"), "Event Hubs connection string of the Event Hubs configuration (default $NETHERITE_EVENTHUBS)")
 	timeout := fs.Duration("run-timeout", 10*time.Minute, "bound on each run; a run not done by then is reported as a timeout with what it completed")
 	warmup := fs.Int("warmup", 20, "orchestrations of a discarded hello5 run on each configuration first (0: none)")
+	from := fs.String("from", "", "run nothing: draw report.md and the plots again from this report.json into -out")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench compare [flags]\n\nRuns each workload (%s) on each configuration (%s)\nand writes report.json, report.md and PNG plots.\n\n",
 			strings.Join(bench.CompareWorkloads, ", "), strings.Join(bench.CompareConfigurations, ", "))
@@ -45,6 +46,18 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "netherite bench compare: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if *from != "" {
+		rep, err := bench.ReadReport(*from)
+		if err == nil {
+			err = rep.Write(*out)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "netherite bench compare:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "report written to %s\n", filepath.Join(*out, "report.md"))
+		return 0
 	}
 	w := *warmup
 	if w == 0 {
