@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -66,6 +69,9 @@ type CompareOptions struct {
 	Warmup int
 	// Log, if set, receives a line per run.
 	Log io.Writer
+	// ProfileDir, if set, receives a CPU profile of each run
+	// (WORKLOAD-CONFIGURATION.pprof), to see where the time goes.
+	ProfileDir string
 }
 
 func (o *CompareOptions) defaults() {
@@ -86,7 +92,9 @@ func (o *CompareOptions) defaults() {
 	def(&o.Signals, 5000)
 	def(&o.Entities, DefaultEntities)
 	def(&o.Partitions, netherite.DefaultPartitionCount)
-	def(&o.Warmup, 20)
+	if o.Warmup == 0 {
+		o.Warmup = 20
+	}
 	if o.Rate <= 0 {
 		o.Rate = 20
 	}
@@ -262,8 +270,13 @@ func Compare(ctx context.Context, o CompareOptions) (*Report, error) {
 				run.Status, run.Error = StatusUnavailable, c.Unavailable
 				continue
 			}
+			stopProfile, err := o.profile(w, c.Name)
+			if err != nil {
+				return rep, err
+			}
 			start := time.Now()
 			res, err := runBounded(ctx, o.config(c, w), o.RunTimeout)
+			stopProfile()
 			run.fill(res, err)
 			run.Error = o.redact(run.Error)
 			if run.Result != nil {
@@ -289,6 +302,29 @@ func logf(w io.Writer, format string, args ...any) {
 	if w != nil {
 		fmt.Fprintf(w, format+"\n", args...)
 	}
+}
+
+// profile starts the CPU profile of workload w on configuration c, if
+// asked for, and returns what stops it.
+func (o *CompareOptions) profile(w, c string) (stop func(), err error) {
+	if o.ProfileDir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench compare: profile: %w", err)
+	}
+	f, err := os.Create(filepath.Join(o.ProfileDir, w+"-"+c+".pprof"))
+	if err != nil {
+		return nil, fmt.Errorf("bench compare: profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench compare: profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // config is the bench configuration of workload w on c.

@@ -34,6 +34,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	eventhubs := fs.String("eventhubs", os.Getenv("NETHERITE_EVENTHUBS"), "Event Hubs connection string of the Event Hubs configuration (default $NETHERITE_EVENTHUBS)")
 	timeout := fs.Duration("run-timeout", 10*time.Minute, "bound on each run; a run not done by then is reported as a timeout with what it completed")
 	warmup := fs.Int("warmup", 20, "orchestrations of a discarded hello5 run on each configuration first (0: none)")
+	profiles := fs.String("profile-dir", "", "write a CPU profile of each run into this directory (go tool pprof)")
 	from := fs.String("from", "", "run nothing: draw report.md and the plots again from this report.json into -out")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench compare [flags]\n\nRuns each workload (%s) on each configuration (%s)\nand writes report.json, report.md and PNG plots.\n\n",
@@ -65,7 +66,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	o := bench.CompareOptions{Workloads: list(*workloads), Configurations: list(*configs), N: *n, Rate: *rate, Duration: *duration,
 		FanOut: *fanout, Transfers: *transfers, Signals: *signals, Entities: *entities, Partitions: *partitions,
-		Azurite: *storage, EventHubs: *eventhubs, RunTimeout: *timeout, Warmup: w, Log: stderr}
+		Azurite: *storage, EventHubs: *eventhubs, RunTimeout: *timeout, Warmup: w, Log: stderr, ProfileDir: *profiles}
 	rep, err := bench.Compare(ctx, o)
 	if rep == nil {
 		fmt.Fprintln(stderr, "netherite bench compare:", err)

@@ -36,6 +36,9 @@ func TestBenchCompare(t *testing.T) {
 	if strings.Join(got, ";") != strings.Join(want, ";") {
 		t.Errorf("runs %v, want %v", got, want)
 	}
+	if strings.Contains(errb.String(), "warm-up") {
+		t.Errorf("-warmup 0 ran a warm-up: %s", errb.String())
+	}
 	if !strings.Contains(out.String(), "report.md") {
 		t.Errorf("output: %s", out.String())
 	}
