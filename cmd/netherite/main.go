@@ -178,12 +178,17 @@ func printBench(w io.Writer, res *bench.Result) {
 		if res.TransfersPerS > 0 {
 			rates += fmt.Sprintf(", %.0f transfers/s", res.TransfersPerS)
 		}
+		if res.SignalsPerS > 0 {
+			rates = fmt.Sprintf("%.0f signals/s", res.SignalsPerS)
+		}
 		fmt.Fprintf(w, "  completed %d, failed %d in %.3fs: %s\n", res.Completed, res.Failed, res.Seconds, rates)
 	}
 	if res.Failed > 0 {
 		fmt.Fprintf(w, "  failures: %s\n", bench.ErrorsLine(res.Errors))
 	}
-	fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
+	if res.LatencyFrom != "" {
+		fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
+	}
 	fmt.Fprintf(w, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
 	if res.StateLoads > 0 {
 		fmt.Fprintf(w, "  state loads from storage: %d (%.3f per orchestration step), %d of them on the event loop\n", res.StateLoads, res.LoadsPerStep, res.SyncLoads)
