@@ -1,0 +1,84 @@
+package azstorage_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/netherite-go/netherite/azstorage"
+	"github.com/netherite-go/netherite/blobstore/blobtest"
+	"github.com/netherite-go/netherite/core"
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/samples"
+)
+
+func TestMain(m *testing.M) { blobtest.Main(m) }
+
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// hubName returns a fresh task hub name per test.
+func hubName() string { return fmt.Sprintf("t%d", time.Now().UnixNano()%1e13) }
+
+// testConfig is a worker with short polling and leases, for tests only.
+func testConfig(t *testing.T, hub string) azstorage.Config {
+	return azstorage.Config{Storage: blobtest.Connection(t), TaskHub: hub, MaxQueuePollingInterval: 50 * time.Millisecond,
+		LeaseDuration: 15 * time.Second, LeaseRenewInterval: 2 * time.Second, LeaseAcquireInterval: 500 * time.Millisecond,
+		Logger: testLogger()}
+}
+
+func startBackend(t *testing.T, cfg azstorage.Config, r *durable.Registry) *azstorage.Backend {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := azstorage.Start(ctx, cfg, r)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := b.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return b
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestHelloSequence(t *testing.T) {
+	r := durable.NewRegistry()
+	samples.Register(r)
+	b := startBackend(t, testConfig(t, hubName()), r)
+	ctx := testCtx(t)
+	c := b.Client()
+	id, err := c.StartOrchestration(ctx, samples.HelloSequence, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads(), durable.WithHistory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RuntimeStatus != core.StatusCompleted {
+		t.Fatalf("status %s, failure %v", s.RuntimeStatus, s.Failure)
+	}
+	var out []string
+	if err := s.ReadOutput(&out); err != nil || len(out) != 3 {
+		t.Fatalf("output %s: %v", s.Output, err)
+	}
+	st := b.Stats()
+	t.Logf("output %v; %d history events; stats %+v (requests %d)", out, len(s.History), st, st.Requests())
+	if st.Episodes < 4 || st.Activities != 3 {
+		t.Fatalf("stats %+v: want at least 4 episodes and 3 activities", st)
+	}
+}
