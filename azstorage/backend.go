@@ -11,6 +11,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
+	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
 )
 
@@ -143,6 +144,7 @@ type Backend struct {
 	actSlots  chan struct{}
 
 	mu       sync.Mutex
+	watchers map[string][]chan core.RuntimeStatus
 	sessions map[string]*session
 	cache    map[string]*cachedSession
 
@@ -183,7 +185,7 @@ func Start(ctx context.Context, cfg Config, r *durable.Registry) (*Backend, erro
 		executor:  durable.NewExecutor(r, durable.ExecutorOptions{Logger: cfg.Logger}),
 		orchSlots: make(chan struct{}, cfg.MaxConcurrentOrchestrations),
 		actSlots:  make(chan struct{}, cfg.MaxConcurrentActivities),
-		sessions:  map[string]*session{}, cache: map[string]*cachedSession{},
+		sessions:  map[string]*session{}, cache: map[string]*cachedSession{}, watchers: map[string][]chan core.RuntimeStatus{},
 	}
 	hub := cfg.TaskHub
 	lower := toLower(hub)
@@ -314,4 +316,43 @@ func (b *Backend) Stop(ctx context.Context) error {
 		b.mu.Unlock()
 	})
 	return err
+}
+
+// watch returns a channel that receives the status of every write of
+// the instance row of id by this process (a checkpoint of this worker, or
+// a client write), until unwatch.
+func (b *Backend) watch(id string) chan core.RuntimeStatus {
+	ch := make(chan core.RuntimeStatus, 64)
+	b.mu.Lock()
+	b.watchers[id] = append(b.watchers[id], ch)
+	b.mu.Unlock()
+	return ch
+}
+
+func (b *Backend) unwatch(id string, ch chan core.RuntimeStatus) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ws := b.watchers[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(b.watchers, id)
+	} else {
+		b.watchers[id] = ws
+	}
+}
+
+func (b *Backend) notify(id string, st core.RuntimeStatus) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ch := range b.watchers[id] {
+		select {
+		case ch <- st:
+		default: // a full channel: the waiter's polling catches up
+		}
+	}
 }

@@ -82,3 +82,26 @@ func TestHelloSequence(t *testing.T) {
 		t.Fatalf("stats %+v: want at least 4 episodes and 3 activities", st)
 	}
 }
+
+func TestFanOut(t *testing.T) {
+	r := durable.NewRegistry()
+	samples.Register(r)
+	b := startBackend(t, testConfig(t, hubName()), r)
+	ctx := testCtx(t)
+	c := b.Client()
+	const n = 1000
+	begin := time.Now()
+	id, err := c.StartOrchestration(ctx, samples.FanOutFanIn, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
+	if err != nil {
+		t.Fatalf("%v; stats %+v", err, b.Stats())
+	}
+	var sum int
+	if err := s.ReadOutput(&sum); err != nil || sum != n*(n+1)*(2*n+1)/6 {
+		t.Fatalf("status %s output %s failure %v", s.RuntimeStatus, s.Output, s.Failure)
+	}
+	t.Logf("fan-out of %d in %v; stats %+v", n, time.Since(begin), b.Stats())
+}

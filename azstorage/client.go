@@ -23,11 +23,17 @@ type Client struct{ b *Backend }
 
 var _ durable.Client = (*Client)(nil)
 
-// Wait polling: DTFx's client polls the instance row; these bounds are
-// ours (short enough not to dominate a latency measurement).
+// Waits poll the instance row, as DTFx's client does, with a random
+// exponential back-off between waitPollMin and waitPollMax. When this
+// process also runs a worker, its checkpoints wake the waits at once and
+// the polling (which then only catches other workers' checkpoints) runs
+// between waitPollMinLocal and waitPollMaxLocal, so that many waiting clients do not load the
+// storage account.
 const (
-	waitPollMin = 20 * time.Millisecond
-	waitPollMax = time.Second
+	waitPollMin      = 20 * time.Millisecond
+	waitPollMax      = time.Second
+	waitPollMinLocal = time.Second
+	waitPollMaxLocal = 5 * time.Second
 )
 
 func invalid(format string, args ...any) error {
@@ -147,28 +153,46 @@ func (c *Client) GetStatus(ctx context.Context, id string, opts ...durable.Statu
 	return s, nil
 }
 
-func (c *Client) wait(ctx context.Context, id string, done func(*durable.OrchestrationStatus) bool, opts []durable.StatusOption) (*durable.OrchestrationStatus, error) {
+func (c *Client) wait(ctx context.Context, id string, done func(core.RuntimeStatus) bool, opts []durable.StatusOption) (*durable.OrchestrationStatus, error) {
 	bo := newBackoff(waitPollMin, waitPollMax)
+	if !c.b.cfg.ClientOnly {
+		bo = newBackoff(waitPollMinLocal, waitPollMaxLocal)
+	}
+	ch := c.b.watch(id)
+	defer c.b.unwatch(id, ch)
 	for {
 		s, err := c.GetStatus(ctx, id, opts...)
 		if err != nil {
 			return nil, err
 		}
-		if done(s) {
+		if done(s.RuntimeStatus) {
 			return s, nil
 		}
-		if !sleep(ctx, bo.next()) {
-			return nil, ctx.Err()
+		t := time.NewTimer(bo.next())
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case st := <-ch:
+				if done(st) {
+					t.Stop()
+					break wait // read the row that satisfies the wait
+				}
+			case <-t.C:
+				break wait
+			}
 		}
 	}
 }
 
 func (c *Client) WaitForStart(ctx context.Context, id string, opts ...durable.StatusOption) (*durable.OrchestrationStatus, error) {
-	return c.wait(ctx, id, func(s *durable.OrchestrationStatus) bool { return s.RuntimeStatus != core.StatusPending }, opts)
+	return c.wait(ctx, id, func(s core.RuntimeStatus) bool { return s != core.StatusPending }, opts)
 }
 
 func (c *Client) WaitForCompletion(ctx context.Context, id string, opts ...durable.StatusOption) (*durable.OrchestrationStatus, error) {
-	return c.wait(ctx, id, func(s *durable.OrchestrationStatus) bool { return s.RuntimeStatus.IsTerminal() }, opts)
+	return c.wait(ctx, id, func(s core.RuntimeStatus) bool { return s.IsTerminal() }, opts)
 }
 
 // instanceEvent sends an event to a running instance.

@@ -69,7 +69,7 @@ func (b *Backend) rowEntity(ctx context.Context, r *instanceRow, full bool) ([]b
 	props := map[string]any{
 		"ExecutionId":     r.ExecutionID,
 		"RuntimeStatus":   r.Status.String(),
-		"LastUpdatedTime": aztables.EDMDateTime(r.LastUpdatedAt),
+		"LastUpdatedTime": nanos(r.LastUpdatedAt),
 	}
 	blob := func(what string) string { return fmt.Sprintf("%s/instance-%s-%s.gz", pk, r.ExecutionID, what) }
 	if err := b.payloadProps(ctx, props, "Output", blob("output"), r.Output); err != nil {
@@ -102,13 +102,9 @@ func (b *Backend) rowEntity(ctx context.Context, r *instanceRow, full bool) ([]b
 		tags, _ := json.Marshal(r.Tags)
 		props["Name"], props["Version"], props["ParentInstanceId"] = r.Name, r.Version, r.Parent
 		props["Tags"] = string(tags)
-		props["CreatedTime"] = aztables.EDMDateTime(r.CreatedAt)
+		props["CreatedTime"] = nanos(r.CreatedAt)
 		props["IsEntity"] = r.IsEntity
-		if !r.ScheduledStartAt.IsZero() {
-			props["ScheduledStartTime"] = aztables.EDMDateTime(r.ScheduledStartAt)
-		} else {
-			props["ScheduledStartTime"] = aztables.EDMDateTime(time.Unix(0, 0).UTC())
-		}
+		props["ScheduledStartTime"] = nanos(r.ScheduledStartAt)
 	}
 	return json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: ""}, Properties: props})
 }
@@ -127,6 +123,7 @@ func (b *Backend) putInstance(ctx context.Context, r *instanceRow, full bool) er
 	if _, err := b.instances.UpsertEntity(ctx, raw, &aztables.UpsertEntityOptions{UpdateMode: mode}); err != nil {
 		return fmt.Errorf("write instance row of %s: %w", r.ID, err)
 	}
+	b.notify(r.ID, r.Status)
 	return nil
 }
 
@@ -166,15 +163,12 @@ func (b *Backend) decodeRow(ctx context.Context, e aztables.EDMEntity, payloads 
 		r.Status = st
 	}
 	tm := func(k string) time.Time {
-		if t, ok := p[k].(aztables.EDMDateTime); ok {
-			return time.Time(t).UTC()
+		if n := propInt(p[k]); n != 0 {
+			return time.Unix(0, n).UTC()
 		}
 		return time.Time{}
 	}
-	r.CreatedAt, r.LastUpdatedAt = tm("CreatedTime"), tm("LastUpdatedTime")
-	if t := tm("ScheduledStartTime"); t.After(time.Unix(0, 0)) {
-		r.ScheduledStartAt = t
-	}
+	r.CreatedAt, r.LastUpdatedAt, r.ScheduledStartAt = tm("CreatedTime"), tm("LastUpdatedTime"), tm("ScheduledStartTime")
 	if s, _ := p["Tags"].(string); s != "" && s != "null" {
 		_ = json.Unmarshal([]byte(s), &r.Tags)
 	}
@@ -202,6 +196,15 @@ func (b *Backend) decodeRow(ctx context.Context, e aztables.EDMEntity, payloads 
 		}
 	}
 	return r, nil
+}
+
+// nanos stores a time as Unix nanoseconds: the table service's DateTime
+// keeps only 100 ns ticks, and clients compare times exactly.
+func nanos(t time.Time) aztables.EDMInt64 {
+	if t.IsZero() {
+		return 0
+	}
+	return aztables.EDMInt64(t.UnixNano())
 }
 
 func (b *Backend) toStatus(r *instanceRow, payloads bool) *durable.OrchestrationStatus {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/netherite-go/netherite/core"
@@ -38,6 +39,7 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 	release := func() { cursor.Release() }
 
 	var consumed, retry []*received
+	retryDelay := outOfOrderDelay
 	var events []*core.HistoryEvent
 	var out outgoing
 	fresh := false // a new execution starts in this batch
@@ -63,6 +65,11 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 		}
 	}
 
+	// Starts first: a message that came in the same batch as the start
+	// of its instance is not held back for it.
+	slices.SortStableFunc(msgs, func(x, y *received) int {
+		return cmpBool(y.msg.Event.Kind == core.EventExecutionStarted, x.msg.Event.Kind == core.EventExecutionStarted)
+	})
 	for _, m := range msgs {
 		if b.redelayIfEarly(ctx, m) {
 			continue
@@ -110,6 +117,9 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 				// not exist is dropped, as in DTFx.
 				if r := readRow(); r != nil && !r.IsEntity && !r.Status.IsTerminal() {
 					retry = append(retry, m)
+					if d := time.Until(r.ScheduledStartAt); d > retryDelay {
+						retryDelay = d // the start is not due before then
+					}
 					continue
 				}
 			}
@@ -131,7 +141,7 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 		}
 	}
 	if len(retry) > 0 {
-		b.abandonAll(ctx, retry, outOfOrderDelay)
+		b.abandonAll(ctx, retry, retryDelay)
 	}
 	if len(events) == 0 {
 		b.finish(ctx, id, h, cursor, &out, consumed)
@@ -269,4 +279,14 @@ func (b *Backend) checkSizes(id string, res *durable.EpisodeResult, all []*core.
 			m.Event.Kind, m.Event.Result, m.Event.Failure = core.EventSubOrchestrationFailed, nil, res.Failure
 		}
 	}
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

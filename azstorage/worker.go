@@ -174,26 +174,49 @@ func (o *outgoing) add(res *durable.EpisodeResult) {
 	o.control = append(o.control, res.Messages...)
 }
 
-// sendAll enqueues the outgoing messages (in parallel, as DTFx does).
+// sendAll enqueues the outgoing messages: in parallel, as DTFx does,
+// except that the messages for one instance go one after the other, in
+// order (an orchestration's signals to an entity must arrive in the order
+// it sent them).
 func (b *Backend) sendAll(ctx context.Context, o *outgoing) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(o.activities)+len(o.control))
-	k := 0
+	var mu sync.Mutex
+	var errs []error
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
 	for _, m := range o.activities {
 		wg.Add(1)
-		go func(k int, m *core.TaskMessage) {
+		go func() {
 			defer wg.Done()
-			errs[k] = b.send(ctx, b.workItems, m)
-		}(k, m)
-		k++
+			if err := b.send(ctx, b.workItems, m); err != nil {
+				fail(err)
+			}
+		}()
 	}
+	byTarget := map[string][]*core.TaskMessage{}
+	var order []string
 	for _, m := range o.control {
+		id := m.Target.InstanceID
+		if _, ok := byTarget[id]; !ok {
+			order = append(order, id)
+		}
+		byTarget[id] = append(byTarget[id], m)
+	}
+	for _, id := range order {
 		wg.Add(1)
-		go func(k int, m *core.TaskMessage) {
+		go func(ms []*core.TaskMessage) {
 			defer wg.Done()
-			errs[k] = b.send(ctx, b.control[controlQueueOf(m.Target.InstanceID, len(b.control))], m)
-		}(k, m)
-		k++
+			q := b.control[controlQueueOf(ms[0].Target.InstanceID, len(b.control))]
+			for _, m := range ms {
+				if err := b.send(ctx, q, m); err != nil {
+					fail(err)
+					return
+				}
+			}
+		}(byTarget[id])
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -1,0 +1,40 @@
+package netherite_test
+
+// The scenario list (scenarios_test.go) also runs on the Azure Storage
+// baseline (package azstorage) against Azurite, with short queue polling
+// (the default 30 s back-off would make the suite crawl; the defaults are
+// what bench compare measures). Run only these with
+// -run 'Scenario.*/azstorage'. Scenarios whose documented semantics differ
+// on this backend skip those parts with skipOnAzStorage, saying why.
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/blobstore/blobtest"
+)
+
+func init() {
+	scenarioBackends = append(scenarioBackends, scenarioBackend{
+		name:       "azstorage",
+		partitions: 4, // control queues
+		setup: func(t *testing.T, o *netherite.Options) {
+			o.Backend = netherite.BackendAzStorage
+			o.Storage = blobtest.Connection(t)
+			o.TaskHub = fmt.Sprintf("az%d", time.Now().UnixNano()%1e12)
+			o.AzureStorage.ControlQueues = o.PartitionCount
+			o.AzureStorage.MaxQueuePollingInterval = 100 * time.Millisecond
+		},
+	})
+}
+
+// skipOnAzStorage skips the rest of a scenario on the azstorage backend,
+// whose documented semantics differ there.
+func skipOnAzStorage(t *testing.T, h *netherite.Host, why string) {
+	t.Helper()
+	if h.Options().Backend == netherite.BackendAzStorage {
+		t.Skipf("azstorage backend: %s", why)
+	}
+}
