@@ -105,3 +105,75 @@ func TestFanOut(t *testing.T) {
 	}
 	t.Logf("fan-out of %d in %v; stats %+v", n, time.Since(begin), b.Stats())
 }
+
+// TestLeaseStealing: a second worker steals half of the control queues
+// from the first, both then process orchestrations, and when one stops
+// the other takes its queues back.
+func TestLeaseStealing(t *testing.T) {
+	r := durable.NewRegistry()
+	samples.Register(r)
+	hub := hubName()
+	cfgA, cfgB := testConfig(t, hub), testConfig(t, hub)
+	cfgA.WorkerID, cfgB.WorkerID = "worker-a", "worker-b"
+	a := startBackend(t, cfgA, r)
+	ctx := testCtx(t)
+	waitFor(t, ctx, "worker a owns all 4 control queues", func() bool { return len(a.OwnedControlQueues()) == 4 })
+
+	bctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := azstorage.Start(bctx, cfgB, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the queues balanced 2/2", func() bool {
+		qa, qb := a.OwnedControlQueues(), b.OwnedControlQueues()
+		if len(qa) != 2 || len(qb) != 2 {
+			return false
+		}
+		for _, q := range qa {
+			for _, p := range qb {
+				if p == q {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("a owns %v, b owns %v", a.OwnedControlQueues(), b.OwnedControlQueues())
+
+	// Orchestrations land on both workers' queues and complete.
+	var ids []string
+	for i := 0; i < 8; i++ {
+		id, err := a.Client().StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID(fmt.Sprintf("steal-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		s, err := b.Client().WaitForCompletion(ctx, id)
+		if err != nil || s.RuntimeStatus != core.StatusCompleted {
+			t.Fatalf("%s: %v %v", id, s, err)
+		}
+	}
+	if a.Stats().Episodes == 0 || b.Stats().Episodes == 0 {
+		t.Errorf("episodes: a %d, b %d; want both workers to run some", a.Stats().Episodes, b.Stats().Episodes)
+	}
+
+	// b stops gracefully (releasing its leases): a takes all back.
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "worker a owns all 4 again", func() bool { return len(a.OwnedControlQueues()) == 4 })
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting until %s", what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

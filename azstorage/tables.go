@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -179,7 +180,7 @@ func (b *Backend) writeEntity(ctx context.Context, id string, h *history, state 
 	}
 	actions := []aztables.TransactionAction{{ActionType: aztables.TransactionTypeInsertReplace, Entity: raw}, last}
 	if _, err := b.history.SubmitTransaction(ctx, actions, nil); err != nil {
-		if isStatus(err, 409, 412) {
+		if batchConflict(err) {
 			return errConflict
 		}
 		return fmt.Errorf("write entity %s: %w", id, err)
@@ -237,10 +238,7 @@ func (b *Backend) writeHistory(ctx context.Context, instanceID string, h *histor
 	sizes = append(sizes, len(sentinel)+200)
 	for _, r := range batches(sizes, maxBatchEntities, maxBatchBytes) {
 		if _, err := b.history.SubmitTransaction(ctx, actions[r[0]:r[1]], nil); err != nil {
-			if r[1] == len(actions) && isStatus(err, 409, 412) {
-				return errConflict
-			}
-			if isStatus(err, 409, 412) && transactionConflict(err) {
+			if r[1] == len(actions) && batchConflict(err) {
 				return errConflict
 			}
 			return fmt.Errorf("write history of %s: %w", instanceID, err)
@@ -252,12 +250,24 @@ func (b *Backend) writeHistory(ctx context.Context, instanceID string, h *histor
 	return nil
 }
 
-// transactionConflict reports whether a failed batch failed on the
-// sentinel's condition.
-func transactionConflict(err error) bool {
+// batchConflict reports whether a failed transaction failed on the
+// sentinel's condition (the only action that can: rows are upserts). The
+// service answers a failed batch with 202 and the failing action's status
+// inside the multipart body.
+func batchConflict(err error) bool {
+	if isStatus(err, 409, 412) {
+		return true
+	}
 	var re *azcore.ResponseError
-	if errors.As(err, &re) {
-		return re.ErrorCode == string(aztables.UpdateConditionNotSatisfied) || re.ErrorCode == string(aztables.EntityAlreadyExists)
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := err.Error()
+	for _, code := range []string{string(aztables.UpdateConditionNotSatisfied), string(aztables.EntityAlreadyExists),
+		"HTTP/1.1 409", "HTTP/1.1 412"} {
+		if strings.Contains(msg, code) {
+			return true
+		}
 	}
 	return false
 }
