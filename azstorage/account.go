@@ -188,6 +188,9 @@ type Stats struct {
 	// (another worker wrote the instance first); OutOfOrder counts
 	// messages abandoned because they arrived before their checkpoint.
 	Conflicts, OutOfOrder int64
+	// HistoryLoads counts histories read from the History table by
+	// workers (extended sessions avoid most).
+	HistoryLoads int64
 }
 
 // Requests is the total of storage requests.

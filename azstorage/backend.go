@@ -152,7 +152,7 @@ type Backend struct {
 	client *Client
 
 	stats struct {
-		episodes, entityBatches, activities, conflicts, outOfOrder atomic.Int64
+		episodes, entityBatches, activities, conflicts, outOfOrder, historyLoads atomic.Int64
 	}
 
 	ctx      context.Context // cancelled by Stop: ends polling
@@ -279,6 +279,7 @@ func (b *Backend) Stats() Stats {
 		BlobReads: c[blobRead].Load(), BlobWrites: c[blobWrite].Load(),
 		Episodes: b.stats.episodes.Load(), EntityBatches: b.stats.entityBatches.Load(),
 		Activities: b.stats.activities.Load(), Conflicts: b.stats.conflicts.Load(), OutOfOrder: b.stats.outOfOrder.Load(),
+		HistoryLoads: b.stats.historyLoads.Load(),
 	}
 }
 

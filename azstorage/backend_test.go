@@ -177,3 +177,34 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestExtendedSessions: with extended sessions an orchestration's history
+// is read once; without, once per episode.
+func TestExtendedSessions(t *testing.T) {
+	for _, extended := range []bool{false, true} {
+		t.Run(fmt.Sprintf("extended=%v", extended), func(t *testing.T) {
+			r := durable.NewRegistry()
+			samples.Register(r)
+			cfg := testConfig(t, hubName())
+			cfg.ExtendedSessions = extended
+			b := startBackend(t, cfg, r)
+			ctx := testCtx(t)
+			id, err := b.Client().StartOrchestration(ctx, samples.HelloSequence, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := b.Client().WaitForCompletion(ctx, id, durable.WithPayloads())
+			if err != nil || s.RuntimeStatus != core.StatusCompleted {
+				t.Fatalf("%v %v", s, err)
+			}
+			st := b.Stats()
+			want := st.Episodes // one load per episode
+			if extended {
+				want = 1 // only the first episode's (empty) history
+			}
+			if st.HistoryLoads != want {
+				t.Errorf("%d history loads for %d episodes, want %d", st.HistoryLoads, st.Episodes, want)
+			}
+		})
+	}
+}

@@ -78,6 +78,7 @@ func stringsReplaceQuote(s string) string {
 
 // loadHistory reads an instance's history rows and sentinel.
 func (b *Backend) loadHistory(ctx context.Context, instanceID string) (*history, error) {
+	b.stats.historyLoads.Add(1)
 	pk := escapeKey(instanceID)
 	pager := b.history.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: to.Ptr("PartitionKey eq " + odataString(pk))})
 	h := &history{}
