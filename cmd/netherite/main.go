@@ -61,10 +61,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.SetOutput(stderr)
 		partitions := fs.Int("partitions", 0, "number of partitions (1-32) of a new task hub (default 12, or the existing hub's)")
 		storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>) or "memory"`)
+		backend := backendFlags(fs)
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
-		if err := demo(ctx, stdout, netherite.Options{PartitionCount: *partitions, Storage: *storage}); err != nil {
+		opts := netherite.Options{PartitionCount: *partitions, Storage: *storage}
+		backend(&opts)
+		if err := demo(ctx, stdout, opts); err != nil {
 			fmt.Fprintln(stderr, "netherite demo:", err)
 			return 1
 		}
