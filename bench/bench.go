@@ -192,6 +192,10 @@ type Result struct {
 	Backend       string           `json:"backend,omitempty"`
 	StorageByKind map[string]int64 `json:"storage_requests_by_kind,omitempty"`
 	SignalsPerS   float64          `json:"signals_per_s,omitempty"`
+	// Episodes and Activities are the baseline's own counts of the
+	// orchestration episodes it checkpointed and activities it ran.
+	Episodes   int64 `json:"baseline_episodes,omitempty"`
+	Activities int64 `json:"baseline_activities,omitempty"`
 	// Samples are the raw samples, if Config.KeepSamples.
 	Samples *Samples `json:"-"`
 }
@@ -472,6 +476,9 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 		res.LoadsPerStep = float64(res.StateLoads) / steps
 	}
 	res.StorageByKind = h.StorageRequestsByKind()
+	if s, ok := h.AzureStorageStats(); ok {
+		res.Episodes, res.Activities = s.Episodes, s.Activities
+	}
 	if res.StorageRequests = h.StorageRequests(); res.StorageRequests > 0 && steps > 0 {
 		res.RequestsPerStep = float64(res.StorageRequests) / steps
 	}

@@ -24,8 +24,9 @@ func TestCompareReport(t *testing.T) {
 	if azurite != "" {
 		configs = append(configs, ConfigAzurite, ConfigBaseline1)
 	}
-	o := CompareOptions{Configurations: configs, N: 20, Rate: 100, Duration: 300 * time.Millisecond, FanOut: 50, Transfers: 20,
-		Signals: 100, Entities: 8, Partitions: 2, Azurite: azurite, EventHubs: "", RunTimeout: time.Minute, Warmup: -1}
+	// Tiny, so that the baseline's runs (1 s polling) stay short in CI.
+	o := CompareOptions{Configurations: configs, N: 10, Rate: 40, Duration: 250 * time.Millisecond, FanOut: 20, Transfers: 6,
+		Signals: 40, Entities: 4, Partitions: 2, Azurite: azurite, EventHubs: "", RunTimeout: time.Minute, Warmup: -1}
 	rep, err := Compare(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +43,7 @@ func TestCompareReport(t *testing.T) {
 	if err := json.Unmarshal(js, &got); err != nil {
 		t.Fatalf("report.json: %v", err)
 	}
-	if got.Commit == "" || got.Machine.CPUs == 0 || got.Machine.GoVersion == "" || got.Started.IsZero() || got.Settings.N != 20 {
+	if got.Commit == "" || got.Machine.CPUs == 0 || got.Machine.GoVersion == "" || got.Started.IsZero() || got.Settings.N != 10 {
 		t.Errorf("report.json header: commit %q machine %+v settings %+v started %v", got.Commit, got.Machine, got.Settings, got.Started)
 	}
 	if strings.Contains(string(js), "AccountKey") {
@@ -73,7 +74,12 @@ func TestCompareReport(t *testing.T) {
 			t.Errorf("%s on %s: no timeline", r.Workload, r.Configuration)
 		case r.Configuration == ConfigAzurite && (r.RequestsPerStep <= 0 || r.ByKindPerStep["blob write"] <= 0):
 			t.Errorf("%s on %s: %v requests per step, by kind %v", r.Workload, r.Configuration, r.RequestsPerStep, r.ByKindPerStep)
+		case r.Configuration == ConfigBaseline1 && (r.RequestsPerStep <= 0 || r.ByKindPerStep["queue write"] <= 0 || r.ByKindPerStep["table write"] <= 0):
+			t.Errorf("%s on %s: %v requests per step, by kind %v", r.Workload, r.Configuration, r.RequestsPerStep, r.ByKindPerStep)
 		}
+	}
+	if azurite != "" && got.run("hello5", ConfigBaseline1).Status == StatusOK && len(got.Ratios) == 0 {
+		t.Error("no ratios against the baseline that ran")
 	}
 	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
 	if err != nil {
