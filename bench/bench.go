@@ -34,6 +34,9 @@ import (
 // Workloads lists the workload names.
 var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold", "chain", "entity-signal"}
 
+// stopTimeout bounds the stop of a benchmark host after its run.
+const stopTimeout = 30 * time.Second
+
 // DefaultInFlight caps the orchestrations in flight in a closed loop, so
 // that the harness's own waiting does not grow with n.
 const DefaultInFlight = 2048
@@ -370,9 +373,13 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer func() {
-		h.Stop(context.Background())
+		// Bounded: a host with a backlog (a run that timed out) must not
+		// hold the result back; what it still runs is abandoned.
+		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		h.Stop(sctx)
 		if hub != "" {
-			netherite.DeleteTaskHub(context.Background(), opts)
+			netherite.DeleteTaskHub(sctx, opts)
 		}
 	}()
 	res := newResult(cfg, h.Options(), hub)
