@@ -262,7 +262,7 @@ func FormatTick(v, step float64) string {
 	}
 	av := math.Abs(v)
 	switch {
-	case step >= 1e5 && math.Mod(av, 1e5) == 0:
+	case av >= 1e6 && step >= 1e5 && math.Mod(av, 1e5) == 0:
 		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
 	case step >= 1e3 && math.Mod(av, 100) == 0:
 		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
