@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netherite-go/netherite/azstorage"
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/eventhubs"
 	"github.com/netherite-go/netherite/faster"
@@ -228,9 +229,7 @@ func (o *Options) normalize() error {
 	case "", BackendNetherite:
 		o.Backend = BackendNetherite
 	case BackendAzStorage:
-		// Package azstorage is being written (issue 13); until it lands
-		// this backend is refused rather than faked.
-		return fmt.Errorf("netherite: Options.Backend %q is not available in this build", o.Backend)
+		return o.checkAzStorage()
 	default:
 		return fmt.Errorf("netherite: unknown Options.Backend %q (want %q or %q)", o.Backend, BackendNetherite, BackendAzStorage)
 	}
@@ -365,6 +364,9 @@ type Host struct {
 	client   *client
 	executor *durable.Executor
 	registry *durable.Registry
+	// az is the Azure Storage baseline backend, when Options.Backend is
+	// "azstorage" (then no partitions, transport or client of ours run).
+	az *azstorage.Backend
 
 	stopOnce sync.Once
 	stopErr  error
@@ -390,6 +392,9 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		return nil, err
 	}
 	h := &Host{opts: opts, registry: r, done: make(chan struct{}), owned: map[int]*partitionManager{}, store: store}
+	if opts.Backend == BackendAzStorage {
+		return h.startAzStorage(ctx)
+	}
 	if h.hub, err = store.openTaskHub(ctx, opts.TaskHub, opts.PartitionCount); err != nil {
 		return nil, err
 	}
@@ -475,7 +480,12 @@ func (h *Host) abort() {
 }
 
 // Client returns the host's client.
-func (h *Host) Client() durable.Client { return h.client }
+func (h *Host) Client() durable.Client {
+	if h.az != nil {
+		return h.az.Client()
+	}
+	return h.client
+}
 
 // Options returns the host's options with defaults filled in.
 func (h *Host) Options() Options { return h.opts }
@@ -483,6 +493,9 @@ func (h *Host) Options() Options { return h.opts }
 // Partitions reports every partition of the task hub: those this host runs
 // (ok, recovering or failed) and the others (not owned).
 func (h *Host) Partitions() []PartitionStatus {
+	if h.az != nil {
+		return nil
+	}
 	out := make([]PartitionStatus, h.opts.PartitionCount)
 	for i := range out {
 		if m := h.owned[i]; m != nil {
@@ -562,6 +575,9 @@ func (h *Host) SyncLoads() int64 {
 // StorageRequests counts the HTTP requests made to Azure Storage (0 with
 // other storage).
 func (h *Host) StorageRequests() int64 {
+	if h.az != nil {
+		return h.az.Stats().Requests()
+	}
 	return h.store.requests()
 }
 
@@ -573,6 +589,11 @@ func (h *Host) TaskHub() *TaskHubParameters { return h.hub }
 // released, cached executions are released.
 func (h *Host) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() {
+		if h.az != nil {
+			h.stopErr = h.az.Stop(ctx)
+			h.doneOnce.Do(func() { close(h.done) })
+			return
+		}
 		var wg sync.WaitGroup
 		errs := make([]error, len(h.managers))
 		for k, m := range h.managers {

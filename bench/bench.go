@@ -32,7 +32,10 @@ import (
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold", "chain"}
+var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold", "chain", "entity-signal"}
+
+// stopTimeout bounds the stop of a benchmark host after its run.
+const stopTimeout = 30 * time.Second
 
 // DefaultInFlight caps the orchestrations in flight in a closed loop, so
 // that the harness's own waiting does not grow with n.
@@ -92,6 +95,17 @@ type Config struct {
 	AfterRun func()
 	// Progress, if set, receives a progress line as work completes.
 	Progress io.Writer
+	// Backend and PollingInterval select the engine: see
+	// netherite.Options.Backend and AzureStorage.MaxQueuePollingInterval
+	// (compare.go runs the workloads on each, with Transport too).
+	Backend         string
+	PollingInterval time.Duration
+	// Entities is the number of counter entities of entity-signal
+	// (default 64).
+	Entities int
+	// KeepSamples keeps the latencies and completion times in
+	// Result.Samples (for plots).
+	KeepSamples bool
 }
 
 // Modes of running a workload (Result.Mode).
@@ -209,6 +223,18 @@ type Result struct {
 	RSSBytes int64 `json:"rss_bytes,omitempty"`
 	// Chain has the per-hop figures of the chain workload.
 	Chain *ChainResult `json:"chain,omitempty"`
+	// Backend is the engine that ran (compare.go), StorageByKind the
+	// storage requests by kind (storagecount), SignalsPerS the entity
+	// signals processed per second (entity-signal).
+	Backend       string           `json:"backend,omitempty"`
+	StorageByKind map[string]int64 `json:"storage_requests_by_kind,omitempty"`
+	SignalsPerS   float64          `json:"signals_per_s,omitempty"`
+	// Episodes and Activities are the baseline's own counts of the
+	// orchestration episodes it checkpointed and activities it ran.
+	Episodes   int64 `json:"baseline_episodes,omitempty"`
+	Activities int64 `json:"baseline_activities,omitempty"`
+	// Samples are the raw samples, if Config.KeepSamples.
+	Samples *Samples `json:"-"`
 }
 
 // Register adds the benchmark functions to r.
@@ -301,7 +327,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer cancel()
 	}
 	switch cfg.Workload {
-	case "hello5", "hello3-latency", "fanout", "bank", "clean-restart", "hold", "chain":
+	case "hello5", "hello3-latency", "fanout", "bank", "clean-restart", "hold", "chain", "entity-signal":
 	case "crash-recovery":
 		return runCrashRecovery(ctx, cfg)
 	case "hello5-coldcache":
@@ -334,7 +360,8 @@ func hostOptions(cfg Config, hub string) netherite.Options {
 	return netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
 		Transport: cfg.Transport, EventHubsPrefix: cfg.EventHubsPrefix, EventHubsAdminURL: cfg.EventHubsAdminURL, Partitions: cfg.Owned,
 		PersistStepsFirst: cfg.PersistStepsFirst, Speculation: cfg.Speculation, MemoryCommitDelay: cfg.CommitDelay, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
-		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}}
+		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}, Backend: cfg.Backend,
+		AzureStorage: netherite.AzureStorageOptions{MaxQueuePollingInterval: cfg.PollingInterval}}
 }
 
 // newResult describes the host a run uses; never an account key.
@@ -348,7 +375,7 @@ func newResult(cfg Config, o netherite.Options, hub string) *Result {
 		tr = "eventhubs(" + o.EventHubsPrefix + ")" // never the key
 	}
 	return &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage, Transport: tr,
-		PersistFirst: o.PersistStepsFirst, Speculation: o.Speculation.String(), Errors: map[string]int{}, CacheBytes: cfg.CacheBytes}
+		PersistFirst: o.PersistStepsFirst, Speculation: o.Speculation.String(), Errors: map[string]int{}, CacheBytes: cfg.CacheBytes, Backend: o.Backend}
 }
 
 // inFlightCap is the closed loop's cap for cfg.
@@ -364,7 +391,7 @@ func inFlightCap(cfg Config) int {
 
 // stepsPer is the orchestration steps (episodes) of one orchestration of
 // a workload, for per-step figures.
-var stepsPer = map[string]int{"hello5": 6, "hello5-coldcache": 6, "hello3-latency": 4, "clean-restart": 1, "hold": 1}
+var stepsPer = map[string]int{"hello5": 6, "hello5-coldcache": 6, "hello3-latency": 4, "clean-restart": 1, "hold": 1, "entity-signal": 1}
 
 // runOne runs a workload that needs one host (and a restart for
 // clean-restart).
@@ -393,9 +420,13 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer func() {
-		h.Stop(context.Background())
+		// Bounded: a host with a backlog (a run that timed out) must not
+		// hold the result back; what it still runs is abandoned.
+		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		h.Stop(sctx)
 		if !keep && (hub != "" || eventHubs) {
-			netherite.DeleteTaskHub(context.Background(), opts)
+			netherite.DeleteTaskHub(sctx, opts)
 		}
 	}()
 	res := newResult(cfg, h.Options(), hub)
@@ -418,11 +449,17 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		rec, t0 = runChain(ctx, c, cfg, res, prog)
 	case "clean-restart", "hold":
 		rec, t0 = closed(cfg, res).run(ctx, orchestrationOp(c, "BenchInline", prog))
+	case "entity-signal":
+		rec, t0, err = runEntitySignal(ctx, c, cfg, res, prog)
 	}
 	res.Seconds = time.Since(t0).Seconds()
 	prog.finish()
 	if rec != nil {
-		rec.stats().fill(res, t0)
+		st := rec.stats()
+		st.fill(res, t0)
+		if cfg.KeepSamples {
+			res.Samples = newSamples(st, t0)
+		}
 	}
 	if err != nil {
 		return res, err
@@ -436,6 +473,8 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		case "bank":
 			res.TransfersPerS = res.OrchestrationsPerS
+		case "entity-signal":
+			res.SignalsPerS, res.OrchestrationsPerS = res.OrchestrationsPerS, 0
 		}
 	}
 	hostStats(h, cfg.Workload, res)
@@ -499,6 +538,10 @@ func hostStats(h *netherite.Host, workload string, res *Result) {
 	steps := float64(stepsPer[workload] * res.Completed)
 	if steps > 0 {
 		res.LoadsPerStep = float64(res.StateLoads) / steps
+	}
+	res.StorageByKind = h.StorageRequestsByKind()
+	if s, ok := h.AzureStorageStats(); ok {
+		res.Episodes, res.Activities = s.Episodes, s.Activities
 	}
 	if res.StorageRequests = h.StorageRequests(); res.StorageRequests > 0 && steps > 0 {
 		res.RequestsPerStep = float64(res.StorageRequests) / steps

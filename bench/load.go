@@ -58,6 +58,7 @@ func errorKind(err error) string {
 type recorder struct {
 	mu       sync.Mutex
 	lat      []time.Duration // of the timed ops that succeeded
+	doneAt   []time.Time     // when each op that succeeded completed
 	untimed  int             // ops that succeeded without a latency sample
 	errs     map[string]int
 	first    error
@@ -90,6 +91,7 @@ func (r *recorder) ok(d time.Duration) {
 	t := r.now()
 	r.mu.Lock()
 	r.lat = append(r.lat, d)
+	r.doneAt = append(r.doneAt, t)
 	if t.After(r.lastDone) {
 		r.lastDone = t
 	}
@@ -98,8 +100,10 @@ func (r *recorder) ok(d time.Duration) {
 
 // okUntimed counts an op that succeeded without a latency sample.
 func (r *recorder) okUntimed() {
+	t := r.now()
 	r.mu.Lock()
 	r.untimed++
+	r.doneAt = append(r.doneAt, t)
 	r.mu.Unlock()
 }
 
@@ -131,6 +135,7 @@ type stats struct {
 	Errors                  map[string]int
 	First                   error
 	Lat                     []time.Duration
+	DoneAt                  []time.Time
 	LastAck, LastDone       time.Time
 	MaxLag                  time.Duration
 }
@@ -143,7 +148,7 @@ func (r *recorder) stats() stats {
 		errs[k] = v
 	}
 	return stats{Completed: len(r.lat) + r.untimed, Failed: r.failed, Acks: r.acks, Errors: errs, First: r.first,
-		Lat: append([]time.Duration(nil), r.lat...), LastAck: r.lastAck, LastDone: r.lastDone, MaxLag: r.maxLag}
+		Lat: append([]time.Duration(nil), r.lat...), DoneAt: append([]time.Time(nil), r.doneAt...), LastAck: r.lastAck, LastDone: r.lastDone, MaxLag: r.maxLag}
 }
 
 // openLoop runs n ops on a fixed schedule: op i is due at t0 + i/rate,

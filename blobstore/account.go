@@ -5,10 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -16,6 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/netherite-go/netherite/storagecount"
 )
 
 // AzuriteEnv names the environment variable through which tests find an
@@ -55,7 +55,7 @@ type Account struct {
 	auth     string // "shared key", "SAS", "DefaultAzureCredential"
 	svc      *service.Client
 	retry    RetryOptions
-	requests atomic.Int64
+	requests storagecount.Counter // requests sent, by kind (counting.go)
 }
 
 // NewAccount opens a storage account from one of:
@@ -90,7 +90,7 @@ func NewAccount(connection string, opts ...AccountOptions) (*Account, error) {
 		// blob and address when they give up.
 		Retry:           policy.RetryOptions{MaxRetries: -1},
 		Transport:       o.Transport,
-		PerCallPolicies: append([]policy.Policy{countPolicy{&a.requests}}, o.PerCallPolicies...),
+		PerCallPolicies: append([]policy.Policy{a.requests.Policy(storagecount.Blob)}, o.PerCallPolicies...),
 		Telemetry:       policy.TelemetryOptions{ApplicationID: "netherite-go"},
 	}}
 	switch {
@@ -126,14 +126,7 @@ func NewAccount(connection string, opts ...AccountOptions) (*Account, error) {
 
 // Requests reports how many HTTP requests (attempts) the account has
 // sent, for benchmarks (storage requests per orchestration step).
-func (a *Account) Requests() int64 { return a.requests.Load() }
-
-type countPolicy struct{ n *atomic.Int64 }
-
-func (p countPolicy) Do(req *policy.Request) (*http.Response, error) {
-	p.n.Add(1)
-	return req.Next()
-}
+func (a *Account) Requests() int64 { return a.requests.Total() }
 
 // Name returns the account name ("" if the endpoint does not tell it).
 func (a *Account) Name() string { return a.name }

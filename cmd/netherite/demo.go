@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -11,6 +12,21 @@ import (
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/samples"
 )
+
+// backendFlags adds -backend and the azstorage backend's flags to fs
+// (demo, serve); the returned function applies them to the options.
+func backendFlags(fs *flag.FlagSet) func(*netherite.Options) {
+	backend := fs.String("backend", netherite.BackendNetherite, `engine: "netherite", or "azstorage" (the Azure Storage baseline: `+
+		`control queues and tables, as DurableTask.AzureStorage; -storage must then be an Azure Storage connection string or UseDevelopmentStorage=true)`)
+	queues := fs.Int("control-queues", 0, "azstorage: number of control queues, 1-16 (default 4)")
+	polling := fs.Duration("max-polling", 0, "azstorage: MaxQueuePollingInterval, the cap of the idle polling back-off (default 30s)")
+	sessions := fs.Bool("extended-sessions", false, "azstorage: keep orchestrations in memory between episodes")
+	return func(o *netherite.Options) {
+		o.Backend = *backend
+		o.AzureStorage = netherite.AzureStorageOptions{ControlQueues: *queues, MaxQueuePollingInterval: *polling,
+			ExtendedSessions: *sessions}
+	}
+}
 
 // demo starts an embedded host, runs the samples through its client and
 // prints what happened.
@@ -24,7 +40,11 @@ func demo(ctx context.Context, w io.Writer, opts netherite.Options) error {
 	defer h.Stop(context.Background())
 	c := h.Client()
 	o := h.Options()
-	fmt.Fprintf(w, "Netherite for Go demo: task hub %q, %d partitions, storage %s\n", o.TaskHub, o.PartitionCount, netherite.RedactStorage(o.Storage))
+	if o.Backend == netherite.BackendAzStorage {
+		fmt.Fprintf(w, "Netherite for Go demo on the azstorage baseline: task hub %q, storage %s\n", o.TaskHub, netherite.RedactStorage(o.Storage))
+	} else {
+		fmt.Fprintf(w, "Netherite for Go demo: task hub %q, %d partitions, storage %s\n", o.TaskHub, o.PartitionCount, netherite.RedactStorage(o.Storage))
+	}
 
 	// A counter of demo runs shows that state survives restarts.
 	runs := core.NewEntityID(samples.Counter, "demo-runs")

@@ -45,6 +45,8 @@ commands:
   bench WORKLOAD    run a benchmark; workloads: %s
                     flags: -n -partitions -storage -transport -rate -inflight
                     -persist-first -cache-mb -timeout -seed -json
+  bench compare     run the workloads on Netherite and on the Azure Storage
+                    baseline; writes bench-report/ (see 'bench compare -h')
 
 run 'netherite <command> -h' for the flags of a command
 `, strings.Join(bench.Workloads, ", "))
@@ -63,11 +65,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>), "memory", `+
 			`an Azure Storage connection string, "UseDevelopmentStorage=true" (Azurite) or an account URL`)
 		tf := addTransportFlags(fs)
+		backend := backendFlags(fs)
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
 		o := netherite.Options{PartitionCount: *partitions, Storage: *storage}
 		tf.apply(&o)
+		backend(&o)
 		if err := demo(ctx, stdout, o); err != nil {
 			fmt.Fprintln(stderr, "netherite demo:", err)
 			return 1
@@ -91,6 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 1000, "orchestrations (hello5, hello3-latency, bank, crash-recovery, ...) or activities (fanout)")
@@ -216,12 +223,17 @@ func printBench(w io.Writer, res *bench.Result) {
 		if res.TransfersPerS > 0 {
 			rates += fmt.Sprintf(", %.0f transfers/s", res.TransfersPerS)
 		}
+		if res.SignalsPerS > 0 {
+			rates = fmt.Sprintf("%.0f signals/s", res.SignalsPerS)
+		}
 		fmt.Fprintf(w, "  completed %d, failed %d in %.3fs: %s\n", res.Completed, res.Failed, res.Seconds, rates)
 	}
 	if res.Failed > 0 {
 		fmt.Fprintf(w, "  failures: %s\n", bench.ErrorsLine(res.Errors))
 	}
-	fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
+	if res.LatencyFrom != "" {
+		fmt.Fprintf(w, "  latency from %s: p50 %.2fms p90 %.2fms p99 %.2fms max %.2fms\n", res.LatencyFrom, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
+	}
 	fmt.Fprintf(w, "  commit log: %d writes for %d events (%.1f events/write)\n", res.LogWrites, res.EventsLogged, res.StepsPerWrite)
 	if res.Commits > 0 {
 		fmt.Fprintf(w, "  commits: %d, %.0f/s per partition; flush p50 %.0fµs p90 %.0fµs p99 %.0fµs max %.0fµs; commit p50 %.0fµs p99 %.0fµs\n",

@@ -31,6 +31,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	storage := fs.String("storage", "", `where state lives: a directory (default ./netherite-data/<taskhub>), "memory", `+
 		`an Azure Storage connection string, "UseDevelopmentStorage=true" (Azurite) or an account URL`)
 	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
+	backend := backendFlags(fs)
 	asFunctions := fs.Bool("functions", false, "run as an Azure Functions custom handler: listen on FUNCTIONS_CUSTOMHANDLER_PORT and answer the host's invocation payloads")
 	tf := addTransportFlags(fs)
 	owned := fs.String("partitions-owned", "", `the partitions this process runs: "all" (the default), "none" (a client only, `+
@@ -42,6 +43,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	opts := netherite.Options{TaskHub: *taskHub, PartitionCount: *partitions, Storage: *storage, Logger: logger, LeaseDuration: *lease}
 	tf.apply(&opts)
+	backend(&opts)
 	parts, err := parsePartitionList(*owned)
 	if err != nil {
 		fmt.Fprintln(stderr, "netherite serve: -partitions-owned:", err)
@@ -98,9 +100,14 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	// The storage may be a connection string: never print its key.
-	fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, running %s; storage %s; transport %s) on http://%s\n",
-		o.TaskHub, o.PartitionCount, ownedName(o.Partitions, o.PartitionCount), netherite.RedactStorage(o.Storage),
-		netherite.RedactTransport(o.Transport), ln.Addr())
+	if o.Backend == netherite.BackendAzStorage {
+		fmt.Fprintf(stdout, "netherite: serving task hub %q (azstorage backend, storage %s) on http://%s\n",
+			o.TaskHub, netherite.RedactStorage(o.Storage), ln.Addr())
+	} else {
+		fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, running %s; storage %s; transport %s) on http://%s\n",
+			o.TaskHub, o.PartitionCount, ownedName(o.Partitions, o.PartitionCount), netherite.RedactStorage(o.Storage),
+			netherite.RedactTransport(o.Transport), ln.Addr())
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -10,7 +10,7 @@ for tool in node npm; do
 done
 
 have=$(azurite_installed_version)
-if [ "$have" = "$AZURITE_VERSION" ] && [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+if [ "$have" = "$AZURITE_VERSION" ] && [ -x "$AZURITE_DIR/node_modules/.bin/azurite" ]; then
 	echo "azurite $AZURITE_VERSION already installed in $AZURITE_DIR" >&2
 	exit 0
 fi
