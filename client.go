@@ -80,8 +80,22 @@ func (c *client) close() {
 
 var errClientClosed = errors.New("netherite: client is closed (host stopped)")
 
-// send sends requests to partitions and returns their response channels.
-func (c *client) send(partition int, req *transport.ClientRequest) (chan *transport.ClientResponse, error) {
+// Client requests are retried with the same request id (partitions
+// deduplicate update requests by client and request id, DESIGN §4.6): a
+// send that fails is retried with backoff, and a request that gets no
+// answer within its attempt timeout is sent again, the timeout doubling
+// each time, until ctx ends. Waits (for start or completion) are only
+// re-sent after a failed send: they may rightly take long.
+var (
+	clientAttemptTimeout    = 10 * time.Second
+	clientAttemptTimeoutMax = 2 * time.Minute
+	clientSendRetryMin      = 50 * time.Millisecond
+	clientSendRetryMax      = 5 * time.Second
+)
+
+// register stamps a request with the client's ids and returns the channel
+// its answer comes on.
+func (c *client) register(req *transport.ClientRequest) (chan *transport.ClientResponse, error) {
 	select {
 	case <-c.closed:
 		return nil, errClientClosed
@@ -94,11 +108,33 @@ func (c *client) send(partition int, req *transport.ClientRequest) (chan *transp
 	c.mu.Lock()
 	c.pending[req.RequestID] = w
 	c.mu.Unlock()
-	if err := c.t.SendToPartition(partition, &transport.Packet{Request: req}); err != nil {
-		c.forget(req.RequestID)
-		return nil, fmt.Errorf("netherite: send %s request: %w", req.Kind, err)
-	}
 	return w, nil
+}
+
+// send sends a request to a partition, retrying failed sends with backoff
+// until ctx ends or the transport is closed.
+func (c *client) send(ctx context.Context, partition int, req *transport.ClientRequest) error {
+	backoff := clientSendRetryMin
+	for {
+		err := c.t.SendToPartition(partition, &transport.Packet{Request: req})
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, transport.ErrClosed) {
+			return fmt.Errorf("netherite: send %s request: %w", req.Kind, err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("netherite: send %s request: %w (last error: %w)", req.Kind, ctx.Err(), err)
+		case <-c.closed:
+			t.Stop()
+			return errClientClosed
+		}
+		backoff = min(2*backoff, clientSendRetryMax)
+	}
 }
 
 func (c *client) forget(id uint64) {
@@ -107,15 +143,58 @@ func (c *client) forget(id uint64) {
 	c.mu.Unlock()
 }
 
-func (c *client) await(ctx context.Context, req *transport.ClientRequest, w chan *transport.ClientResponse) (*transport.ClientResponse, error) {
-	select {
-	case r := <-w:
-		return r, responseError(r)
-	case <-ctx.Done():
+func isWait(k transport.RequestKind) bool {
+	return k == transport.RequestWaitStart || k == transport.RequestWaitCompletion
+}
+
+// start registers and sends a request; await then waits for its answer.
+func (c *client) start(ctx context.Context, partition int, req *transport.ClientRequest) (chan *transport.ClientResponse, error) {
+	w, err := c.register(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.send(ctx, partition, req); err != nil {
 		c.forget(req.RequestID)
-		return nil, ctx.Err()
-	case <-c.closed:
-		return nil, errClientClosed
+		return nil, err
+	}
+	return w, nil
+}
+
+// await waits for the answer to a request sent by start, sending it again
+// (same request id) when an attempt times out.
+func (c *client) await(ctx context.Context, partition int, req *transport.ClientRequest, w chan *transport.ClientResponse) (*transport.ClientResponse, error) {
+	attempt := clientAttemptTimeout
+	for {
+		var timer *time.Timer
+		var timeout <-chan time.Time
+		if !isWait(req.Kind) {
+			timer = time.NewTimer(attempt)
+			timeout = timer.C
+		}
+		select {
+		case r := <-w:
+			stopTimer(timer)
+			return r, responseError(r)
+		case <-ctx.Done():
+			stopTimer(timer)
+			c.forget(req.RequestID)
+			return nil, ctx.Err()
+		case <-c.closed:
+			stopTimer(timer)
+			return nil, errClientClosed
+		case <-timeout:
+			attempt = min(2*attempt, clientAttemptTimeoutMax)
+			if err := c.send(ctx, partition, req); err != nil {
+				c.forget(req.RequestID)
+				return nil, err
+			}
+		}
+	}
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
 	}
 }
 
@@ -123,12 +202,12 @@ func (c *client) call(ctx context.Context, partition int, req *transport.ClientR
 	if d, ok := ctx.Deadline(); ok {
 		req.Deadline = d.UTC() // the partition drops a wait past it
 	}
-	w, err := c.send(partition, req)
+	w, err := c.start(ctx, partition, req)
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.await(ctx, req, w)
-	if r == nil && err != nil && (req.Kind == transport.RequestWaitStart || req.Kind == transport.RequestWaitCompletion) {
+	r, err := c.await(ctx, partition, req, w)
+	if r == nil && err != nil && isWait(req.Kind) {
 		// Gave up (or closed): the partition need not keep the wait.
 		_ = c.t.SendToPartition(partition, &transport.Packet{Request: &transport.ClientRequest{Kind: transport.RequestCancel,
 			ClientID: c.id, RequestID: req.RequestID, InstanceID: req.InstanceID}})
@@ -142,16 +221,22 @@ func (c *client) fanOut(ctx context.Context, build func() *transport.ClientReque
 	chans := make([]chan *transport.ClientResponse, c.count)
 	for p := 0; p < c.count; p++ {
 		reqs[p] = build()
-		w, err := c.send(p, reqs[p])
+		w, err := c.start(ctx, p, reqs[p])
 		if err != nil {
+			for q := 0; q < p; q++ {
+				c.forget(reqs[q].RequestID)
+			}
 			return nil, err
 		}
 		chans[p] = w
 	}
 	out := make([]*transport.ClientResponse, c.count)
 	for p := range chans {
-		r, err := c.await(ctx, reqs[p], chans[p])
+		r, err := c.await(ctx, p, reqs[p], chans[p])
 		if err != nil {
+			for q := p + 1; q < c.count; q++ {
+				c.forget(reqs[q].RequestID)
+			}
 			return nil, fmt.Errorf("partition %d: %w", p, err)
 		}
 		out[p] = r

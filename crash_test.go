@@ -31,13 +31,17 @@ import (
 // every activity result must be recorded once per task, timers must have
 // fired and the bank total must be conserved.
 //
-// NETHERITE_CRASH_KILLS sets the number of kills (default 20).
+// NETHERITE_CRASH_KILLS sets the number of kills (default 20), and
+// NETHERITE_CRASH_SPECULATION the speculation mode (none, local or
+// global; default: every mode, local with all the kills, the others with
+// a quarter of them).
 
 const (
 	crashChildEnv    = "NETHERITE_CRASH_CHILD"
 	crashRunEnv      = "NETHERITE_CRASH_RUN"
 	crashStorageEnv  = "NETHERITE_CRASH_STORAGE"
 	crashHubEnv      = "NETHERITE_CRASH_HUB"
+	crashSpecEnv     = "NETHERITE_CRASH_SPECULATION"
 	crashPartitions  = 4
 	crashAccounts    = 8
 	crashInitial     = 1000
@@ -63,6 +67,7 @@ func crashRegistry() *durable.Registry {
 func crashOptions(dir string) netherite.Options {
 	o := netherite.Options{Storage: dir, PartitionCount: crashPartitions, StateCacheBytes: 1 << 20,
 		Checkpoints: partitions.CheckpointPolicy{Events: 300}}
+	o.Speculation, _ = netherite.ParseSpeculation(os.Getenv(crashSpecEnv)) // checked by crashModes
 	// On Azure Storage: the account and task hub come from the environment.
 	if s := os.Getenv(crashStorageEnv); s != "" {
 		o.Storage, o.TaskHub, o.LeaseDuration = s, os.Getenv(crashHubEnv), 15*time.Second
@@ -140,7 +145,29 @@ func TestCrashRecovery(t *testing.T) {
 	if s := os.Getenv("NETHERITE_CRASH_KILLS"); s != "" {
 		kills, _ = strconv.Atoi(s)
 	}
-	crashRun(t, kills, 150, 500)
+	for _, m := range crashModes(t, kills) {
+		t.Run(m.name, func(t *testing.T) {
+			t.Setenv(crashSpecEnv, m.name)
+			crashRun(t, m.kills, 150, 500)
+		})
+	}
+}
+
+type crashMode struct {
+	name  string
+	kills int
+}
+
+// crashModes lists the speculation modes to crash in: the one
+// NETHERITE_CRASH_SPECULATION names, or all.
+func crashModes(t *testing.T, kills int) []crashMode {
+	if s := os.Getenv(crashSpecEnv); s != "" {
+		if _, err := netherite.ParseSpeculation(s); err != nil {
+			t.Fatalf("%s: %v", crashSpecEnv, err)
+		}
+		return []crashMode{{s, kills}}
+	}
+	return []crashMode{{"local", kills}, {"none", max(1, kills/4)}}
 }
 
 // TestCrashRecoveryAzurite is the crash test on Azure Storage (Azurite):

@@ -148,7 +148,7 @@ func (m *partitionManager) open(ctx context.Context) (*incarnation, error) {
 	var st *partitions.State
 	switch {
 	case e.opts.Storage == "memory":
-		inc.log, st = &partitions.MemoryLog{}, partitions.NewState(m.index, e.opts.PartitionCount)
+		inc.log, st = &partitions.MemoryLog{Delay: e.opts.MemoryCommitDelay}, partitions.NewState(m.index, e.opts.PartitionCount)
 		owned()
 	case e.blobHub != nil:
 		bp, s, err := openBlobPartition(ctx, e.blobHub, m.index, e.cache, e.opts.LeaseDuration, owned)
@@ -167,18 +167,18 @@ func (m *partitionManager) open(ctx context.Context) (*incarnation, error) {
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	part, err := startPartition(pctx, partitions.Config{
-		Partition:         m.index,
-		Count:             e.opts.PartitionCount,
-		Executor:          e.executor,
-		Transport:         e.t,
-		Log:               inc.log,
-		Pools:             e.pools,
-		Cursors:           e.cursors,
-		PersistStepsFirst: e.opts.PersistStepsFirst,
-		EntityBatchLimit:  e.opts.EntityBatchLimit,
-		MaxPayloadBytes:   e.opts.MaxPayloadBytes,
-		Logger:            e.opts.Logger,
-		Checkpoints:       e.opts.Checkpoints,
+		Partition:        m.index,
+		Count:            e.opts.PartitionCount,
+		Executor:         e.executor,
+		Transport:        e.t,
+		Log:              inc.log,
+		Pools:            e.pools,
+		Cursors:          e.cursors,
+		Speculation:      e.opts.Speculation,
+		EntityBatchLimit: e.opts.EntityBatchLimit,
+		MaxPayloadBytes:  e.opts.MaxPayloadBytes,
+		Logger:           e.opts.Logger,
+		Checkpoints:      e.opts.Checkpoints,
 	}, st)
 	if err != nil {
 		cancel()

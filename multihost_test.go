@@ -103,6 +103,8 @@ func TestOptionsValidation(t *testing.T) {
 		{netherite.Options{Storage: "memory", MaxPayloadBytes: -1}, "Options.MaxPayloadBytes"},
 		{netherite.Options{Storage: "memory", EntityBatchLimit: -1}, "Options.EntityBatchLimit"},
 		{netherite.Options{Storage: "memory", StateCacheBytes: -1}, "Options.StateCacheBytes"},
+		{netherite.Options{Storage: "memory", Speculation: 7}, "Options.Speculation"},
+		{netherite.Options{Storage: "memory", PersistStepsFirst: true, Speculation: netherite.SpeculationGlobal}, "Options.PersistStepsFirst"},
 	} {
 		h, err := netherite.Start(context.Background(), c.o, r)
 		if err == nil {
@@ -121,6 +123,15 @@ func TestOptionsValidation(t *testing.T) {
 	h, err := netherite.Start(context.Background(), netherite.Options{PartitionCount: 2, Partitions: []int{1, 0}, Storage: "memory"}, r)
 	if err != nil {
 		t.Fatal(err)
+	}
+	h.Stop(context.Background())
+	// PersistStepsFirst is SpeculationNone.
+	h, err = netherite.Start(context.Background(), netherite.Options{PartitionCount: 1, Storage: "memory", PersistStepsFirst: true}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := h.Options(); o.Speculation != netherite.SpeculationNone || !o.PersistStepsFirst {
+		t.Errorf("PersistStepsFirst: speculation %v, PersistStepsFirst %v", o.Speculation, o.PersistStepsFirst)
 	}
 	h.Stop(context.Background())
 }

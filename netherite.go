@@ -65,8 +65,23 @@ type Options struct {
 	MaxConcurrentEntities       int
 	MaxConcurrentActivities     int
 
-	// PersistStepsFirst turns speculation off: every step is durable
-	// before its effects are applied.
+	// MemoryCommitDelay, with "memory" storage, makes every commit take
+	// this long, as a storage device would: benchmarks use it to count the
+	// commits on a workload's critical path without a disk's noise.
+	MemoryCommitDelay time.Duration
+
+	// Speculation says what may happen before a step is durable:
+	// SpeculationLocal (the default) applies steps and runs what they
+	// start at once, but lets nothing another partition or a client can
+	// see leave before the step is durable; SpeculationNone makes every
+	// step durable before its effects are applied; SpeculationGlobal also
+	// sends messages to other partitions before their step is durable
+	// (doc/speculation.md).
+	Speculation Speculation
+	// PersistStepsFirst is Speculation: SpeculationNone. After Start,
+	// Host.Options reports it set exactly when the mode is None.
+	//
+	// Deprecated: set Speculation.
 	PersistStepsFirst bool
 	// InstanceCacheBytes bounds the orchestration executions kept in
 	// memory between episodes (default 256 MiB; negative disables).
@@ -121,6 +136,20 @@ const (
 	BackendAzStorage = "azstorage"
 )
 
+// Speculation is a speculation mode (Options.Speculation).
+type Speculation = partitions.Speculation
+
+// The speculation modes.
+const (
+	SpeculationLocal  = partitions.SpeculationLocal
+	SpeculationNone   = partitions.SpeculationNone
+	SpeculationGlobal = partitions.SpeculationGlobal
+)
+
+// ParseSpeculation reads a mode's name: "none", "local" (or "") or
+// "global".
+func ParseSpeculation(name string) (Speculation, error) { return partitions.ParseSpeculation(name) }
+
 // Defaults.
 const (
 	DefaultPartitionCount  = 12
@@ -147,6 +176,15 @@ func (o *Options) normalize() error {
 				"UseDevelopmentStorage=true, or an account URL", RedactStorage(o.Storage))
 		}
 	}
+	switch {
+	case o.PersistStepsFirst && o.Speculation != SpeculationNone && o.Speculation != SpeculationLocal:
+		return fmt.Errorf("netherite: Options.PersistStepsFirst contradicts Options.Speculation %v", o.Speculation)
+	case o.PersistStepsFirst:
+		o.Speculation = SpeculationNone
+	case o.Speculation < SpeculationLocal || o.Speculation > SpeculationGlobal:
+		return fmt.Errorf("netherite: invalid Options.Speculation %v", o.Speculation)
+	}
+	o.PersistStepsFirst = o.Speculation == SpeculationNone
 	if o.LeaseDuration != 0 && (o.LeaseDuration < 15*time.Second || o.LeaseDuration > 60*time.Second) {
 		return fmt.Errorf("netherite: Options.LeaseDuration must be between 15s and 60s, got %v", o.LeaseDuration)
 	}

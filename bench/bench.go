@@ -32,7 +32,7 @@ import (
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold"}
+var Workloads = []string{"hello5", "hello3-latency", "fanout", "bank", "clean-restart", "crash-recovery", "hello5-coldcache", "hold", "chain"}
 
 // DefaultInFlight caps the orchestrations in flight in a closed loop, so
 // that the harness's own waiting does not grow with n.
@@ -55,6 +55,12 @@ type Config struct {
 	// (0: DefaultInFlight; negative: no cap, all n started at once).
 	InFlight          int
 	PersistStepsFirst bool
+	// Speculation is the host's speculation mode (PersistStepsFirst is
+	// SpeculationNone).
+	Speculation netherite.Speculation
+	// CommitDelay simulates a device's commit latency on "memory"
+	// storage (see netherite.Options.MemoryCommitDelay).
+	CommitDelay time.Duration
 	// CacheBytes bounds the partition state in memory (0: the default).
 	CacheBytes int64
 	// CheckpointEvents, if positive, checkpoints each partition after this
@@ -90,6 +96,7 @@ type Result struct {
 	Partitions   int    `json:"partitions"`
 	Storage      string `json:"storage"`
 	PersistFirst bool   `json:"persist_steps_first"`
+	Speculation  string `json:"speculation"`
 	Mode         string `json:"mode"`
 	// LatencyFrom says where latencies start: "intended start" (open
 	// loop) or "start call" (closed loop, single).
@@ -165,6 +172,8 @@ type Result struct {
 	// RSSBytes is the process's resident memory after the run, with the
 	// completed instances held (hold only).
 	RSSBytes int64 `json:"rss_bytes,omitempty"`
+	// Chain has the per-hop figures of the chain workload.
+	Chain *ChainResult `json:"chain,omitempty"`
 }
 
 // Register adds the benchmark functions to r.
@@ -185,6 +194,7 @@ func Register(r *durable.Registry) {
 			return out, nil
 		}
 	}
+	registerChain(r)
 	durable.RegisterOrchestrator(r, "BenchHello5", seq(5))
 	durable.RegisterOrchestrator(r, "BenchInline", func(ctx durable.OrchestrationContext, in string) (string, error) { return in, nil })
 	durable.RegisterOrchestrator(r, "BenchHello3", seq(3))
@@ -256,7 +266,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer cancel()
 	}
 	switch cfg.Workload {
-	case "hello5", "hello3-latency", "fanout", "bank", "clean-restart", "hold":
+	case "hello5", "hello3-latency", "fanout", "bank", "clean-restart", "hold", "chain":
 	case "crash-recovery":
 		return runCrashRecovery(ctx, cfg)
 	case "hello5-coldcache":
@@ -287,7 +297,7 @@ func isAzure(storage string) bool {
 // the task hub name ("" for the default).
 func hostOptions(cfg Config, hub string) netherite.Options {
 	return netherite.Options{TaskHub: hub, PartitionCount: cfg.Partitions, Storage: cfg.Storage, StateCacheBytes: cfg.CacheBytes,
-		PersistStepsFirst: cfg.PersistStepsFirst, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
+		PersistStepsFirst: cfg.PersistStepsFirst, Speculation: cfg.Speculation, MemoryCommitDelay: cfg.CommitDelay, MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
 		Checkpoints: partitions.CheckpointPolicy{Events: cfg.CheckpointEvents}}
 }
 
@@ -298,7 +308,7 @@ func newResult(cfg Config, o netherite.Options, hub string) *Result {
 		storage = "azure-storage(" + hub + ")"
 	}
 	return &Result{Workload: cfg.Workload, N: cfg.N, Partitions: o.PartitionCount, Storage: storage,
-		PersistFirst: o.PersistStepsFirst, Errors: map[string]int{}, CacheBytes: cfg.CacheBytes}
+		PersistFirst: o.PersistStepsFirst, Speculation: o.Speculation.String(), Errors: map[string]int{}, CacheBytes: cfg.CacheBytes}
 }
 
 // inFlightCap is the closed loop's cap for cfg.
@@ -356,6 +366,8 @@ func runOne(ctx context.Context, cfg Config) (*Result, error) {
 		rec, t0 = (&closedLoop{n: 1, inFlight: 1}).run(ctx, fanOutOp(c, cfg.N))
 	case "bank":
 		rec, t0, err = runBank(ctx, c, cfg, res, prog)
+	case "chain":
+		rec, t0 = runChain(ctx, c, cfg, res, prog)
 	case "clean-restart", "hold":
 		rec, t0 = closed(cfg, res).run(ctx, orchestrationOp(c, "BenchInline", prog))
 	}

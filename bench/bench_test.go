@@ -103,6 +103,10 @@ func TestWorkloadsRun(t *testing.T) {
 			if res.AckedBeforeKill == 0 || res.Completed != res.AckedBeforeKill || res.ReplayedEvents == 0 || res.ReplayedBytes == 0 || res.RecoverySeconds <= 0 {
 				t.Errorf("crash-recovery: %+v", res)
 			}
+		case "chain":
+			if ch := res.Chain; ch == nil || ch.Hops != 2*ChainDepth*res.Completed || ch.HopP50Ms <= 0 || ch.HopP99Ms < ch.HopP50Ms {
+				t.Errorf("chain: %+v %+v", res, res.Chain)
+			}
 		case "clean-restart":
 			if res.RecoverySeconds <= 0 {
 				t.Errorf("clean-restart: %+v", res)

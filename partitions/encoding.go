@@ -816,6 +816,9 @@ func stateToProto(s *State) (*partitionspb.State, error) {
 		}
 		p.OutboxLast = &partitionspb.OutboxLastMap{Entries: entries}
 	}
+	if p.Requests, err = requestLogToProto(s.Requests); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -881,6 +884,9 @@ func stateFromProto(p *partitionspb.State) (*State, error) {
 			}
 			s.OutboxLast[d] = e.GetPos()
 		}
+	}
+	if s.Requests, err = requestLogFromProto(p.Requests); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -304,6 +304,12 @@ func fullState() *State {
 	s.Dedup[7] = DedupMark{Pos: 100, Sub: 2}
 	s.Dedup[0] = DedupMark{Pos: 50}
 	s.Dedup[11] = DedupMark{Pos: 1, Sub: 1}
+	s.Requests = &RequestLog{SweptAt: encT0, Clients: map[string]*ClientRequests{
+		"client-b": {Order: []uint64{9, 3}, Answers: map[uint64]*RequestAnswer{
+			9: {At: encT0, Error: "no instance x", ErrorCode: transport.CodeNotFound},
+			3: {At: encT0.Add(time.Second), Count: 2}}},
+		"client-a": {Order: []uint64{1}, Answers: map[uint64]*RequestAnswer{1: {At: encT0}}},
+	}}
 	return s
 }
 
@@ -356,6 +362,8 @@ func TestEncodeStateNilsAndEmpties(t *testing.T) {
 	s.Timers[0] = &core.TaskMessage{}
 	roundTripState(t, s)
 	s.Outbox = []*OutboxBatch{{}, {Messages: []*core.TaskMessage{}}}
+	roundTripState(t, s)
+	s.Requests = &RequestLog{Clients: map[string]*ClientRequests{}} // every answer expired
 	roundTripState(t, s)
 }
 

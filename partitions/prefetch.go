@@ -304,7 +304,6 @@ func (p *Partition) loaded(r loadResult) {
 	clear(q[len(keep):])
 	pf.lanes[laneLocal] = keep
 	p.startLoads()
-	p.flushLog()
 }
 
 // wakeWhenLoaded marks a ready instance ready again once it is loaded:

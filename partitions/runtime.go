@@ -42,8 +42,18 @@ type Config struct {
 	Log       CommitLog
 	Pools     *Pools
 	Cursors   *CursorCache
-	// PersistStepsFirst applies each event only once it is durable.
+	// Speculation says what may happen before a step is durable
+	// (default SpeculationLocal).
+	Speculation Speculation
+	// PersistStepsFirst is SpeculationNone.
+	//
+	// Deprecated: set Speculation.
 	PersistStepsFirst bool
+	// CoalesceWindow is how long the log may hold events back while work
+	// items they started are running, so that one commit covers an event
+	// and the step it caused (default 1 ms; negative: never hold). See
+	// doc/hops.md.
+	CoalesceWindow time.Duration
 	// EntityBatchLimit caps the operations of one entity work item.
 	EntityBatchLimit int
 	// MaxPayloadBytes caps orchestration outputs and custom status; larger
@@ -89,6 +99,12 @@ type Partition struct {
 	received   []receivedMark
 	courier    *Courier
 	sendTimer  *time.Timer
+	// holding lists the work items started while events waited in logBuf:
+	// the log holds those events back (at most CoalesceWindow from
+	// holdSince) until the items' results join them in one commit.
+	holding    map[string]bool
+	holdSince  time.Time
+	flushTimer *time.Timer
 	sendFails  int
 	timers     *timerQueue
 	draining   bool
@@ -176,6 +192,12 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 	if cfg.EntityBatchLimit <= 0 {
 		cfg.EntityBatchLimit = 1000
 	}
+	if cfg.PersistStepsFirst {
+		cfg.Speculation, cfg.PersistStepsFirst = SpeculationNone, false
+	}
+	if cfg.CoalesceWindow == 0 {
+		cfg.CoalesceWindow = time.Millisecond
+	}
 	cfg.Courier.Self, cfg.Courier.Count = cfg.Partition, cfg.Count
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -210,6 +232,8 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		waiters:     map[string][]waiter{},
 		courier:     NewCourier(cfg.Courier),
 		sendTimer:   time.NewTimer(time.Hour),
+		flushTimer:  time.NewTimer(time.Hour),
+		holding:     map[string]bool{},
 		ctx:         ctx,
 		cancel:      cancel,
 		done:        make(chan struct{}),
@@ -267,6 +291,12 @@ func (cfg *Config) validate(state *State) error {
 	case state.Partition != cfg.Partition || state.Count != cfg.Count:
 		return fmt.Errorf("partitions: state is of partition %d of %d, Config says partition %d of %d",
 			state.Partition, state.Count, cfg.Partition, cfg.Count)
+	case cfg.PersistStepsFirst && cfg.Speculation != SpeculationLocal && cfg.Speculation != SpeculationNone:
+		return fmt.Errorf("partitions: partition %d: Config.PersistStepsFirst contradicts Config.Speculation %v", cfg.Partition, cfg.Speculation)
+	case !cfg.Speculation.valid():
+		return fmt.Errorf("partitions: partition %d: invalid Config.Speculation %v", cfg.Partition, cfg.Speculation)
+	case cfg.Speculation == SpeculationGlobal:
+		return fmt.Errorf("partitions: partition %d: Config.Speculation global is not available in this build", cfg.Partition)
 	case cfg.EntityBatchLimit < 0:
 		return fmt.Errorf("partitions: partition %d: Config.EntityBatchLimit is negative (%d)", cfg.Partition, cfg.EntityBatchLimit)
 	case cfg.MaxPayloadBytes < 0:
@@ -378,6 +408,7 @@ func (p *Partition) receive(from uint64) {
 func (p *Partition) loop() {
 	defer close(p.done)
 	defer p.sendTimer.Stop()
+	defer p.flushTimer.Stop()
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
 	for {
@@ -393,7 +424,6 @@ func (p *Partition) loop() {
 					break drain
 				}
 			}
-			p.flushLog()
 			p.maybeCheckpoint(false, nil)
 		case r := <-p.loadResults():
 			p.loaded(r)
@@ -403,6 +433,7 @@ func (p *Partition) loop() {
 			p.durableMu.Unlock()
 			p.onDurable(d)
 		case <-p.sendTimer.C:
+		case <-p.flushTimer.C:
 		case r := <-p.ckptResults:
 			p.checkpointDone(r)
 		case <-idle.C:
@@ -415,6 +446,7 @@ func (p *Partition) loop() {
 			return // cancelled meanwhile: no new work, no sends
 		}
 		p.dispatch()
+		p.flushLogSoon()
 		p.pump()
 		p.state.Evict(p.busy)
 		res, loads, evicts := p.state.BackingStats()
@@ -458,7 +490,7 @@ func (p *Partition) handle(it intakeItem) {
 		p.pos++
 		e := LogEntry{Pos: p.pos, At: time.Now(), Event: it.update}
 		p.logBuf = append(p.logBuf, e)
-		if p.cfg.PersistStepsFirst {
+		if p.cfg.Speculation == SpeculationNone {
 			p.unapplied = append(p.unapplied, e)
 		} else {
 			p.apply(e)
@@ -466,12 +498,54 @@ func (p *Partition) handle(it intakeItem) {
 	}
 }
 
+// flushLog hands the events waiting in logBuf to the log worker now.
 func (p *Partition) flushLog() {
+	if len(p.holding) > 0 {
+		clear(p.holding)
+		p.holdSince = time.Time{}
+	}
 	if len(p.logBuf) == 0 {
 		return
 	}
 	p.toLog(logItem{entries: p.logBuf})
 	p.logBuf = nil
+}
+
+// flushLogSoon flushes the log unless work items started by the waiting
+// events are still running and the coalescing window has not passed: their
+// results then go into the same commit, so a message that crosses
+// partitions waits for one commit at the receiver instead of two (the
+// receipt's, then the step's). Holding back costs nothing on that path:
+// what the step sends waits for the step's commit anyway.
+func (p *Partition) flushLogSoon() {
+	if len(p.logBuf) == 0 {
+		return
+	}
+	if len(p.holding) > 0 {
+		if wait := p.cfg.CoalesceWindow - time.Since(p.holdSince); wait > 0 {
+			if !p.flushTimer.Stop() {
+				select {
+				case <-p.flushTimer.C:
+				default:
+				}
+			}
+			p.flushTimer.Reset(wait)
+			return
+		}
+	}
+	p.flushLog()
+}
+
+// hold notes that the work item of id started while events wait in
+// logBuf (see flushLogSoon).
+func (p *Partition) hold(id string) {
+	if p.cfg.CoalesceWindow < 0 || p.cfg.Speculation == SpeculationNone || len(p.logBuf) == 0 {
+		return
+	}
+	if len(p.holding) == 0 {
+		p.holdSince = time.Now()
+	}
+	p.holding[id] = true
 }
 
 // toLog hands an item to the log worker. Once the partition is cancelled
@@ -609,6 +683,7 @@ func (p *Partition) apply(e LogEntry) {
 	}
 	if done != "" {
 		delete(p.busy, done)
+		delete(p.holding, done)
 		if inst := p.state.Lookup(done); inst != nil && len(inst.Pending) > 0 {
 			p.markReady(done)
 		}
@@ -652,7 +727,7 @@ func (p *Partition) onDurable(d durableMark) {
 		return
 	}
 	p.durablePos = d.pos
-	if p.cfg.PersistStepsFirst {
+	if p.cfg.Speculation == SpeculationNone {
 		n := 0
 		for n < len(p.unapplied) && p.unapplied[n].Pos <= d.pos {
 			p.apply(p.unapplied[n])
@@ -758,6 +833,7 @@ func (p *Partition) dispatch() {
 				continue
 			}
 			p.busy[id] = true
+			p.hold(id)
 			p.startWorkItem(inst)
 		}
 	}

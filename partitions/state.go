@@ -44,6 +44,11 @@ type State struct {
 	// sub-position) applied.
 	Dedup map[int]DedupMark
 
+	// Requests remembers the answers to recent client update requests, so
+	// that a retried request is not applied twice (requests.go; nil until
+	// the first one).
+	Requests *RequestLog
+
 	// NextGeneration numbers sessions, so that a work item's result is not
 	// applied to an instance that was replaced meanwhile.
 	NextGeneration uint64
@@ -165,7 +170,7 @@ func (s *State) Apply(pos uint64, at time.Time, ev Event, fx *Effects) {
 	switch e := ev.(type) {
 	case *ClientRequestReceived:
 		s.NextInputPos = e.InputPos
-		a.clientRequest(e.Request)
+		a.clientRequestOnce(e.Request)
 	case *MessagesReceived:
 		s.NextInputPos = e.InputPos
 		a.messagesReceived(e.Batch)

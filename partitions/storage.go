@@ -24,12 +24,18 @@ type CommitLog interface {
 // MemoryLog is a commit log that keeps nothing: every entry is "durable"
 // as soon as it is appended. It counts what it was given.
 type MemoryLog struct {
+	// Delay, if set, is how long every Append takes (a simulated device,
+	// for benchmarks).
+	Delay   time.Duration
 	appends atomic.Int64
 	entries atomic.Int64
 }
 
 // Append accepts entries at once.
 func (m *MemoryLog) Append(entries []LogEntry) error {
+	if m.Delay > 0 {
+		time.Sleep(m.Delay)
+	}
 	m.appends.Add(1)
 	m.entries.Add(int64(len(entries)))
 	return nil

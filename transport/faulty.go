@@ -52,7 +52,8 @@ type FaultConfig struct {
 	// ReceiveFailRate fails a receive with a transient error.
 	ReceiveFailRate float64
 	// Clients extends the faults to client requests and responses. Off by
-	// default: clients do not retry.
+	// default: a client retries a request only after its attempt timeout
+	// (seconds), which slows tests down.
 	Clients bool
 	// Script, if set, decides the fault for each packet first; FaultNone
 	// leaves it to the rates. It is called with the destination partition

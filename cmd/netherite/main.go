@@ -95,12 +95,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	storage := fs.String("storage", "", `where state lives: a directory (default: a fresh temporary directory, removed afterwards), "memory", or an Azure Storage connection string`)
 	rate := fs.Float64("rate", 100, "offered starts per second of the open loop (hello3-latency, crash-recovery)")
 	inflight := fs.Int("inflight", bench.DefaultInFlight, "closed loop (hello5, bank, hold, clean-restart): at most this many orchestrations in flight; -1: all started at once")
-	persistFirst := fs.Bool("persist-first", false, "persist each step before applying it (no speculation)")
+	persistFirst := fs.Bool("persist-first", false, "persist each step before applying it (the same as -speculation none)")
+	speculation := fs.String("speculation", "local", "what may happen before a step is durable: none, local or global")
 	cacheMB := fs.Int64("cache-mb", 0, "memory for partition state in MiB (default 256)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "bound on the run; what is not done by then counts as failed")
 	seed := fs.Int64("seed", 0, "crash-recovery: seed of the kill moment (default: from the clock)")
 	ckptEvents := fs.Int("checkpoint-events", 0, "checkpoint each partition after this many events (default 10,000)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	commitDelay := fs.Duration("commit-delay", 0, `with -storage memory: every commit takes this long (a simulated device, to count commits on the critical path)`)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: netherite bench [flags] WORKLOAD\nworkloads: %s\n", strings.Join(bench.Workloads, ", "))
 		fs.PrintDefaults()
@@ -120,8 +122,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return 2
 	}
-	cfg := bench.Config{Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate, InFlight: *inflight,
-		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents}
+	spec, err := netherite.ParseSpeculation(*speculation)
+	if err != nil {
+		fmt.Fprintln(stderr, "netherite bench:", err)
+		return 2
+	}
+	cfg := bench.Config{Speculation: spec, Workload: workload, N: *n, Partitions: *partitions, Storage: *storage, Rate: *rate, InFlight: *inflight,
+		PersistStepsFirst: *persistFirst, CacheBytes: *cacheMB << 20, Timeout: *timeout, Seed: *seed, CheckpointEvents: *ckptEvents, CommitDelay: *commitDelay}
 	if !*asJSON && isTerminal(os.Stderr) {
 		cfg.Progress = stderr
 	}
@@ -151,7 +158,7 @@ func printBench(w io.Writer, res *bench.Result) {
 		printBench(w, res.Warm)
 		fmt.Fprintf(w, "cold run (state cache %s):\n", cacheName(res.CacheBytes))
 	}
-	fmt.Fprintf(w, "%s: n=%d partitions=%d storage=%s persist-first=%v\n", res.Workload, res.N, res.Partitions, res.Storage, res.PersistFirst)
+	fmt.Fprintf(w, "%s: n=%d partitions=%d storage=%s speculation=%s\n", res.Workload, res.N, res.Partitions, res.Storage, res.Speculation)
 	switch res.Mode {
 	case "open-loop":
 		fmt.Fprintf(w, "  open loop: offered %.0f starts/s, achieved %.0f/s", res.OfferedPerS, res.AchievedPerS)
@@ -208,6 +215,10 @@ func printBench(w io.Writer, res *bench.Result) {
 	}
 	if res.RSSBytes > 0 {
 		fmt.Fprintf(w, "  process RSS holding %d instances: %.1f MiB\n", res.Completed, float64(res.RSSBytes)/(1<<20))
+	}
+	if ch := res.Chain; ch != nil {
+		fmt.Fprintf(w, "  per hop between partitions (%d hops, depth %d): p50 %.2fms p90 %.2fms p99 %.2fms; down (start) p50 %.2fms p99 %.2fms; up (completion) p50 %.2fms p99 %.2fms\n",
+			ch.Hops, ch.Depth, ch.HopP50Ms, ch.HopP90Ms, ch.HopP99Ms, ch.DownP50Ms, ch.DownP99Ms, ch.UpP50Ms, ch.UpP99Ms)
 	}
 	if res.Conserved != nil {
 		fmt.Fprintf(w, "  bank total conserved: %v\n", *res.Conserved)

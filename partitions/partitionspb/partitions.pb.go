@@ -1375,7 +1375,10 @@ type State struct {
 	Dedup          *DedupMap              `protobuf:"bytes,11,opt,name=dedup,proto3" json:"dedup,omitempty"`
 	NextGeneration uint64                 `protobuf:"varint,12,opt,name=next_generation,json=nextGeneration,proto3" json:"next_generation,omitempty"`
 	// Per destination, the position of the last batch sent to it.
-	OutboxLast    *OutboxLastMap `protobuf:"bytes,13,opt,name=outbox_last,json=outboxLast,proto3" json:"outbox_last,omitempty"`
+	OutboxLast *OutboxLastMap `protobuf:"bytes,13,opt,name=outbox_last,json=outboxLast,proto3" json:"outbox_last,omitempty"`
+	// The answers to recent client update requests, for deduplication
+	// (absent: none recorded yet).
+	Requests      *RequestLog `protobuf:"bytes,14,opt,name=requests,proto3" json:"requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1501,6 +1504,200 @@ func (x *State) GetOutboxLast() *OutboxLastMap {
 	return nil
 }
 
+func (x *State) GetRequests() *RequestLog {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// RequestLog mirrors partitions.RequestLog: per client (sorted by id), the
+// answers to its recent update requests in the order they were applied.
+type RequestLog struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Clients []*ClientRequestLog    `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	// When expired answers were last swept out.
+	SweptAt       *Time `protobuf:"bytes,2,opt,name=swept_at,json=sweptAt,proto3" json:"swept_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestLog) Reset() {
+	*x = RequestLog{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestLog) ProtoMessage() {}
+
+func (x *RequestLog) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestLog.ProtoReflect.Descriptor instead.
+func (*RequestLog) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RequestLog) GetClients() []*ClientRequestLog {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+func (x *RequestLog) GetSweptAt() *Time {
+	if x != nil {
+		return x.SweptAt
+	}
+	return nil
+}
+
+// ClientRequestLog is one client's partitions.ClientRequests. It has at
+// least one request.
+type ClientRequestLog struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      []byte                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Requests      []*RequestAnswer       `protobuf:"bytes,2,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientRequestLog) Reset() {
+	*x = ClientRequestLog{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientRequestLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientRequestLog) ProtoMessage() {}
+
+func (x *ClientRequestLog) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientRequestLog.ProtoReflect.Descriptor instead.
+func (*ClientRequestLog) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ClientRequestLog) GetClientId() []byte {
+	if x != nil {
+		return x.ClientId
+	}
+	return nil
+}
+
+func (x *ClientRequestLog) GetRequests() []*RequestAnswer {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// RequestAnswer mirrors partitions.RequestAnswer, with its request id.
+type RequestAnswer struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	At        *Time                  `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	Error     []byte                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// transport.ErrorCode.
+	ErrorCode     int64 `protobuf:"zigzag64,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Count         int64 `protobuf:"zigzag64,5,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestAnswer) Reset() {
+	*x = RequestAnswer{}
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestAnswer) ProtoMessage() {}
+
+func (x *RequestAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestAnswer.ProtoReflect.Descriptor instead.
+func (*RequestAnswer) Descriptor() ([]byte, []int) {
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RequestAnswer) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *RequestAnswer) GetAt() *Time {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *RequestAnswer) GetError() []byte {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *RequestAnswer) GetErrorCode() int64 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *RequestAnswer) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // OutboxLastMap is a map[int]uint64 (partitions.State.OutboxLast), sorted
 // by destination.
 type OutboxLastMap struct {
@@ -1512,7 +1709,7 @@ type OutboxLastMap struct {
 
 func (x *OutboxLastMap) Reset() {
 	*x = OutboxLastMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1721,7 @@ func (x *OutboxLastMap) String() string {
 func (*OutboxLastMap) ProtoMessage() {}
 
 func (x *OutboxLastMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[19]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1734,7 @@ func (x *OutboxLastMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxLastMap.ProtoReflect.Descriptor instead.
 func (*OutboxLastMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{19}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OutboxLastMap) GetEntries() []*OutboxLastEntry {
@@ -1558,7 +1755,7 @@ type OutboxLastEntry struct {
 
 func (x *OutboxLastEntry) Reset() {
 	*x = OutboxLastEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1767,7 @@ func (x *OutboxLastEntry) String() string {
 func (*OutboxLastEntry) ProtoMessage() {}
 
 func (x *OutboxLastEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[20]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1780,7 @@ func (x *OutboxLastEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxLastEntry.ProtoReflect.Descriptor instead.
 func (*OutboxLastEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{20}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OutboxLastEntry) GetDest() int64 {
@@ -1611,7 +1808,7 @@ type InstanceMap struct {
 
 func (x *InstanceMap) Reset() {
 	*x = InstanceMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1820,7 @@ func (x *InstanceMap) String() string {
 func (*InstanceMap) ProtoMessage() {}
 
 func (x *InstanceMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[21]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1833,7 @@ func (x *InstanceMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceMap.ProtoReflect.Descriptor instead.
 func (*InstanceMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{21}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InstanceMap) GetInstances() []*Instance {
@@ -1663,7 +1860,7 @@ type Instance struct {
 
 func (x *Instance) Reset() {
 	*x = Instance{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1872,7 @@ func (x *Instance) String() string {
 func (*Instance) ProtoMessage() {}
 
 func (x *Instance) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[22]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1885,7 @@ func (x *Instance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Instance.ProtoReflect.Descriptor instead.
 func (*Instance) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{22}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Instance) GetId() []byte {
@@ -1769,7 +1966,7 @@ type InstanceRecord struct {
 
 func (x *InstanceRecord) Reset() {
 	*x = InstanceRecord{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1978,7 @@ func (x *InstanceRecord) String() string {
 func (*InstanceRecord) ProtoMessage() {}
 
 func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[23]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1991,7 @@ func (x *InstanceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceRecord.ProtoReflect.Descriptor instead.
 func (*InstanceRecord) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{23}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InstanceRecord) GetName() []byte {
@@ -1898,7 +2095,7 @@ type TagMap struct {
 
 func (x *TagMap) Reset() {
 	*x = TagMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2107,7 @@ func (x *TagMap) String() string {
 func (*TagMap) ProtoMessage() {}
 
 func (x *TagMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[24]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2120,7 @@ func (x *TagMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagMap.ProtoReflect.Descriptor instead.
 func (*TagMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{24}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TagMap) GetTags() []*corepb.Tag {
@@ -1943,7 +2140,7 @@ type TaskMessageMap struct {
 
 func (x *TaskMessageMap) Reset() {
 	*x = TaskMessageMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2152,7 @@ func (x *TaskMessageMap) String() string {
 func (*TaskMessageMap) ProtoMessage() {}
 
 func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[25]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2165,7 @@ func (x *TaskMessageMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageMap.ProtoReflect.Descriptor instead.
 func (*TaskMessageMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{25}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskMessageMap) GetEntries() []*TaskMessageEntry {
@@ -1990,7 +2187,7 @@ type TaskMessageEntry struct {
 
 func (x *TaskMessageEntry) Reset() {
 	*x = TaskMessageEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2199,7 @@ func (x *TaskMessageEntry) String() string {
 func (*TaskMessageEntry) ProtoMessage() {}
 
 func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[26]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2212,7 @@ func (x *TaskMessageEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskMessageEntry.ProtoReflect.Descriptor instead.
 func (*TaskMessageEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{26}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskMessageEntry) GetId() uint64 {
@@ -2043,7 +2240,7 @@ type OutboxList struct {
 
 func (x *OutboxList) Reset() {
 	*x = OutboxList{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2252,7 @@ func (x *OutboxList) String() string {
 func (*OutboxList) ProtoMessage() {}
 
 func (x *OutboxList) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[27]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2265,7 @@ func (x *OutboxList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxList.ProtoReflect.Descriptor instead.
 func (*OutboxList) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{27}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *OutboxList) GetBatches() []*OutboxBatch {
@@ -2091,7 +2288,7 @@ type OutboxBatch struct {
 
 func (x *OutboxBatch) Reset() {
 	*x = OutboxBatch{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2300,7 @@ func (x *OutboxBatch) String() string {
 func (*OutboxBatch) ProtoMessage() {}
 
 func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[28]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2313,7 @@ func (x *OutboxBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxBatch.ProtoReflect.Descriptor instead.
 func (*OutboxBatch) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{28}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OutboxBatch) GetPos() uint64 {
@@ -2157,7 +2354,7 @@ type DedupMap struct {
 
 func (x *DedupMap) Reset() {
 	*x = DedupMap{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2366,7 @@ func (x *DedupMap) String() string {
 func (*DedupMap) ProtoMessage() {}
 
 func (x *DedupMap) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[29]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2379,7 @@ func (x *DedupMap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupMap.ProtoReflect.Descriptor instead.
 func (*DedupMap) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{29}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DedupMap) GetEntries() []*DedupEntry {
@@ -2204,7 +2401,7 @@ type DedupEntry struct {
 
 func (x *DedupEntry) Reset() {
 	*x = DedupEntry{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2413,7 @@ func (x *DedupEntry) String() string {
 func (*DedupEntry) ProtoMessage() {}
 
 func (x *DedupEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[30]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2426,7 @@ func (x *DedupEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupEntry.ProtoReflect.Descriptor instead.
 func (*DedupEntry) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{30}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DedupEntry) GetOrigin() int64 {
@@ -2270,7 +2467,7 @@ type StoreCheckpoint struct {
 
 func (x *StoreCheckpoint) Reset() {
 	*x = StoreCheckpoint{}
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2479,7 @@ func (x *StoreCheckpoint) String() string {
 func (*StoreCheckpoint) ProtoMessage() {}
 
 func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[31]
+	mi := &file_partitions_partitionspb_partitions_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2492,7 @@ func (x *StoreCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreCheckpoint.ProtoReflect.Descriptor instead.
 func (*StoreCheckpoint) Descriptor() ([]byte, []int) {
-	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{31}
+	return file_partitions_partitionspb_partitions_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StoreCheckpoint) GetState() []byte {
@@ -2449,7 +2646,7 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\vEntityState\x124\n" +
 	"\x05state\x18\x01 \x01(\v2\x1e.netherite.core.v1.EntityStateR\x05state\x12\x1f\n" +
 	"\vqueue_empty\x18\x02 \x01(\bR\n" +
-	"queueEmpty\"\x80\x05\n" +
+	"queueEmpty\"\xc1\x05\n" +
 	"\x05State\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x12R\x05count\x12B\n" +
@@ -2467,7 +2664,23 @@ const file_partitions_partitionspb_partitions_proto_rawDesc = "" +
 	"\x05dedup\x18\v \x01(\v2!.netherite.partitions.v1.DedupMapR\x05dedup\x12'\n" +
 	"\x0fnext_generation\x18\f \x01(\x04R\x0enextGeneration\x12G\n" +
 	"\voutbox_last\x18\r \x01(\v2&.netherite.partitions.v1.OutboxLastMapR\n" +
-	"outboxLast\"S\n" +
+	"outboxLast\x12?\n" +
+	"\brequests\x18\x0e \x01(\v2#.netherite.partitions.v1.RequestLogR\brequests\"\x8b\x01\n" +
+	"\n" +
+	"RequestLog\x12C\n" +
+	"\aclients\x18\x01 \x03(\v2).netherite.partitions.v1.ClientRequestLogR\aclients\x128\n" +
+	"\bswept_at\x18\x02 \x01(\v2\x1d.netherite.partitions.v1.TimeR\asweptAt\"s\n" +
+	"\x10ClientRequestLog\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12B\n" +
+	"\brequests\x18\x02 \x03(\v2&.netherite.partitions.v1.RequestAnswerR\brequests\"\xa8\x01\n" +
+	"\rRequestAnswer\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12-\n" +
+	"\x02at\x18\x02 \x01(\v2\x1d.netherite.partitions.v1.TimeR\x02at\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\fR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x04 \x01(\x12R\terrorCode\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x12R\x05count\"S\n" +
 	"\rOutboxLastMap\x12B\n" +
 	"\aentries\x18\x01 \x03(\v2(.netherite.partitions.v1.OutboxLastEntryR\aentries\"7\n" +
 	"\x0fOutboxLastEntry\x12\x12\n" +
@@ -2546,7 +2759,7 @@ func file_partitions_partitionspb_partitions_proto_rawDescGZIP() []byte {
 	return file_partitions_partitionspb_partitions_proto_rawDescData
 }
 
-var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_partitions_partitionspb_partitions_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Time)(nil),                    // 0: netherite.partitions.v1.Time
 	(*LogEntry)(nil),                // 1: netherite.partitions.v1.LogEntry
@@ -2567,27 +2780,30 @@ var file_partitions_partitionspb_partitions_proto_goTypes = []any{
 	(*Uint64List)(nil),              // 16: netherite.partitions.v1.Uint64List
 	(*EntityState)(nil),             // 17: netherite.partitions.v1.EntityState
 	(*State)(nil),                   // 18: netherite.partitions.v1.State
-	(*OutboxLastMap)(nil),           // 19: netherite.partitions.v1.OutboxLastMap
-	(*OutboxLastEntry)(nil),         // 20: netherite.partitions.v1.OutboxLastEntry
-	(*InstanceMap)(nil),             // 21: netherite.partitions.v1.InstanceMap
-	(*Instance)(nil),                // 22: netherite.partitions.v1.Instance
-	(*InstanceRecord)(nil),          // 23: netherite.partitions.v1.InstanceRecord
-	(*TagMap)(nil),                  // 24: netherite.partitions.v1.TagMap
-	(*TaskMessageMap)(nil),          // 25: netherite.partitions.v1.TaskMessageMap
-	(*TaskMessageEntry)(nil),        // 26: netherite.partitions.v1.TaskMessageEntry
-	(*OutboxList)(nil),              // 27: netherite.partitions.v1.OutboxList
-	(*OutboxBatch)(nil),             // 28: netherite.partitions.v1.OutboxBatch
-	(*DedupMap)(nil),                // 29: netherite.partitions.v1.DedupMap
-	(*DedupEntry)(nil),              // 30: netherite.partitions.v1.DedupEntry
-	(*StoreCheckpoint)(nil),         // 31: netherite.partitions.v1.StoreCheckpoint
-	(*corepb.HistoryEvent)(nil),     // 32: netherite.core.v1.HistoryEvent
-	(corepb.RuntimeStatus)(0),       // 33: netherite.core.v1.RuntimeStatus
-	(*corepb.HistoryEventList)(nil), // 34: netherite.core.v1.HistoryEventList
-	(*corepb.FailureDetails)(nil),   // 35: netherite.core.v1.FailureDetails
-	(*corepb.TaskMessage)(nil),      // 36: netherite.core.v1.TaskMessage
-	(*corepb.EntityState)(nil),      // 37: netherite.core.v1.EntityState
-	(*corepb.ParentInstance)(nil),   // 38: netherite.core.v1.ParentInstance
-	(*corepb.Tag)(nil),              // 39: netherite.core.v1.Tag
+	(*RequestLog)(nil),              // 19: netherite.partitions.v1.RequestLog
+	(*ClientRequestLog)(nil),        // 20: netherite.partitions.v1.ClientRequestLog
+	(*RequestAnswer)(nil),           // 21: netherite.partitions.v1.RequestAnswer
+	(*OutboxLastMap)(nil),           // 22: netherite.partitions.v1.OutboxLastMap
+	(*OutboxLastEntry)(nil),         // 23: netherite.partitions.v1.OutboxLastEntry
+	(*InstanceMap)(nil),             // 24: netherite.partitions.v1.InstanceMap
+	(*Instance)(nil),                // 25: netherite.partitions.v1.Instance
+	(*InstanceRecord)(nil),          // 26: netherite.partitions.v1.InstanceRecord
+	(*TagMap)(nil),                  // 27: netherite.partitions.v1.TagMap
+	(*TaskMessageMap)(nil),          // 28: netherite.partitions.v1.TaskMessageMap
+	(*TaskMessageEntry)(nil),        // 29: netherite.partitions.v1.TaskMessageEntry
+	(*OutboxList)(nil),              // 30: netherite.partitions.v1.OutboxList
+	(*OutboxBatch)(nil),             // 31: netherite.partitions.v1.OutboxBatch
+	(*DedupMap)(nil),                // 32: netherite.partitions.v1.DedupMap
+	(*DedupEntry)(nil),              // 33: netherite.partitions.v1.DedupEntry
+	(*StoreCheckpoint)(nil),         // 34: netherite.partitions.v1.StoreCheckpoint
+	(*corepb.HistoryEvent)(nil),     // 35: netherite.core.v1.HistoryEvent
+	(corepb.RuntimeStatus)(0),       // 36: netherite.core.v1.RuntimeStatus
+	(*corepb.HistoryEventList)(nil), // 37: netherite.core.v1.HistoryEventList
+	(*corepb.FailureDetails)(nil),   // 38: netherite.core.v1.FailureDetails
+	(*corepb.TaskMessage)(nil),      // 39: netherite.core.v1.TaskMessage
+	(*corepb.EntityState)(nil),      // 40: netherite.core.v1.EntityState
+	(*corepb.ParentInstance)(nil),   // 41: netherite.core.v1.ParentInstance
+	(*corepb.Tag)(nil),              // 42: netherite.core.v1.Tag
 }
 var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	0,  // 0: netherite.partitions.v1.LogEntry.at:type_name -> netherite.partitions.v1.Time
@@ -2601,60 +2817,65 @@ var file_partitions_partitionspb_partitions_proto_depIdxs = []int32{
 	14, // 8: netherite.partitions.v1.LogEntry.recovery_completed:type_name -> netherite.partitions.v1.RecoveryCompleted
 	3,  // 9: netherite.partitions.v1.ClientRequestReceived.request:type_name -> netherite.partitions.v1.ClientRequest
 	0,  // 10: netherite.partitions.v1.ClientRequest.timestamp:type_name -> netherite.partitions.v1.Time
-	32, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
+	35, // 11: netherite.partitions.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
 	4,  // 12: netherite.partitions.v1.ClientRequest.filter:type_name -> netherite.partitions.v1.Filter
 	0,  // 13: netherite.partitions.v1.ClientRequest.deadline:type_name -> netherite.partitions.v1.Time
 	0,  // 14: netherite.partitions.v1.Filter.created_from:type_name -> netherite.partitions.v1.Time
 	0,  // 15: netherite.partitions.v1.Filter.created_to:type_name -> netherite.partitions.v1.Time
 	5,  // 16: netherite.partitions.v1.Filter.statuses:type_name -> netherite.partitions.v1.RuntimeStatusList
-	33, // 17: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
+	36, // 17: netherite.partitions.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
 	7,  // 18: netherite.partitions.v1.MessagesReceived.batch:type_name -> netherite.partitions.v1.MessageBatch
 	15, // 19: netherite.partitions.v1.MessageBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
 	9,  // 20: netherite.partitions.v1.AckReceived.ack:type_name -> netherite.partitions.v1.Ack
-	34, // 21: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
+	37, // 21: netherite.partitions.v1.BatchProcessed.new_events:type_name -> netherite.core.v1.HistoryEventList
 	15, // 22: netherite.partitions.v1.BatchProcessed.activities:type_name -> netherite.partitions.v1.TaskMessageList
 	15, // 23: netherite.partitions.v1.BatchProcessed.timers:type_name -> netherite.partitions.v1.TaskMessageList
 	15, // 24: netherite.partitions.v1.BatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	33, // 25: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
-	35, // 26: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
-	32, // 27: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
-	34, // 28: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
+	36, // 25: netherite.partitions.v1.BatchProcessed.status:type_name -> netherite.core.v1.RuntimeStatus
+	38, // 26: netherite.partitions.v1.BatchProcessed.failure:type_name -> netherite.core.v1.FailureDetails
+	35, // 27: netherite.partitions.v1.BatchProcessed.continue_start:type_name -> netherite.core.v1.HistoryEvent
+	37, // 28: netherite.partitions.v1.BatchProcessed.continue_carry_over:type_name -> netherite.core.v1.HistoryEventList
 	17, // 29: netherite.partitions.v1.EntityBatchProcessed.state:type_name -> netherite.partitions.v1.EntityState
 	15, // 30: netherite.partitions.v1.EntityBatchProcessed.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	36, // 31: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
+	39, // 31: netherite.partitions.v1.ActivityCompleted.reply:type_name -> netherite.core.v1.TaskMessage
 	16, // 32: netherite.partitions.v1.TimerFired.timer_ids:type_name -> netherite.partitions.v1.Uint64List
-	36, // 33: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
-	37, // 34: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
-	21, // 35: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
-	25, // 36: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
-	25, // 37: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
-	27, // 38: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
-	29, // 39: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
-	19, // 40: netherite.partitions.v1.State.outbox_last:type_name -> netherite.partitions.v1.OutboxLastMap
-	20, // 41: netherite.partitions.v1.OutboxLastMap.entries:type_name -> netherite.partitions.v1.OutboxLastEntry
-	22, // 42: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
-	23, // 43: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
-	34, // 44: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
-	17, // 45: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
-	34, // 46: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
-	33, // 47: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
-	0,  // 48: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
-	0,  // 49: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
-	0,  // 50: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
-	35, // 51: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
-	38, // 52: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
-	24, // 53: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
-	39, // 54: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
-	26, // 55: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
-	36, // 56: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
-	28, // 57: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
-	15, // 58: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
-	30, // 59: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
-	60, // [60:60] is the sub-list for method output_type
-	60, // [60:60] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	39, // 33: netherite.partitions.v1.TaskMessageList.messages:type_name -> netherite.core.v1.TaskMessage
+	40, // 34: netherite.partitions.v1.EntityState.state:type_name -> netherite.core.v1.EntityState
+	24, // 35: netherite.partitions.v1.State.instances:type_name -> netherite.partitions.v1.InstanceMap
+	28, // 36: netherite.partitions.v1.State.activities:type_name -> netherite.partitions.v1.TaskMessageMap
+	28, // 37: netherite.partitions.v1.State.timers:type_name -> netherite.partitions.v1.TaskMessageMap
+	30, // 38: netherite.partitions.v1.State.outbox:type_name -> netherite.partitions.v1.OutboxList
+	32, // 39: netherite.partitions.v1.State.dedup:type_name -> netherite.partitions.v1.DedupMap
+	22, // 40: netherite.partitions.v1.State.outbox_last:type_name -> netherite.partitions.v1.OutboxLastMap
+	19, // 41: netherite.partitions.v1.State.requests:type_name -> netherite.partitions.v1.RequestLog
+	20, // 42: netherite.partitions.v1.RequestLog.clients:type_name -> netherite.partitions.v1.ClientRequestLog
+	0,  // 43: netherite.partitions.v1.RequestLog.swept_at:type_name -> netherite.partitions.v1.Time
+	21, // 44: netherite.partitions.v1.ClientRequestLog.requests:type_name -> netherite.partitions.v1.RequestAnswer
+	0,  // 45: netherite.partitions.v1.RequestAnswer.at:type_name -> netherite.partitions.v1.Time
+	23, // 46: netherite.partitions.v1.OutboxLastMap.entries:type_name -> netherite.partitions.v1.OutboxLastEntry
+	25, // 47: netherite.partitions.v1.InstanceMap.instances:type_name -> netherite.partitions.v1.Instance
+	26, // 48: netherite.partitions.v1.Instance.record:type_name -> netherite.partitions.v1.InstanceRecord
+	37, // 49: netherite.partitions.v1.Instance.history:type_name -> netherite.core.v1.HistoryEventList
+	17, // 50: netherite.partitions.v1.Instance.entity:type_name -> netherite.partitions.v1.EntityState
+	37, // 51: netherite.partitions.v1.Instance.pending:type_name -> netherite.core.v1.HistoryEventList
+	36, // 52: netherite.partitions.v1.InstanceRecord.status:type_name -> netherite.core.v1.RuntimeStatus
+	0,  // 53: netherite.partitions.v1.InstanceRecord.created_at:type_name -> netherite.partitions.v1.Time
+	0,  // 54: netherite.partitions.v1.InstanceRecord.last_updated_at:type_name -> netherite.partitions.v1.Time
+	0,  // 55: netherite.partitions.v1.InstanceRecord.scheduled_start_at:type_name -> netherite.partitions.v1.Time
+	38, // 56: netherite.partitions.v1.InstanceRecord.failure:type_name -> netherite.core.v1.FailureDetails
+	41, // 57: netherite.partitions.v1.InstanceRecord.parent:type_name -> netherite.core.v1.ParentInstance
+	27, // 58: netherite.partitions.v1.InstanceRecord.tags:type_name -> netherite.partitions.v1.TagMap
+	42, // 59: netherite.partitions.v1.TagMap.tags:type_name -> netherite.core.v1.Tag
+	29, // 60: netherite.partitions.v1.TaskMessageMap.entries:type_name -> netherite.partitions.v1.TaskMessageEntry
+	39, // 61: netherite.partitions.v1.TaskMessageEntry.message:type_name -> netherite.core.v1.TaskMessage
+	31, // 62: netherite.partitions.v1.OutboxList.batches:type_name -> netherite.partitions.v1.OutboxBatch
+	15, // 63: netherite.partitions.v1.OutboxBatch.messages:type_name -> netherite.partitions.v1.TaskMessageList
+	33, // 64: netherite.partitions.v1.DedupMap.entries:type_name -> netherite.partitions.v1.DedupEntry
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_partitions_partitionspb_partitions_proto_init() }
@@ -2673,14 +2894,14 @@ func file_partitions_partitionspb_partitions_proto_init() {
 		(*LogEntry_RecoveryCompleted)(nil),
 	}
 	file_partitions_partitionspb_partitions_proto_msgTypes[10].OneofWrappers = []any{}
-	file_partitions_partitionspb_partitions_proto_msgTypes[23].OneofWrappers = []any{}
+	file_partitions_partitionspb_partitions_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_partitions_partitionspb_partitions_proto_rawDesc), len(file_partitions_partitionspb_partitions_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -12,6 +12,8 @@ import (
 )
 
 // check verifies the invariants of a quiet run:
+//   - every request was answered (the client retries until it is), without
+//     an error, and a retried request got the same answer every time;
 //   - every start the client sent (acknowledged or not: requests reach the
 //     queue) completed exactly once, with the right output;
 //   - the counter equals the number of Signaler orchestrations, so every
@@ -23,7 +25,18 @@ func (w *world) check() error {
 	for _, n := range w.nodes {
 		n.countLoads()
 	}
+	if w.client.mismatch != "" {
+		return w.fail("a retried request got another answer: %s", w.client.mismatch)
+	}
 	for _, r := range w.client.reqs {
+		if !r.acked {
+			return w.fail("request %d (%s %s) was never answered", r.req.RequestID, r.req.Kind, r.req.InstanceID)
+		}
+		if r.err != "" {
+			// Every request of the workload succeeds once; a retry that was
+			// applied again would fail ("exists").
+			return w.fail("request %d (%s %s) failed: %s", r.req.RequestID, r.req.Kind, r.req.InstanceID, r.err)
+		}
 		if r.req.Kind != transport.RequestCreate {
 			continue
 		}

@@ -61,11 +61,18 @@ func newExecutor() partitions.Executor {
 
 // request is one client request the run makes, and what became of it.
 type request struct {
-	req   *transport.ClientRequest
-	sent  bool
-	acked bool
-	err   string
+	req    *transport.ClientRequest
+	sent   bool
+	sentAt time.Time // of the last copy
+	tries  int
+	acked  bool
+	err    string
 }
+
+// retryAfter is how long the client waits for an answer before it sends
+// a request again (with the same request id), as a real client does after
+// a timeout.
+const retryAfter = 3 * time.Second
 
 // client sends the workload's requests, one at a time at random moments,
 // straight into the partitions' input queues (a send to Event Hubs either
@@ -76,6 +83,9 @@ type client struct {
 	reqs []*request
 	next int
 	byID map[uint64]*request
+	// mismatch is the first duplicate answer that differed from the
+	// first answer to its request.
+	mismatch string
 }
 
 func newClient(w *world) *client {
@@ -128,15 +138,55 @@ func (c *client) signal(id core.EntityID, op string, input any) {
 
 func (c *client) pending() bool { return c.next < len(c.reqs) }
 
-// send appends the next request to its partition's queue.
+// send appends the next request to its partition's queue; with faults on,
+// sometimes twice (a send that timed out after it went through, retried).
 func (c *client) send() error {
 	r := c.reqs[c.next]
 	c.next++
 	r.sent = true
 	r.req.Timestamp = c.w.now
+	c.put(r)
+	if c.w.faults && c.w.rng.Float64() < c.w.cfg.DupRate {
+		c.w.res.Duplicated++
+		c.put(r)
+	}
+	return nil
+}
+
+func (c *client) put(r *request) {
+	r.tries++
+	r.sentAt = c.w.now
 	to := partitions.PartitionOf(r.req.InstanceID, c.w.cfg.Partitions)
 	c.w.nodes[to].queue = append(c.w.nodes[to].queue, &transport.Packet{Request: r.req})
-	c.w.note("client %s %s to p%d", r.req.Kind, r.req.InstanceID, to)
+	c.w.note("client %s %s (request %d, try %d) to p%d", r.req.Kind, r.req.InstanceID, r.req.RequestID, r.tries, to)
+}
+
+// overdue lists the sent requests without an answer for retryAfter.
+func (c *client) overdue() []*request {
+	var out []*request
+	for _, r := range c.reqs[:c.next] {
+		if !r.acked && c.w.now.Sub(r.sentAt) >= retryAfter {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// unanswered reports whether a sent request has no answer yet (the
+// client retries it when it is overdue).
+func (c *client) unanswered() bool {
+	for _, r := range c.reqs[:c.next] {
+		if !r.acked {
+			return true
+		}
+	}
+	return false
+}
+
+// retry sends an overdue request again, with the same request id.
+func (c *client) retry() error {
+	o := c.overdue()
+	c.put(o[c.w.rng.Intn(len(o))])
 	return nil
 }
 
@@ -146,7 +196,14 @@ func (c *client) receive(p *transport.Packet) {
 		return
 	}
 	r := c.byID[p.Response.RequestID]
-	if r == nil || r.acked {
+	if r == nil {
+		return
+	}
+	if r.acked {
+		if p.Response.Error != r.err && c.mismatch == "" {
+			c.mismatch = fmt.Sprintf("request %d (%s %s) was answered %q, then %q", r.req.RequestID, r.req.Kind,
+				r.req.InstanceID, r.err, p.Response.Error)
+		}
 		return
 	}
 	r.acked, r.err = true, p.Response.Error

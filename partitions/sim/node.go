@@ -154,11 +154,21 @@ func (n *node) read() error {
 	return nil
 }
 
-// apply logs and applies one event (speculatively: before it is durable).
+// apply logs one event and applies it: at once (speculatively, before it
+// is durable), or with SpeculationNone once it is committed.
 func (n *node) apply(ev partitions.Event) {
 	n.pos++
 	e := partitions.LogEntry{Pos: n.pos, At: n.w.now, Event: ev}
 	n.unlogged = append(n.unlogged, e)
+	if n.w.cfg.Speculation != partitions.SpeculationNone {
+		n.applyEntry(e)
+	}
+}
+
+// applyEntry runs the state machine on one logged event and takes in its
+// effects, as the runtime's apply does.
+func (n *node) applyEntry(e partitions.LogEntry) {
+	ev := e.Event
 	var fx partitions.Effects
 	n.st.Apply(e.Pos, e.At, e.Event, &fx)
 	n.w.res.Events++
@@ -209,6 +219,11 @@ func (n *node) commit() error {
 	}
 	n.unlogged = nil
 	n.durable = entries[len(entries)-1].Pos
+	if n.w.cfg.Speculation == partitions.SpeculationNone {
+		for _, e := range entries {
+			n.applyEntry(e)
+		}
+	}
 	n.onDurable()
 	return nil
 }

@@ -55,6 +55,8 @@ type Config struct {
 	// KV keeps instances in the hybrid-log KV with a tiny resident set,
 	// so they are evicted and read back (TestSim uses it on odd seeds).
 	KV bool
+	// Speculation is the partitions' mode (TestSim picks one per seed).
+	Speculation partitions.Speculation
 	// NoFaults turns every fault off (for a baseline run).
 	NoFaults bool
 	// blackhole makes the network swallow every copy of the first batch
@@ -225,6 +227,9 @@ func (w *world) step() error {
 	if w.client.pending() {
 		add(6, w.client.send)
 	}
+	if len(w.client.overdue()) > 0 {
+		add(2, w.client.retry)
+	}
 	for _, n := range w.nodes {
 		if !n.up {
 			add(2, n.recover)
@@ -274,7 +279,7 @@ func (w *world) step() error {
 
 // idle reports whether nothing is left to do at the current time.
 func (w *world) idle() bool {
-	if len(w.net) > 0 || w.client.pending() {
+	if len(w.net) > 0 || w.client.pending() || w.client.unanswered() {
 		return false
 	}
 	for _, n := range w.nodes {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/netherite-go/netherite/partitions"
 )
 
 var (
@@ -28,20 +30,23 @@ func TestSim(t *testing.T) {
 	start := time.Now()
 	ran := 0
 	var total Result
+	modes := map[partitions.Speculation]int{}
 	for s := *firstSeed; s < *firstSeed+int64(n); s++ {
 		if !fixed && time.Since(start) > *budget {
 			t.Logf("time budget spent after %d seeds", ran)
 			break
 		}
-		res, err := Run(Config{Seed: s, KV: s%2 == 1})
+		spec := seedSpeculation(s)
+		res, err := Run(Config{Seed: s, KV: s%2 == 1, Speculation: spec})
 		ran++
 		if err != nil {
 			var se *Error
 			if errors.As(err, &se) {
-				t.Fatalf("%v\nreproduce: go test ./partitions/sim -run TestSim -sim.seed=%d -sim.seeds=1", err, s)
+				t.Fatalf("%v (speculation %v)\nreproduce: go test ./partitions/sim -run TestSim -sim.seed=%d -sim.seeds=1", err, spec, s)
 			}
 			t.Fatal(err)
 		}
+		modes[spec]++
 		total.Steps += res.Steps
 		total.Crashes += res.Crashes
 		total.Dropped += res.Dropped
@@ -50,8 +55,16 @@ func TestSim(t *testing.T) {
 		total.Checkpoints += res.Checkpoints
 		total.Loads += res.Loads
 	}
+	t.Logf("seeds per speculation mode: none %d, local %d, global %d", modes[partitions.SpeculationNone], modes[partitions.SpeculationLocal], modes[partitions.SpeculationGlobal])
 	t.Logf("%d seeds from %d: %d steps, %d crashes, %d checkpoints, %d instances read back, %d packets dropped, %d duplicated, %d starts acknowledged",
 		ran, *firstSeed, total.Steps, total.Crashes, total.Checkpoints, total.Loads, total.Dropped, total.Duplicated, total.Acknowledged)
+}
+
+// seedSpeculation picks a seed's speculation mode: every mode on every
+// few consecutive seeds, with and without the KV (odd seeds).
+func seedSpeculation(seed int64) partitions.Speculation {
+	modes := []partitions.Speculation{partitions.SpeculationLocal, partitions.SpeculationNone}
+	return modes[(seed/2)%int64(len(modes))]
 }
 
 // TestSimReproduces checks that a run is a function of its seed.
