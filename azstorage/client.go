@@ -165,12 +165,17 @@ func (c *Client) wait(ctx context.Context, id string, done func(core.RuntimeStat
 	ch := c.b.watch(id)
 	defer c.b.unwatch(id, ch)
 	for {
-		s, err := c.GetStatus(ctx, id, opts...)
+		// Poll the row without payloads (large ones are blobs); read them
+		// once the wait is over.
+		s, err := c.GetStatus(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		if done(s.RuntimeStatus) {
-			return s, nil
+			if len(opts) == 0 {
+				return s, nil
+			}
+			return c.GetStatus(ctx, id, opts...)
 		}
 		t := time.NewTimer(bo.next())
 	wait:

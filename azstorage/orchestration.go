@@ -215,7 +215,10 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 	if final.Status.IsTerminal() {
 		row.Output, row.Failure = final.Output, final.Failure
 	}
-	full := start != nil
+	// A new execution writes the whole row, unless its client wrote it
+	// already (then the progress fields are merged into it, keeping the
+	// client's input, a large one's blob included).
+	full := start != nil && (instRow == nil || instRow.ExecutionID != start.ExecutionID)
 	if full {
 		row.Name, row.Version, row.Input, row.Tags = start.Name, start.Version, start.Input, start.Tags
 		row.CreatedAt = start.Timestamp.UTC()
