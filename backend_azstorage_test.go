@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite"
-	"github.com/netherite-go/netherite/blobstore/blobtest"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/samples"
 )
@@ -28,7 +27,7 @@ func TestAzStorageBackendNeedsAnAccount(t *testing.T) {
 }
 
 func TestAzStorageHost(t *testing.T) {
-	o := netherite.Options{Backend: netherite.BackendAzStorage, Storage: blobtest.Connection(t), TaskHub: "azhost" + hubSuffix(),
+	o := netherite.Options{Backend: netherite.BackendAzStorage, Storage: azstorageConnection(t), TaskHub: "azhost" + hubSuffix(),
 		AzureStorage: netherite.AzureStorageOptions{MaxQueuePollingInterval: 100 * time.Millisecond}}
 	h := startScenarioHost(t, o)
 	ctx := testContext(t)

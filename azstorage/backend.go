@@ -159,7 +159,8 @@ type Backend struct {
 	cancel   context.CancelFunc
 	work     context.Context // cancelled when Stop gives up waiting
 	stopWork context.CancelFunc
-	wg       sync.WaitGroup // polling loops
+	wg       sync.WaitGroup // lease manager and work-item polling
+	pollers  sync.WaitGroup // control-queue polling, started by the lease manager
 	inFlight sync.WaitGroup // work items
 	stopOnce sync.Once
 }
@@ -291,6 +292,8 @@ func (b *Backend) Stop(ctx context.Context) error {
 	b.stopOnce.Do(func() {
 		b.cancel()
 		b.wg.Wait()
+		// No poller may start a session once the wait for them begins.
+		b.pollers.Wait()
 		done := make(chan struct{})
 		go func() {
 			b.inFlight.Wait()

@@ -122,7 +122,11 @@ func (c *Client) StartOrchestration(ctx context.Context, name string, input any,
 	if err := c.b.putInstance(ctx, row, true); err != nil {
 		return "", fmt.Errorf("azstorage: %w", err)
 	}
-	if err := c.sendTo(ctx, &core.TaskMessage{Target: core.Instance{InstanceID: id, ExecutionID: start.ExecutionID}, Event: start}); err != nil {
+	// Once the row is written the start must follow, even if the caller
+	// gives up now: a Pending row without its start would never run.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := c.sendTo(sctx, &core.TaskMessage{Target: core.Instance{InstanceID: id, ExecutionID: start.ExecutionID}, Event: start}); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -161,12 +165,17 @@ func (c *Client) wait(ctx context.Context, id string, done func(core.RuntimeStat
 	ch := c.b.watch(id)
 	defer c.b.unwatch(id, ch)
 	for {
-		s, err := c.GetStatus(ctx, id, opts...)
+		// Poll the row without payloads (large ones are blobs); read them
+		// once the wait is over.
+		s, err := c.GetStatus(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		if done(s.RuntimeStatus) {
-			return s, nil
+			if len(opts) == 0 {
+				return s, nil
+			}
+			return c.GetStatus(ctx, id, opts...)
 		}
 		t := time.NewTimer(bo.next())
 	wait:

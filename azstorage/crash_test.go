@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite/azstorage"
-	"github.com/netherite-go/netherite/blobstore/blobtest"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
 )
@@ -100,7 +99,7 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills workers and waits for their leases to expire (about a minute)")
 	}
-	conn := blobtest.Connection(t)
+	conn := connection(t)
 	dir, hub := t.TempDir(), hubName()
 	const kills = 2
 	for gen := 0; gen < kills; gen++ {

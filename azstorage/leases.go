@@ -221,7 +221,9 @@ func (m *leaseManager) acquire(ctx context.Context, i int, token string) bool {
 	m.mine[i] = o
 	m.mu.Unlock()
 	m.b.log.Debug("azstorage: acquired control queue", "queue", i, "worker", m.b.cfg.WorkerID, "stolen", token != "")
+	m.b.pollers.Add(1)
 	go func() {
+		defer m.b.pollers.Done()
 		defer close(o.done)
 		m.b.pollControlQueue(qctx, i)
 	}()

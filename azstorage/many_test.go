@@ -10,16 +10,13 @@ import (
 )
 
 func TestManyHello(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow")
-	}
 	r := durable.NewRegistry()
 	samples.Register(r)
 	cfg := testConfig(t, hubName())
 	b := startBackend(t, cfg, r)
 	ctx := testCtx(t)
 	c := b.Client()
-	const n = 100
+	const n = 40
 	begin := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, n)

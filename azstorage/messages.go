@@ -161,7 +161,7 @@ func (b *Backend) abandon(ctx context.Context, r *received, delay time.Duration)
 
 func gzipBytes(p []byte) []byte {
 	var buf bytes.Buffer
-	w := gzip.NewWriter(&buf)
+	w, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	_, _ = w.Write(p)
 	_ = w.Close()
 	return buf.Bytes()

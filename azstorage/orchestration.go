@@ -15,6 +15,10 @@ import (
 // invisible before it is tried again.
 const outOfOrderDelay = time.Second
 
+// maxOutOfOrderDequeues is how many times a response that overtook its
+// checkpoint is put back before it is delivered anyway (DTFx: 5).
+const maxOutOfOrderDequeues = 5
+
 // maxInlineContinues bounds the continue-as-new executions one work item
 // runs; after that the next start goes through the control queue.
 const maxInlineContinues = 20
@@ -129,10 +133,11 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 			undeliverable(m.msg) // for an earlier execution
 			consumed = append(consumed, m)
 		case isCompletion(e.Kind) && !scheduled(h.events, e.TaskScheduledID) && !scheduled(events, e.TaskScheduledID) &&
-			m.env.Sent.After(h.checkpointAt):
+			m.env.Sent.After(h.checkpointAt) && m.dequeues <= maxOutOfOrderDequeues:
 			// The response overtook the checkpoint that scheduled its
 			// task (messages are sent before history is written): try
-			// again later.
+			// again later. After a few tries it is taken as it is (a
+			// zombie: the executor ignores a response to nothing).
 			b.stats.outOfOrder.Add(1)
 			retry = append(retry, m)
 		default:
@@ -210,7 +215,10 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 	if final.Status.IsTerminal() {
 		row.Output, row.Failure = final.Output, final.Failure
 	}
-	full := start != nil
+	// A new execution writes the whole row, unless its client wrote it
+	// already (then the progress fields are merged into it, keeping the
+	// client's input, a large one's blob included).
+	full := start != nil && (instRow == nil || instRow.ExecutionID != start.ExecutionID)
 	if full {
 		row.Name, row.Version, row.Input, row.Tags = start.Name, start.Version, start.Input, start.Tags
 		row.CreatedAt = start.Timestamp.UTC()

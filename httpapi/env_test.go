@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/blobstore/blobtest"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/samples"
@@ -67,6 +69,20 @@ type env struct {
 	hc   *http.Client
 }
 
+// hostOptions is memory storage with 4 partitions, or, with
+// NETHERITE_HTTPAPI_BACKEND=azstorage, the Azure Storage baseline on the
+// Azurite in NETHERITE_AZURITE (a fresh task hub per test, short polling),
+// so that the same API tests show both backends conform.
+func hostOptions(t testing.TB) netherite.Options {
+	o := netherite.Options{Storage: "memory", PartitionCount: 4, TaskHub: "testhub", Logger: quietLogger()}
+	if os.Getenv("NETHERITE_HTTPAPI_BACKEND") == netherite.BackendAzStorage {
+		o = netherite.Options{Backend: netherite.BackendAzStorage, Storage: blobtest.Connection(t),
+			TaskHub: fmt.Sprintf("api%d", time.Now().UnixNano()%1e12), Logger: quietLogger(),
+			AzureStorage: netherite.AzureStorageOptions{MaxQueuePollingInterval: 100 * time.Millisecond}}
+	}
+	return o
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newEnv(t testing.TB, r *durable.Registry, opts Options) *env {
@@ -74,8 +90,7 @@ func newEnv(t testing.TB, r *durable.Registry, opts Options) *env {
 	if r == nil {
 		r = testRegistry()
 	}
-	host, err := netherite.Start(context.Background(),
-		netherite.Options{Storage: "memory", PartitionCount: 4, TaskHub: "testhub", Logger: quietLogger()}, r)
+	host, err := netherite.Start(context.Background(), hostOptions(t), r)
 	if err != nil {
 		t.Fatal(err)
 	}
