@@ -125,6 +125,12 @@ func TestWireEveryPayloadFieldSet(t *testing.T) {
 	}
 	var want func(path string, t reflect.Type)
 	want = func(path string, ty reflect.Type) {
+		// Global speculation's fields are not carried yet: this transport
+		// does not declare CarriesSpeculation, so partitions refuse
+		// Speculation Global on it and never set them.
+		if path == "Packet.SpecEpoch" || path == "Packet.Confirm" {
+			return
+		}
 		switch ty.Kind() {
 		case reflect.Pointer:
 			want(path, ty.Elem())
