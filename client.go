@@ -2,8 +2,6 @@ package netherite
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -267,15 +265,9 @@ func (c *client) partitionOf(id string) int { return partitions.PartitionOf(id, 
 
 // payload encodes a value and checks it against the payload limit.
 func (c *client) payload(what string, v any) ([]byte, error) {
-	b, err := c.conv.Marshal(v)
+	b, err := durable.EncodeClientPayload(c.conv, what, v, c.maxPayload)
 	if err != nil {
-		return nil, fmt.Errorf("netherite: encode %s: %w", what, err)
-	}
-	if _, isJSON := c.conv.(durable.JSONConverter); isJSON && b != nil && !json.Valid(b) {
-		return nil, fmt.Errorf("netherite: %w: %s is not valid JSON", durable.ErrInvalidArgument, what)
-	}
-	if len(b) > c.maxPayload {
-		return nil, fmt.Errorf("netherite: %w: %s is %d bytes, over the payload limit of %d bytes", durable.ErrPayloadTooLarge, what, len(b), c.maxPayload)
+		return nil, fmt.Errorf("netherite: %w", err)
 	}
 	return b, nil
 }
@@ -418,26 +410,7 @@ func (c *client) children(ctx context.Context, id string, running bool) ([]strin
 	if err != nil {
 		return nil, err
 	}
-	created := map[int32]string{}
-	var order []int32
-	for _, e := range s.History {
-		switch e.Kind {
-		case core.EventSubOrchestrationCreated:
-			created[e.EventID] = e.InstanceID
-			order = append(order, e.EventID)
-		case core.EventSubOrchestrationCompleted, core.EventSubOrchestrationFailed:
-			if running {
-				delete(created, e.TaskScheduledID)
-			}
-		}
-	}
-	var out []string
-	for _, seq := range order {
-		if child, ok := created[seq]; ok {
-			out = append(out, child)
-		}
-	}
-	return out, nil
+	return durable.SubOrchestrationIDs(s.History, running), nil
 }
 
 func (c *client) Suspend(ctx context.Context, id, reason string) error {
@@ -507,17 +480,14 @@ func (c *client) PurgeWhere(ctx context.Context, f durable.PurgeFilter) (int, er
 	return n, err
 }
 
-func encodeToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
+func encodeToken(last string) string { return durable.ContinuationToken(last) }
 
 func decodeToken(tok string) (string, error) {
-	if tok == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	last, err := durable.ParseContinuationToken(tok)
 	if err != nil {
-		return "", invalid("invalid continuation token %q", tok)
+		return "", fmt.Errorf("netherite: %w", err)
 	}
-	return string(b), nil
+	return last, nil
 }
 
 func (c *client) Query(ctx context.Context, q durable.InstanceQuery) (*durable.InstancePage, error) {

@@ -2,7 +2,6 @@ package azstorage
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,16 +47,9 @@ func checkID(id string) error {
 }
 
 func (c *Client) payload(what string, v any) ([]byte, error) {
-	conv := c.b.conv
-	b, err := conv.Marshal(v)
+	b, err := durable.EncodeClientPayload(c.b.conv, what, v, c.b.cfg.MaxPayloadBytes)
 	if err != nil {
-		return nil, fmt.Errorf("azstorage: encode %s: %w", what, err)
-	}
-	if _, isJSON := conv.(durable.JSONConverter); isJSON && b != nil && !json.Valid(b) {
-		return nil, fmt.Errorf("azstorage: %w: %s is not valid JSON", durable.ErrInvalidArgument, what)
-	}
-	if len(b) > c.b.cfg.MaxPayloadBytes {
-		return nil, fmt.Errorf("azstorage: %w: %s is %d bytes, over the payload limit of %d bytes", durable.ErrPayloadTooLarge, what, len(b), c.b.cfg.MaxPayloadBytes)
+		return nil, fmt.Errorf("azstorage: %w", err)
 	}
 	return b, nil
 }
@@ -281,26 +273,7 @@ func (c *Client) children(ctx context.Context, id string, running bool) ([]strin
 	if err != nil {
 		return nil, err
 	}
-	created := map[int32]string{}
-	var order []int32
-	for _, e := range s.History {
-		switch e.Kind {
-		case core.EventSubOrchestrationCreated:
-			created[e.EventID] = e.InstanceID
-			order = append(order, e.EventID)
-		case core.EventSubOrchestrationCompleted, core.EventSubOrchestrationFailed:
-			if running {
-				delete(created, e.TaskScheduledID)
-			}
-		}
-	}
-	var out []string
-	for _, seq := range order {
-		if child, ok := created[seq]; ok {
-			out = append(out, child)
-		}
-	}
-	return out, nil
+	return durable.SubOrchestrationIDs(s.History, running), nil
 }
 
 func (c *Client) Suspend(ctx context.Context, id, reason string) error {
@@ -391,17 +364,14 @@ func (c *Client) PurgeWhere(ctx context.Context, f durable.PurgeFilter) (int, er
 	}
 }
 
-func encodeToken(last string) string { return base64.RawURLEncoding.EncodeToString([]byte(last)) }
+func encodeToken(last string) string { return durable.ContinuationToken(last) }
 
 func decodeToken(tok string) (string, error) {
-	if tok == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	last, err := durable.ParseContinuationToken(tok)
 	if err != nil {
-		return "", invalid("invalid continuation token %q", tok)
+		return "", fmt.Errorf("azstorage: %w", err)
 	}
-	return string(b), nil
+	return last, nil
 }
 
 // listRows lists Instances rows whose key is after `after`, matching
