@@ -33,6 +33,7 @@ import (
 	"github.com/netherite-go/netherite/blobstore/blobtest"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/durable/durabletest"
 	"github.com/netherite-go/netherite/eventhubs/emulator/emulatortest"
 	"github.com/netherite-go/netherite/samples"
 )
@@ -351,23 +352,7 @@ func TestMultiProcessEventHubs(t *testing.T) {
 // each task's result once.
 func checkOnce(t *testing.T, id string, s *durable.OrchestrationStatus) {
 	t.Helper()
-	scheduled, completed, ended := map[int32]int{}, map[int32]int{}, 0
-	for _, e := range s.History {
-		switch e.Kind {
-		case core.EventTaskScheduled:
-			scheduled[e.EventID]++
-		case core.EventTaskCompleted, core.EventTaskFailed:
-			completed[e.TaskScheduledID]++
-		case core.EventExecutionCompleted:
-			ended++
-		}
-	}
-	if ended != 1 {
-		t.Fatalf("%s: %d completion events", id, ended)
-	}
-	for seq, n := range scheduled {
-		if n != 1 || completed[seq] != 1 {
-			t.Fatalf("%s: task %d scheduled %d times, result recorded %d times", id, seq, n, completed[seq])
-		}
+	if err := durabletest.CheckExactlyOnce(s.History); err != nil {
+		t.Fatalf("%s: %v", id, err)
 	}
 }
