@@ -579,14 +579,21 @@ func orchestrationOp(c durable.Client, name string, prog *progress) op {
 
 // waitCompleted waits for instance id and fails unless it completed.
 func waitCompleted(ctx context.Context, c durable.Client, id string) error {
-	s, err := c.WaitForCompletion(ctx, id)
+	_, err := waitStatus(ctx, c, id)
+	return err
+}
+
+// waitStatus waits for instance id and returns its status, or fails
+// unless it completed.
+func waitStatus(ctx context.Context, c durable.Client, id string, opts ...durable.StatusOption) (*durable.OrchestrationStatus, error) {
+	s, err := c.WaitForCompletion(ctx, id, opts...)
 	if err != nil {
-		return fail("wait", err)
+		return nil, fail("wait", err)
 	}
 	if s.RuntimeStatus != core.StatusCompleted {
-		return &failure{kind: "status: " + s.RuntimeStatus.String(), err: fmt.Errorf("instance %s ended %s", id, s.RuntimeStatus)}
+		return nil, &failure{kind: "status: " + s.RuntimeStatus.String(), err: fmt.Errorf("instance %s ended %s (%v)", id, s.RuntimeStatus, s.Failure)}
 	}
-	return nil
+	return s, nil
 }
 
 // fanOutOp runs one orchestration that calls n activities in parallel.
@@ -597,12 +604,9 @@ func fanOutOp(c durable.Client, n int) op {
 			return fail("start", err)
 		}
 		acked()
-		s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
+		s, err := waitStatus(ctx, c, id, durable.WithPayloads())
 		if err != nil {
-			return fail("wait", err)
-		}
-		if s.RuntimeStatus != core.StatusCompleted {
-			return &failure{kind: "status: " + s.RuntimeStatus.String(), err: fmt.Errorf("fanout: failure %v", s.Failure)}
+			return err
 		}
 		var sum int
 		if err := s.ReadOutput(&sum); err != nil || sum != n*(n-1)/2 {

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
 )
 
@@ -85,12 +84,9 @@ func runChain(ctx context.Context, c durable.Client, cfg Config, res *Result, pr
 			return fail("start", err)
 		}
 		acked()
-		s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
+		s, err := waitStatus(ctx, c, id, durable.WithPayloads())
 		if err != nil {
-			return fail("wait", err)
-		}
-		if s.RuntimeStatus != core.StatusCompleted {
-			return &failure{kind: "status: " + s.RuntimeStatus.String(), err: fmt.Errorf("chain %s ended %s", id, s.RuntimeStatus)}
+			return err
 		}
 		var times []int64
 		if err := s.ReadOutput(&times); err != nil || len(times) != 2*(ChainDepth+1) {
