@@ -169,15 +169,9 @@ func (b *Backend) writeEntity(ctx context.Context, id string, h *history, state 
 		return err
 	}
 	now := time.Now().UTC()
-	sentinel, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: sentinelRowKey},
-		Properties: map[string]any{"ExecutionId": "", "Count": aztables.EDMInt64(0), "CheckpointCompletedTimestamp": aztables.EDMDateTime(now)}})
+	last, err := h.sentinelAction(pk, "", 0, now)
 	if err != nil {
 		return err
-	}
-	last := aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: sentinel}
-	if h.etag != "" {
-		etag := h.etag
-		last = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: sentinel, IfMatch: &etag}
 	}
 	actions := []aztables.TransactionAction{{ActionType: aztables.TransactionTypeInsertReplace, Entity: raw}, last}
 	if _, err := b.history.SubmitTransaction(ctx, actions, nil); err != nil {
@@ -224,19 +218,12 @@ func (b *Backend) writeHistory(ctx context.Context, instanceID string, h *histor
 		sizes = append(sizes, len(raw)+200)
 	}
 	now := time.Now().UTC()
-	sentinel, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: sentinelRowKey},
-		Properties: map[string]any{"ExecutionId": h.executionID, "Count": aztables.EDMInt64(len(events)),
-			"CheckpointCompletedTimestamp": aztables.EDMDateTime(now)}})
+	last, err := h.sentinelAction(pk, h.executionID, len(events), now)
 	if err != nil {
 		return err
 	}
-	last := aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: sentinel}
-	if h.etag != "" {
-		etag := h.etag
-		last = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: sentinel, IfMatch: &etag}
-	}
 	actions = append(actions, last)
-	sizes = append(sizes, len(sentinel)+200)
+	sizes = append(sizes, len(last.Entity)+200)
 	for _, r := range batches(sizes, maxBatchEntities, maxBatchBytes) {
 		if _, err := b.history.SubmitTransaction(ctx, actions[r[0]:r[1]], nil); err != nil {
 			if r[1] == len(actions) && batchConflict(err) {
@@ -314,4 +301,22 @@ func (b *Backend) deleteHistory(ctx context.Context, instanceID string) error {
 		}
 	}
 	return b.deleteBlobs(ctx, pk+"/")
+}
+
+// sentinelAction writes the sentinel row of partition key pk, carrying
+// the execution and event count readers trust and the checkpoint time now:
+// added if h has no ETag (a new instance or entity), else replaced
+// conditional on it.
+func (h *history) sentinelAction(pk, executionID string, count int, now time.Time) (aztables.TransactionAction, error) {
+	sentinel, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: sentinelRowKey},
+		Properties: map[string]any{"ExecutionId": executionID, "Count": aztables.EDMInt64(count),
+			"CheckpointCompletedTimestamp": aztables.EDMDateTime(now)}})
+	if err != nil {
+		return aztables.TransactionAction{}, err
+	}
+	if h.etag == "" {
+		return aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: sentinel}, nil
+	}
+	etag := h.etag
+	return aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: sentinel, IfMatch: &etag}, nil
 }
