@@ -133,7 +133,18 @@ func TestCrashRecovery(t *testing.T) {
 	for id, n := range acked {
 		s, err := b.Client().WaitForCompletion(ctx, id, durable.WithPayloads())
 		if err != nil {
-			t.Fatalf("%s: %v", id, err)
+			// Say where it stopped: its status and history.
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			st, serr := b.Client().GetStatus(sctx, id, durable.WithPayloads(), durable.WithHistory())
+			if serr != nil {
+				t.Fatalf("%s: %v (status: %v)", id, err, serr)
+			}
+			var h []string
+			for _, e := range st.History {
+				h = append(h, fmt.Sprintf("%s#%d/%d", e.Kind, e.EventID, e.TaskScheduledID))
+			}
+			t.Fatalf("%s: %v; it is %s, history %v", id, err, st.RuntimeStatus, h)
 		}
 		var out int
 		if s.RuntimeStatus != core.StatusCompleted || s.ReadOutput(&out) != nil || out != n+3 {

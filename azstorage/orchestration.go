@@ -149,6 +149,9 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 		b.abandonAll(ctx, retry, retryDelay)
 	}
 	if len(events) == 0 {
+		if ended(h.events) {
+			b.repairEndedRow(ctx, id, h)
+		}
 		b.finish(ctx, id, h, cursor, &out, consumed)
 		return
 	}
@@ -245,6 +248,37 @@ func (b *Backend) processOrchestration(ctx context.Context, id string, msgs []*r
 		}
 	}
 	cursor.Release()
+}
+
+// repairEndedRow completes the checkpoint of a worker that died after
+// writing an ended history (step 2) but before the instance row (step 3):
+// the messages it had not deleted come back to the ended instance, and
+// the row, still running, is rewritten from the history's completion.
+func (b *Backend) repairEndedRow(ctx context.Context, id string, h *history) {
+	var done *core.HistoryEvent
+	for i := len(h.events) - 1; i >= 0 && done == nil; i-- {
+		if h.events[i].Kind == core.EventExecutionCompleted {
+			done = h.events[i]
+		}
+	}
+	if done == nil {
+		return // continued as new: the next execution writes the row
+	}
+	r, err := b.getInstance(ctx, id, true)
+	if err != nil {
+		b.log.Warn("azstorage: read instance row", "instance", id, "err", err)
+		return
+	}
+	if r == nil || r.ExecutionID != h.executionID || r.Status.IsTerminal() {
+		return
+	}
+	row := &instanceRow{ID: id, ExecutionID: h.executionID, Status: done.Status, LastUpdatedAt: time.Now().UTC(),
+		CustomStatus: r.CustomStatus, Output: done.Result, Failure: done.Failure}
+	if err := b.putInstance(ctx, row, false); err != nil {
+		b.log.Warn("azstorage: repair instance row", "instance", id, "err", err)
+		return
+	}
+	b.log.Info("azstorage: instance row repaired from its ended history", "instance", id, "status", done.Status)
 }
 
 // finish completes a work item that ran no episode: it sends what it must
