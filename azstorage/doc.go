@@ -70,6 +70,9 @@
 // an instance whose history does not exist yet, but whose Pending row
 // does, waits for the instance's start the same way; other messages for
 // missing or ended instances are dropped (lock grants turn into releases).
+// A crash between the ended history and the instance row would leave the
+// row Running; the crashed worker's messages come back to the ended
+// instance, which then rewrites the row from the history's completion.
 // Continue-as-new runs the next execution in the same work item and
 // replaces the history.
 //
