@@ -281,3 +281,8 @@ func DeleteTaskHub(ctx context.Context, opts Options) error {
 	}
 	return tspec.deleteHubs(ctx, opts)
 }
+
+// monitor: not yet implemented for directories.
+func (d *dirStore) monitor() (monitorStore, error) {
+	return nil, errors.New("netherite: the load monitor is not implemented for directory storage yet")
+}

@@ -226,3 +226,8 @@ func deleteBlobTaskHub(ctx context.Context, connection string, p *TaskHubParamet
 	}
 	return nil
 }
+
+// monitor: not yet implemented for Azure Storage.
+func (b *blobStore) monitor() (monitorStore, error) {
+	return nil, errors.New("netherite: the load monitor is not implemented for Azure Storage yet")
+}

@@ -45,6 +45,9 @@ type taskHubStore interface {
 	// requests counts the requests made to a storage service (0 for local
 	// storage).
 	requests() int64
+	// monitor is where the load monitor keeps its lease and record, for
+	// the task hub opened by openTaskHub (an error for memory storage).
+	monitor() (monitorStore, error)
 }
 
 // partitionOpen is what opening a partition's storage needs besides the
@@ -57,6 +60,11 @@ type partitionOpen struct {
 	// (Options.MemoryCommitDelay).
 	memoryDelay time.Duration
 	owned       func() // called once the partition's lock or lease is held
+	// wait: if another host holds the partition, retry (every few hundred
+	// milliseconds) until it is released or expires, or ctx ends, instead
+	// of failing at once (elastic placement: the previous owner is handing
+	// it over).
+	wait bool
 }
 
 // partitionStorage is one partition's storage, held by one host.
@@ -134,3 +142,5 @@ func (m *memoryPartition) durableStore() *partitions.DurableStore { return nil }
 func (m *memoryPartition) metaStore() faster.MetaStore            { return m.meta }
 func (m *memoryPartition) close() error                           { return nil }
 func (m *memoryPartition) lease() (<-chan struct{}, func() error) { return nil, nil }
+
+func (m *memoryStore) monitor() (monitorStore, error) { return nil, noMonitorStore(m) }

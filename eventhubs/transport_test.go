@@ -172,7 +172,7 @@ func TestLoadMonitorQueue(t *testing.T) {
 	rcv := openTransport(t, tg.ConnectionString, prefix, hubID, 1, nil)
 	var want []*transport.Packet
 	for i := 0; i < 10; i++ {
-		p := &transport.Packet{Load: &transport.LoadReport{Partition: i, Host: "h", WorkItems: i, At: time.Unix(1700000000, 0).UTC()}}
+		p := &transport.Packet{Load: &transport.LoadReport{Host: "h", Partitions: []transport.PartitionLoad{{Partition: i, WorkItems: i}}, At: time.Unix(1700000000, 0).UTC()}}
 		want = append(want, p)
 		if err := snd.SendToLoadMonitor(p); err != nil {
 			t.Fatal(err)

@@ -213,9 +213,15 @@ func packetToProto(p *transport.Packet) (*eventhubspb.Envelope, error) {
 	}
 	if p.Load != nil {
 		n++
-		l := p.Load
-		env.Packet = &eventhubspb.Envelope_Load{Load: &eventhubspb.LoadReport{Partition: int64(l.Partition), Host: text(l.Host),
-			WorkItems: int64(l.WorkItems), Activities: int64(l.Activities), Timers: int64(l.Timers), Outbox: int64(l.Outbox), At: timeToProto(l.At)}}
+		env.Packet = &eventhubspb.Envelope_Load{Load: loadToProto(p.Load)}
+	}
+	if p.Placement != nil {
+		n++
+		pu := &eventhubspb.PlacementUpdate{Version: p.Placement.Version, Monitor: text(p.Placement.Monitor)}
+		for _, o := range p.Placement.Owners {
+			pu.Owners = append(pu.Owners, text(o))
+		}
+		env.Packet = &eventhubspb.Envelope_Placement{Placement: pu}
 	}
 	if n != 1 {
 		return nil, fmt.Errorf("a packet must have exactly one payload, this one has %d", n)
@@ -253,13 +259,17 @@ func packetFromProto(env *eventhubspb.Envelope) (*transport.Packet, error) {
 	case *eventhubspb.Envelope_Resend:
 		return &transport.Packet{Resend: &transport.ResendRequest{From: int(x.Resend.From), After: x.Resend.After}}, nil
 	case *eventhubspb.Envelope_Load:
-		l := x.Load
-		at, err := timeFromProto("load report time", l.At)
+		l, err := loadFromProto(x.Load)
 		if err != nil {
 			return nil, err
 		}
-		return &transport.Packet{Load: &transport.LoadReport{Partition: int(l.Partition), Host: string(l.Host),
-			WorkItems: int(l.WorkItems), Activities: int(l.Activities), Timers: int(l.Timers), Outbox: int(l.Outbox), At: at}}, nil
+		return &transport.Packet{Load: l}, nil
+	case *eventhubspb.Envelope_Placement:
+		pu := &transport.PlacementUpdate{Version: x.Placement.Version, Monitor: string(x.Placement.Monitor)}
+		for _, o := range x.Placement.Owners {
+			pu.Owners = append(pu.Owners, string(o))
+		}
+		return &transport.Packet{Placement: pu}, nil
 	case nil:
 		return nil, errors.New("envelope without a packet (a packet kind this build does not know?)")
 	}
@@ -461,4 +471,38 @@ func statusFromProto(p *eventhubspb.InstanceStatus) (*transport.InstanceStatus, 
 		}
 	}
 	return s, nil
+}
+
+func loadToProto(l *transport.LoadReport) *eventhubspb.LoadReport {
+	out := &eventhubspb.LoadReport{Host: text(l.Host), Client: text(l.ClientID), At: timeToProto(l.At), Stopping: l.Stopping}
+	for _, p := range l.Partitions {
+		pl := &eventhubspb.PartitionLoad{Partition: int64(p.Partition), WorkItems: int64(p.WorkItems),
+			Activities: int64(p.Activities), Timers: int64(p.Timers), Outbox: int64(p.Outbox), InputLag: p.InputLag,
+			Events: p.Events, CacheBytes: p.CacheBytes, Instances: p.Instances, Latency: text(p.Latency)}
+		if !p.NextTimer.IsZero() {
+			pl.NextTimer = timeToProto(p.NextTimer)
+		}
+		out.Partitions = append(out.Partitions, pl)
+	}
+	return out
+}
+
+func loadFromProto(l *eventhubspb.LoadReport) (*transport.LoadReport, error) {
+	at, err := timeFromProto("load report time", l.At)
+	if err != nil {
+		return nil, err
+	}
+	out := &transport.LoadReport{Host: string(l.Host), ClientID: string(l.Client), At: at, Stopping: l.Stopping}
+	for _, p := range l.Partitions {
+		pl := transport.PartitionLoad{Partition: int(p.Partition), WorkItems: int(p.WorkItems),
+			Activities: int(p.Activities), Timers: int(p.Timers), Outbox: int(p.Outbox), InputLag: p.InputLag,
+			Events: p.Events, CacheBytes: p.CacheBytes, Instances: p.Instances, Latency: string(p.Latency)}
+		if p.NextTimer != nil {
+			if pl.NextTimer, err = timeFromProto("next timer", p.NextTimer); err != nil {
+				return nil, err
+			}
+		}
+		out.Partitions = append(out.Partitions, pl)
+	}
+	return out, nil
 }

@@ -47,6 +47,8 @@ type Packet struct {
 	Resend *ResendRequest
 	// Load is a report for the load monitor.
 	Load *LoadReport
+	// Placement is the load monitor's placement, sent to a host's client.
+	Placement *PlacementUpdate
 }
 
 // MessageBatch is a batch of task messages from one partition to another.
@@ -93,15 +95,60 @@ type Ack struct {
 	UpTo uint64
 }
 
-// LoadReport is a host's report of one partition's load.
+// LoadReport is a host's periodic report to the load monitor: its
+// heartbeat, and the load of each partition it runs.
 type LoadReport struct {
-	Partition  int
-	Host       string
+	// Host is the host's id (Options.HostID).
+	Host string
+	// ClientID is the host's client: placement updates are sent there.
+	ClientID string
+	// At is when the host sent the report (its clock).
+	At time.Time
+	// Stopping says the host shuts down: its partitions go elsewhere now.
+	Stopping bool
+	// Partitions has one entry per partition the host runs.
+	Partitions []PartitionLoad
+}
+
+// PartitionLoad is one partition's load, as its host measures it.
+type PartitionLoad struct {
+	Partition int
+	// WorkItems counts orchestration and entity work items ready or
+	// running; Activities the activities queued or running.
 	WorkItems  int
 	Activities int
-	Timers     int
-	Outbox     int
-	At         time.Time
+	// Timers counts the pending timers (and scheduled starts); NextTimer is
+	// when the earliest is due (zero: none).
+	Timers    int
+	NextTimer time.Time
+	// Outbox counts messages sent to other partitions and not yet
+	// acknowledged.
+	Outbox int
+	// InputLag counts packets in the partition's input queue that it has
+	// not yet read (as far as the transport can tell).
+	InputLag int64
+	// Events counts the events the partition processed since it started
+	// on this host (the monitor computes rates from it).
+	Events int64
+	// CacheBytes is the memory its state uses; Instances counts its
+	// instances.
+	CacheBytes int64
+	Instances  int64
+	// Latency is the partition's latency trend: one letter per report
+	// period, oldest first: I idle, L low, M medium, H high (see
+	// doc/scaling.md).
+	Latency string
+}
+
+// PlacementUpdate tells a host the load monitor's newest placement.
+type PlacementUpdate struct {
+	// Version increases with every change of Owners.
+	Version uint64
+	// Owners[p] is the id of the host that should run partition p ("" if
+	// none).
+	Owners []string
+	// Monitor is the id of the host running the load monitor.
+	Monitor string
 }
 
 // RequestKind says what a client asks of a partition.

@@ -128,6 +128,7 @@ type Envelope struct {
 	//	*Envelope_Resend
 	//	*Envelope_Load
 	//	*Envelope_Blob
+	//	*Envelope_Placement
 	Packet        isEnvelope_Packet `protobuf_oneof:"packet"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -254,6 +255,15 @@ func (x *Envelope) GetBlob() *BlobRef {
 	return nil
 }
 
+func (x *Envelope) GetPlacement() *PlacementUpdate {
+	if x != nil {
+		if x, ok := x.Packet.(*Envelope_Placement); ok {
+			return x.Placement
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Packet interface {
 	isEnvelope_Packet()
 }
@@ -288,6 +298,10 @@ type Envelope_Blob struct {
 	Blob *BlobRef `protobuf:"bytes,10,opt,name=blob,proto3,oneof"`
 }
 
+type Envelope_Placement struct {
+	Placement *PlacementUpdate `protobuf:"bytes,11,opt,name=placement,proto3,oneof"`
+}
+
 func (*Envelope_Messages) isEnvelope_Packet() {}
 
 func (*Envelope_Request) isEnvelope_Packet() {}
@@ -301,6 +315,8 @@ func (*Envelope_Resend) isEnvelope_Packet() {}
 func (*Envelope_Load) isEnvelope_Packet() {}
 
 func (*Envelope_Blob) isEnvelope_Packet() {}
+
+func (*Envelope_Placement) isEnvelope_Packet() {}
 
 // BlobRef names the blob holding a large packet's envelope.
 type BlobRef struct {
@@ -599,16 +615,16 @@ func (x *Ack) GetUpTo() uint64 {
 	return 0
 }
 
-// LoadReport mirrors transport.LoadReport.
+// LoadReport mirrors transport.LoadReport: a host's heartbeat and the load
+// of the partitions it runs. (Fields 1 and 3-6 held a per-partition report
+// that no release sent.)
 type LoadReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     int64                  `protobuf:"zigzag64,1,opt,name=partition,proto3" json:"partition,omitempty"`
 	Host          []byte                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
-	WorkItems     int64                  `protobuf:"zigzag64,3,opt,name=work_items,json=workItems,proto3" json:"work_items,omitempty"`
-	Activities    int64                  `protobuf:"zigzag64,4,opt,name=activities,proto3" json:"activities,omitempty"`
-	Timers        int64                  `protobuf:"zigzag64,5,opt,name=timers,proto3" json:"timers,omitempty"`
-	Outbox        int64                  `protobuf:"zigzag64,6,opt,name=outbox,proto3" json:"outbox,omitempty"`
 	At            *Time                  `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	Client        []byte                 `protobuf:"bytes,8,opt,name=client,proto3" json:"client,omitempty"`
+	Stopping      bool                   `protobuf:"varint,9,opt,name=stopping,proto3" json:"stopping,omitempty"`
+	Partitions    []*PartitionLoad       `protobuf:"bytes,10,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -643,13 +659,6 @@ func (*LoadReport) Descriptor() ([]byte, []int) {
 	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *LoadReport) GetPartition() int64 {
-	if x != nil {
-		return x.Partition
-	}
-	return 0
-}
-
 func (x *LoadReport) GetHost() []byte {
 	if x != nil {
 		return x.Host
@@ -657,37 +666,216 @@ func (x *LoadReport) GetHost() []byte {
 	return nil
 }
 
-func (x *LoadReport) GetWorkItems() int64 {
+func (x *LoadReport) GetAt() *Time {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *LoadReport) GetClient() []byte {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+func (x *LoadReport) GetStopping() bool {
+	if x != nil {
+		return x.Stopping
+	}
+	return false
+}
+
+func (x *LoadReport) GetPartitions() []*PartitionLoad {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// PartitionLoad mirrors transport.PartitionLoad.
+type PartitionLoad struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     int64                  `protobuf:"zigzag64,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	WorkItems     int64                  `protobuf:"zigzag64,2,opt,name=work_items,json=workItems,proto3" json:"work_items,omitempty"`
+	Activities    int64                  `protobuf:"zigzag64,3,opt,name=activities,proto3" json:"activities,omitempty"`
+	Timers        int64                  `protobuf:"zigzag64,4,opt,name=timers,proto3" json:"timers,omitempty"`
+	NextTimer     *Time                  `protobuf:"bytes,5,opt,name=next_timer,json=nextTimer,proto3" json:"next_timer,omitempty"`
+	Outbox        int64                  `protobuf:"zigzag64,6,opt,name=outbox,proto3" json:"outbox,omitempty"`
+	InputLag      int64                  `protobuf:"zigzag64,7,opt,name=input_lag,json=inputLag,proto3" json:"input_lag,omitempty"`
+	Events        int64                  `protobuf:"zigzag64,8,opt,name=events,proto3" json:"events,omitempty"`
+	CacheBytes    int64                  `protobuf:"zigzag64,9,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"`
+	Instances     int64                  `protobuf:"zigzag64,10,opt,name=instances,proto3" json:"instances,omitempty"`
+	Latency       []byte                 `protobuf:"bytes,11,opt,name=latency,proto3" json:"latency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionLoad) Reset() {
+	*x = PartitionLoad{}
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionLoad) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionLoad) ProtoMessage() {}
+
+func (x *PartitionLoad) ProtoReflect() protoreflect.Message {
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionLoad.ProtoReflect.Descriptor instead.
+func (*PartitionLoad) Descriptor() ([]byte, []int) {
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PartitionLoad) GetPartition() int64 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionLoad) GetWorkItems() int64 {
 	if x != nil {
 		return x.WorkItems
 	}
 	return 0
 }
 
-func (x *LoadReport) GetActivities() int64 {
+func (x *PartitionLoad) GetActivities() int64 {
 	if x != nil {
 		return x.Activities
 	}
 	return 0
 }
 
-func (x *LoadReport) GetTimers() int64 {
+func (x *PartitionLoad) GetTimers() int64 {
 	if x != nil {
 		return x.Timers
 	}
 	return 0
 }
 
-func (x *LoadReport) GetOutbox() int64 {
+func (x *PartitionLoad) GetNextTimer() *Time {
+	if x != nil {
+		return x.NextTimer
+	}
+	return nil
+}
+
+func (x *PartitionLoad) GetOutbox() int64 {
 	if x != nil {
 		return x.Outbox
 	}
 	return 0
 }
 
-func (x *LoadReport) GetAt() *Time {
+func (x *PartitionLoad) GetInputLag() int64 {
 	if x != nil {
-		return x.At
+		return x.InputLag
+	}
+	return 0
+}
+
+func (x *PartitionLoad) GetEvents() int64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *PartitionLoad) GetCacheBytes() int64 {
+	if x != nil {
+		return x.CacheBytes
+	}
+	return 0
+}
+
+func (x *PartitionLoad) GetInstances() int64 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
+}
+
+func (x *PartitionLoad) GetLatency() []byte {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
+}
+
+// PlacementUpdate mirrors transport.PlacementUpdate.
+type PlacementUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Owners        [][]byte               `protobuf:"bytes,2,rep,name=owners,proto3" json:"owners,omitempty"`
+	Monitor       []byte                 `protobuf:"bytes,3,opt,name=monitor,proto3" json:"monitor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementUpdate) Reset() {
+	*x = PlacementUpdate{}
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementUpdate) ProtoMessage() {}
+
+func (x *PlacementUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementUpdate.ProtoReflect.Descriptor instead.
+func (*PlacementUpdate) Descriptor() ([]byte, []int) {
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PlacementUpdate) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PlacementUpdate) GetOwners() [][]byte {
+	if x != nil {
+		return x.Owners
+	}
+	return nil
+}
+
+func (x *PlacementUpdate) GetMonitor() []byte {
+	if x != nil {
+		return x.Monitor
 	}
 	return nil
 }
@@ -712,7 +900,7 @@ type ClientRequest struct {
 
 func (x *ClientRequest) Reset() {
 	*x = ClientRequest{}
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[8]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +912,7 @@ func (x *ClientRequest) String() string {
 func (*ClientRequest) ProtoMessage() {}
 
 func (x *ClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[8]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +925,7 @@ func (x *ClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientRequest.ProtoReflect.Descriptor instead.
 func (*ClientRequest) Descriptor() ([]byte, []int) {
-	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{8}
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClientRequest) GetKind() int64 {
@@ -834,7 +1022,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[9]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1034,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[9]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1047,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{9}
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Filter) GetInstanceIdPrefix() []byte {
@@ -920,7 +1108,7 @@ type RuntimeStatusList struct {
 
 func (x *RuntimeStatusList) Reset() {
 	*x = RuntimeStatusList{}
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[10]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1120,7 @@ func (x *RuntimeStatusList) String() string {
 func (*RuntimeStatusList) ProtoMessage() {}
 
 func (x *RuntimeStatusList) ProtoReflect() protoreflect.Message {
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[10]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1133,7 @@ func (x *RuntimeStatusList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeStatusList.ProtoReflect.Descriptor instead.
 func (*RuntimeStatusList) Descriptor() ([]byte, []int) {
-	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{10}
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RuntimeStatusList) GetStatuses() []corepb.RuntimeStatus {
@@ -972,7 +1160,7 @@ type ClientResponse struct {
 
 func (x *ClientResponse) Reset() {
 	*x = ClientResponse{}
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[11]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1172,7 @@ func (x *ClientResponse) String() string {
 func (*ClientResponse) ProtoMessage() {}
 
 func (x *ClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[11]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1185,7 @@ func (x *ClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientResponse.ProtoReflect.Descriptor instead.
 func (*ClientResponse) Descriptor() ([]byte, []int) {
-	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{11}
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClientResponse) GetRequestId() uint64 {
@@ -1066,7 +1254,7 @@ type Tag struct {
 
 func (x *Tag) Reset() {
 	*x = Tag{}
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[12]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1266,7 @@ func (x *Tag) String() string {
 func (*Tag) ProtoMessage() {}
 
 func (x *Tag) ProtoReflect() protoreflect.Message {
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[12]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1279,7 @@ func (x *Tag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tag.ProtoReflect.Descriptor instead.
 func (*Tag) Descriptor() ([]byte, []int) {
-	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{12}
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Tag) GetKey() []byte {
@@ -1135,7 +1323,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[13]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1335,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[13]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1348,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{13}
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InstanceStatus) GetInstanceId() []byte {
@@ -1296,7 +1484,7 @@ type EntityStatus struct {
 
 func (x *EntityStatus) Reset() {
 	*x = EntityStatus{}
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[14]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1496,7 @@ func (x *EntityStatus) String() string {
 func (*EntityStatus) ProtoMessage() {}
 
 func (x *EntityStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[14]
+	mi := &file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1509,7 @@ func (x *EntityStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityStatus.ProtoReflect.Descriptor instead.
 func (*EntityStatus) Descriptor() ([]byte, []int) {
-	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{14}
+	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EntityStatus) GetId() *corepb.EntityId {
@@ -1368,7 +1556,7 @@ const file_eventhubs_eventhubspb_eventhubs_proto_rawDesc = "" +
 	"\apackets\x18\x01 \x03(\v2 .netherite.eventhubs.v1.EnvelopeR\apackets\x12\x16\n" +
 	"\x06sender\x18\x02 \x01(\fR\x06sender\x12\x1d\n" +
 	"\n" +
-	"sender_seq\x18\x03 \x01(\x04R\tsenderSeq\"\x91\x04\n" +
+	"sender_seq\x18\x03 \x01(\x04R\tsenderSeq\"\xda\x04\n" +
 	"\bEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x19\n" +
 	"\btask_hub\x18\x02 \x01(\fR\ataskHub\x12\x16\n" +
@@ -1380,7 +1568,8 @@ const file_eventhubs_eventhubspb_eventhubs_proto_rawDesc = "" +
 	"\x06resend\x18\b \x01(\v2%.netherite.eventhubs.v1.ResendRequestH\x00R\x06resend\x128\n" +
 	"\x04load\x18\t \x01(\v2\".netherite.eventhubs.v1.LoadReportH\x00R\x04load\x125\n" +
 	"\x04blob\x18\n" +
-	" \x01(\v2\x1f.netherite.eventhubs.v1.BlobRefH\x00R\x04blobB\b\n" +
+	" \x01(\v2\x1f.netherite.eventhubs.v1.BlobRefH\x00R\x04blob\x12G\n" +
+	"\tplacement\x18\v \x01(\v2'.netherite.eventhubs.v1.PlacementUpdateH\x00R\tplacementB\b\n" +
 	"\x06packet\"I\n" +
 	"\aBlobRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
@@ -1401,19 +1590,39 @@ const file_eventhubs_eventhubspb_eventhubs_proto_rawDesc = "" +
 	"\x05after\x18\x02 \x01(\x04R\x05after\".\n" +
 	"\x03Ack\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x12R\x04from\x12\x13\n" +
-	"\x05up_to\x18\x02 \x01(\x04R\x04upTo\"\xdb\x01\n" +
+	"\x05up_to\x18\x02 \x01(\x04R\x04upTo\"\xe7\x01\n" +
 	"\n" +
-	"LoadReport\x12\x1c\n" +
-	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x12\n" +
-	"\x04host\x18\x02 \x01(\fR\x04host\x12\x1d\n" +
+	"LoadReport\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\fR\x04host\x12,\n" +
+	"\x02at\x18\a \x01(\v2\x1c.netherite.eventhubs.v1.TimeR\x02at\x12\x16\n" +
+	"\x06client\x18\b \x01(\fR\x06client\x12\x1a\n" +
+	"\bstopping\x18\t \x01(\bR\bstopping\x12E\n" +
 	"\n" +
-	"work_items\x18\x03 \x01(\x12R\tworkItems\x12\x1e\n" +
+	"partitions\x18\n" +
+	" \x03(\v2%.netherite.eventhubs.v1.PartitionLoadR\n" +
+	"partitionsJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\xe7\x02\n" +
+	"\rPartitionLoad\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x1d\n" +
 	"\n" +
-	"activities\x18\x04 \x01(\x12R\n" +
+	"work_items\x18\x02 \x01(\x12R\tworkItems\x12\x1e\n" +
+	"\n" +
+	"activities\x18\x03 \x01(\x12R\n" +
 	"activities\x12\x16\n" +
-	"\x06timers\x18\x05 \x01(\x12R\x06timers\x12\x16\n" +
-	"\x06outbox\x18\x06 \x01(\x12R\x06outbox\x12,\n" +
-	"\x02at\x18\a \x01(\v2\x1c.netherite.eventhubs.v1.TimeR\x02at\"\xcf\x03\n" +
+	"\x06timers\x18\x04 \x01(\x12R\x06timers\x12;\n" +
+	"\n" +
+	"next_timer\x18\x05 \x01(\v2\x1c.netherite.eventhubs.v1.TimeR\tnextTimer\x12\x16\n" +
+	"\x06outbox\x18\x06 \x01(\x12R\x06outbox\x12\x1b\n" +
+	"\tinput_lag\x18\a \x01(\x12R\binputLag\x12\x16\n" +
+	"\x06events\x18\b \x01(\x12R\x06events\x12\x1f\n" +
+	"\vcache_bytes\x18\t \x01(\x12R\n" +
+	"cacheBytes\x12\x1c\n" +
+	"\tinstances\x18\n" +
+	" \x01(\x12R\tinstances\x12\x18\n" +
+	"\alatency\x18\v \x01(\fR\alatency\"]\n" +
+	"\x0fPlacementUpdate\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06owners\x18\x02 \x03(\fR\x06owners\x12\x18\n" +
+	"\amonitor\x18\x03 \x01(\fR\amonitor\"\xcf\x03\n" +
 	"\rClientRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\x12R\x04kind\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\fR\bclientId\x12\x1d\n" +
@@ -1500,7 +1709,7 @@ func file_eventhubs_eventhubspb_eventhubs_proto_rawDescGZIP() []byte {
 	return file_eventhubs_eventhubspb_eventhubs_proto_rawDescData
 }
 
-var file_eventhubs_eventhubspb_eventhubs_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_eventhubs_eventhubspb_eventhubs_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_eventhubs_eventhubspb_eventhubs_proto_goTypes = []any{
 	(*EventBody)(nil),             // 0: netherite.eventhubs.v1.EventBody
 	(*Envelope)(nil),              // 1: netherite.eventhubs.v1.Envelope
@@ -1510,55 +1719,60 @@ var file_eventhubs_eventhubspb_eventhubs_proto_goTypes = []any{
 	(*ResendRequest)(nil),         // 5: netherite.eventhubs.v1.ResendRequest
 	(*Ack)(nil),                   // 6: netherite.eventhubs.v1.Ack
 	(*LoadReport)(nil),            // 7: netherite.eventhubs.v1.LoadReport
-	(*ClientRequest)(nil),         // 8: netherite.eventhubs.v1.ClientRequest
-	(*Filter)(nil),                // 9: netherite.eventhubs.v1.Filter
-	(*RuntimeStatusList)(nil),     // 10: netherite.eventhubs.v1.RuntimeStatusList
-	(*ClientResponse)(nil),        // 11: netherite.eventhubs.v1.ClientResponse
-	(*Tag)(nil),                   // 12: netherite.eventhubs.v1.Tag
-	(*InstanceStatus)(nil),        // 13: netherite.eventhubs.v1.InstanceStatus
-	(*EntityStatus)(nil),          // 14: netherite.eventhubs.v1.EntityStatus
-	(*corepb.TaskMessage)(nil),    // 15: netherite.core.v1.TaskMessage
-	(*corepb.HistoryEvent)(nil),   // 16: netherite.core.v1.HistoryEvent
-	(corepb.RuntimeStatus)(0),     // 17: netherite.core.v1.RuntimeStatus
-	(*corepb.FailureDetails)(nil), // 18: netherite.core.v1.FailureDetails
-	(*corepb.EntityId)(nil),       // 19: netherite.core.v1.EntityId
+	(*PartitionLoad)(nil),         // 8: netherite.eventhubs.v1.PartitionLoad
+	(*PlacementUpdate)(nil),       // 9: netherite.eventhubs.v1.PlacementUpdate
+	(*ClientRequest)(nil),         // 10: netherite.eventhubs.v1.ClientRequest
+	(*Filter)(nil),                // 11: netherite.eventhubs.v1.Filter
+	(*RuntimeStatusList)(nil),     // 12: netherite.eventhubs.v1.RuntimeStatusList
+	(*ClientResponse)(nil),        // 13: netherite.eventhubs.v1.ClientResponse
+	(*Tag)(nil),                   // 14: netherite.eventhubs.v1.Tag
+	(*InstanceStatus)(nil),        // 15: netherite.eventhubs.v1.InstanceStatus
+	(*EntityStatus)(nil),          // 16: netherite.eventhubs.v1.EntityStatus
+	(*corepb.TaskMessage)(nil),    // 17: netherite.core.v1.TaskMessage
+	(*corepb.HistoryEvent)(nil),   // 18: netherite.core.v1.HistoryEvent
+	(corepb.RuntimeStatus)(0),     // 19: netherite.core.v1.RuntimeStatus
+	(*corepb.FailureDetails)(nil), // 20: netherite.core.v1.FailureDetails
+	(*corepb.EntityId)(nil),       // 21: netherite.core.v1.EntityId
 }
 var file_eventhubs_eventhubspb_eventhubs_proto_depIdxs = []int32{
 	1,  // 0: netherite.eventhubs.v1.EventBody.packets:type_name -> netherite.eventhubs.v1.Envelope
 	4,  // 1: netherite.eventhubs.v1.Envelope.messages:type_name -> netherite.eventhubs.v1.MessageBatch
-	8,  // 2: netherite.eventhubs.v1.Envelope.request:type_name -> netherite.eventhubs.v1.ClientRequest
-	11, // 3: netherite.eventhubs.v1.Envelope.response:type_name -> netherite.eventhubs.v1.ClientResponse
+	10, // 2: netherite.eventhubs.v1.Envelope.request:type_name -> netherite.eventhubs.v1.ClientRequest
+	13, // 3: netherite.eventhubs.v1.Envelope.response:type_name -> netherite.eventhubs.v1.ClientResponse
 	6,  // 4: netherite.eventhubs.v1.Envelope.ack:type_name -> netherite.eventhubs.v1.Ack
 	5,  // 5: netherite.eventhubs.v1.Envelope.resend:type_name -> netherite.eventhubs.v1.ResendRequest
 	7,  // 6: netherite.eventhubs.v1.Envelope.load:type_name -> netherite.eventhubs.v1.LoadReport
 	2,  // 7: netherite.eventhubs.v1.Envelope.blob:type_name -> netherite.eventhubs.v1.BlobRef
-	15, // 8: netherite.eventhubs.v1.MessageBatch.messages:type_name -> netherite.core.v1.TaskMessage
-	3,  // 9: netherite.eventhubs.v1.LoadReport.at:type_name -> netherite.eventhubs.v1.Time
-	3,  // 10: netherite.eventhubs.v1.ClientRequest.timestamp:type_name -> netherite.eventhubs.v1.Time
-	16, // 11: netherite.eventhubs.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
-	9,  // 12: netherite.eventhubs.v1.ClientRequest.filter:type_name -> netherite.eventhubs.v1.Filter
-	3,  // 13: netherite.eventhubs.v1.ClientRequest.deadline:type_name -> netherite.eventhubs.v1.Time
-	3,  // 14: netherite.eventhubs.v1.Filter.created_from:type_name -> netherite.eventhubs.v1.Time
-	3,  // 15: netherite.eventhubs.v1.Filter.created_to:type_name -> netherite.eventhubs.v1.Time
-	10, // 16: netherite.eventhubs.v1.Filter.statuses:type_name -> netherite.eventhubs.v1.RuntimeStatusList
-	17, // 17: netherite.eventhubs.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
-	13, // 18: netherite.eventhubs.v1.ClientResponse.status:type_name -> netherite.eventhubs.v1.InstanceStatus
-	13, // 19: netherite.eventhubs.v1.ClientResponse.instances:type_name -> netherite.eventhubs.v1.InstanceStatus
-	14, // 20: netherite.eventhubs.v1.ClientResponse.entities:type_name -> netherite.eventhubs.v1.EntityStatus
-	17, // 21: netherite.eventhubs.v1.InstanceStatus.status:type_name -> netherite.core.v1.RuntimeStatus
-	3,  // 22: netherite.eventhubs.v1.InstanceStatus.created_at:type_name -> netherite.eventhubs.v1.Time
-	3,  // 23: netherite.eventhubs.v1.InstanceStatus.last_updated_at:type_name -> netherite.eventhubs.v1.Time
-	3,  // 24: netherite.eventhubs.v1.InstanceStatus.scheduled_start_at:type_name -> netherite.eventhubs.v1.Time
-	12, // 25: netherite.eventhubs.v1.InstanceStatus.tags:type_name -> netherite.eventhubs.v1.Tag
-	18, // 26: netherite.eventhubs.v1.InstanceStatus.failure:type_name -> netherite.core.v1.FailureDetails
-	16, // 27: netherite.eventhubs.v1.InstanceStatus.history:type_name -> netherite.core.v1.HistoryEvent
-	19, // 28: netherite.eventhubs.v1.EntityStatus.id:type_name -> netherite.core.v1.EntityId
-	3,  // 29: netherite.eventhubs.v1.EntityStatus.last_updated_at:type_name -> netherite.eventhubs.v1.Time
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	9,  // 8: netherite.eventhubs.v1.Envelope.placement:type_name -> netherite.eventhubs.v1.PlacementUpdate
+	17, // 9: netherite.eventhubs.v1.MessageBatch.messages:type_name -> netherite.core.v1.TaskMessage
+	3,  // 10: netherite.eventhubs.v1.LoadReport.at:type_name -> netherite.eventhubs.v1.Time
+	8,  // 11: netherite.eventhubs.v1.LoadReport.partitions:type_name -> netherite.eventhubs.v1.PartitionLoad
+	3,  // 12: netherite.eventhubs.v1.PartitionLoad.next_timer:type_name -> netherite.eventhubs.v1.Time
+	3,  // 13: netherite.eventhubs.v1.ClientRequest.timestamp:type_name -> netherite.eventhubs.v1.Time
+	18, // 14: netherite.eventhubs.v1.ClientRequest.event:type_name -> netherite.core.v1.HistoryEvent
+	11, // 15: netherite.eventhubs.v1.ClientRequest.filter:type_name -> netherite.eventhubs.v1.Filter
+	3,  // 16: netherite.eventhubs.v1.ClientRequest.deadline:type_name -> netherite.eventhubs.v1.Time
+	3,  // 17: netherite.eventhubs.v1.Filter.created_from:type_name -> netherite.eventhubs.v1.Time
+	3,  // 18: netherite.eventhubs.v1.Filter.created_to:type_name -> netherite.eventhubs.v1.Time
+	12, // 19: netherite.eventhubs.v1.Filter.statuses:type_name -> netherite.eventhubs.v1.RuntimeStatusList
+	19, // 20: netherite.eventhubs.v1.RuntimeStatusList.statuses:type_name -> netherite.core.v1.RuntimeStatus
+	15, // 21: netherite.eventhubs.v1.ClientResponse.status:type_name -> netherite.eventhubs.v1.InstanceStatus
+	15, // 22: netherite.eventhubs.v1.ClientResponse.instances:type_name -> netherite.eventhubs.v1.InstanceStatus
+	16, // 23: netherite.eventhubs.v1.ClientResponse.entities:type_name -> netherite.eventhubs.v1.EntityStatus
+	19, // 24: netherite.eventhubs.v1.InstanceStatus.status:type_name -> netherite.core.v1.RuntimeStatus
+	3,  // 25: netherite.eventhubs.v1.InstanceStatus.created_at:type_name -> netherite.eventhubs.v1.Time
+	3,  // 26: netherite.eventhubs.v1.InstanceStatus.last_updated_at:type_name -> netherite.eventhubs.v1.Time
+	3,  // 27: netherite.eventhubs.v1.InstanceStatus.scheduled_start_at:type_name -> netherite.eventhubs.v1.Time
+	14, // 28: netherite.eventhubs.v1.InstanceStatus.tags:type_name -> netherite.eventhubs.v1.Tag
+	20, // 29: netherite.eventhubs.v1.InstanceStatus.failure:type_name -> netherite.core.v1.FailureDetails
+	18, // 30: netherite.eventhubs.v1.InstanceStatus.history:type_name -> netherite.core.v1.HistoryEvent
+	21, // 31: netherite.eventhubs.v1.EntityStatus.id:type_name -> netherite.core.v1.EntityId
+	3,  // 32: netherite.eventhubs.v1.EntityStatus.last_updated_at:type_name -> netherite.eventhubs.v1.Time
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_eventhubs_eventhubspb_eventhubs_proto_init() }
@@ -1574,16 +1788,17 @@ func file_eventhubs_eventhubspb_eventhubs_proto_init() {
 		(*Envelope_Resend)(nil),
 		(*Envelope_Load)(nil),
 		(*Envelope_Blob)(nil),
+		(*Envelope_Placement)(nil),
 	}
-	file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[13].OneofWrappers = []any{}
-	file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[14].OneofWrappers = []any{}
+	file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[15].OneofWrappers = []any{}
+	file_eventhubs_eventhubspb_eventhubs_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eventhubs_eventhubspb_eventhubs_proto_rawDesc), len(file_eventhubs_eventhubspb_eventhubs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
