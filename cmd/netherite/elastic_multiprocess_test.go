@@ -1,3 +1,5 @@
+//go:build elasticdraft
+
 package main
 
 // The elastic multi-process test: three `netherite serve -elastic`
