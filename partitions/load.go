@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/transport"
 )
 
@@ -15,13 +16,14 @@ import (
 // sample shows them as of the previous one. Nothing here changes the
 // partition's state or the order of its events.
 
-// The latency trend's thresholds: the longest wait in a period below
-// LatencyLow is L, below LatencyHigh M, else H (doc/scaling.md).
+// LatencyLow and LatencyHigh are the latency trend's thresholds: the
+// longest wait in a period below LatencyLow is L, below LatencyHigh M,
+// else H; a trend shows LatencyTrendLen periods. The load monitor owns
+// them (loadmonitor.Letter, doc/scaling.md).
 const (
-	LatencyLow  = 100 * time.Millisecond
-	LatencyHigh = time.Second
-	// LatencyTrendLen is the number of periods a trend shows.
-	LatencyTrendLen = 5
+	LatencyLow      = loadmonitor.MediumWait
+	LatencyHigh     = loadmonitor.HighWait
+	LatencyTrendLen = loadmonitor.TrendLength
 	// sampleRefreshMin spaces the loop's scans for the costly counts.
 	sampleRefreshMin = 250 * time.Millisecond
 )
@@ -53,7 +55,7 @@ type loadStats struct {
 	// The sampler's period state.
 	mu         sync.Mutex
 	lastEvents int64
-	trend      []byte
+	trend      string
 }
 
 func (l *loadStats) init(inputPos uint64) {
@@ -71,18 +73,6 @@ func (l *loadStats) waited(d time.Duration) {
 			return
 		}
 	}
-}
-
-// LatencyLetter classifies the longest wait of a period in which work was
-// processed or waited (see LatencyLow, LatencyHigh).
-func LatencyLetter(wait time.Duration) byte {
-	switch {
-	case wait < LatencyLow:
-		return 'L'
-	case wait < LatencyHigh:
-		return 'M'
-	}
-	return 'H'
 }
 
 // LoadSample reports the partition's load, and closes one report period
@@ -134,15 +124,8 @@ func (p *Partition) LoadSample(now time.Time) transport.PartitionLoad {
 	processed := ld.Events != l.lastEvents
 	l.lastEvents = ld.Events
 	waiting := ld.WorkItems > 0 || ld.Activities > 0 || ld.InputLag > 0 || overdue
-	letter := byte('I')
-	if processed || waiting {
-		letter = LatencyLetter(wait)
-	}
-	l.trend = append(l.trend, letter)
-	if len(l.trend) > LatencyTrendLen {
-		l.trend = append(l.trend[:0], l.trend[len(l.trend)-LatencyTrendLen:]...)
-	}
-	ld.Latency = string(l.trend)
+	l.trend = loadmonitor.PushTrend(l.trend, loadmonitor.Letter(processed || waiting, wait))
+	ld.Latency = l.trend
 	return ld
 }
 
