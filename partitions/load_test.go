@@ -206,4 +206,3 @@ func TestLoadSampleActivities(t *testing.T) {
 		return l.Activities == 50 && lastLetter(l) != 'I', fmt.Sprintf("%+v", l)
 	})
 }
-
