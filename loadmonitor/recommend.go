@@ -154,7 +154,7 @@ func (m *Monitor) computeRecommendation(live int, now time.Time) (Recommendation
 		}
 	}
 	hold := min(live, n)
-	return Recommendation{Hosts: hold, Reason: fmt.Sprintf("%s keep up: backlog %d, %d partitions with high latency", hosts(hold), pr.backlog, pr.hot)}, false
+	return Recommendation{Hosts: hold, Reason: fmt.Sprintf("enough with %s: backlog %d, %d partitions with high latency", hosts(hold), pr.backlog, pr.hot)}, false
 }
 
 func hosts(n int) string {
