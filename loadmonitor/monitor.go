@@ -145,6 +145,7 @@ type Monitor struct {
 	lastLoadMove   time.Time
 
 	rec      Recommendation
+	recKnown bool // rec was computed (or resumed), not the zero value
 	recSince time.Time
 }
 
@@ -194,7 +195,7 @@ func New(cfg Config, prev *Record) (*Monitor, error) {
 	m.position = prev.Position
 	m.updated = prev.Updated
 	m.prevUpdated = prev.Updated
-	m.rec = prev.Recommendation
+	m.rec, m.recKnown = prev.Recommendation, true
 	for _, l := range prev.Loads {
 		if l.Partition < 0 || l.Partition >= n {
 			return nil, fmt.Errorf("loadmonitor: stored record has the load of partition %d, the task hub has %d", l.Partition, n)

@@ -9,15 +9,20 @@ import (
 // recommend updates the recommendation (doc/scaling.md has the rules).
 func (m *Monitor) recommend(live int, now time.Time) {
 	next, immediate := m.computeRecommendation(live, now)
-	if next.Hosts < m.rec.Hosts && !immediate && now.Sub(m.recSince) < m.cfg.ScaleDownDelay {
-		// Fall only once the recommendation has been stable for a while:
-		// a lull between bursts must not give hosts back.
-		next = Recommendation{Hosts: m.rec.Hosts, Reason: fmt.Sprintf("holding %d for stabilisation (%s)", m.rec.Hosts, next.Reason)}
+	// Fall only once the recommendation has been stable for a while: a
+	// lull between bursts must not give hosts back. A fresh monitor
+	// measures the fall from the live hosts.
+	base := m.rec.Hosts
+	if !m.recKnown {
+		base = live
 	}
-	if next.Hosts != m.rec.Hosts {
+	if next.Hosts < base && !immediate && now.Sub(m.recSince) < m.cfg.ScaleDownDelay {
+		next = Recommendation{Hosts: base, Reason: fmt.Sprintf("holding %d for stabilisation (%s)", base, next.Reason)}
+	}
+	if next.Hosts != m.rec.Hosts || !m.recKnown {
 		m.recSince = now
 	}
-	m.rec = next
+	m.rec, m.recKnown = next, true
 }
 
 // pressure is what the newest loads say about the task hub.
