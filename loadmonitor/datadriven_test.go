@@ -25,7 +25,7 @@ import (
 //	       [minload=20] [ratio=1.5] [loaddelay=30s] [horizon=1m]
 //	       [backlog=500] [scaledown=30s] [idle=5]
 //	    a fresh monitor (no stored record)
-//	resume at=T [self=m]
+//	resume [self=m]
 //	    the record so far goes through Marshal/Unmarshal into a new
 //	    monitor (the monitor moved to another host)
 //	report host=H at=T [client=C] [stopping] [parts=0,1,...] [k=v ...]

@@ -16,6 +16,7 @@ func (m *Monitor) recommend(live int, now time.Time) {
 	if !m.recKnown {
 		base = live
 	}
+	base = min(base, len(m.parts)) // never more hosts than partitions
 	if next.Hosts < base && !immediate && now.Sub(m.recSince) < m.cfg.ScaleDownDelay {
 		next = Recommendation{Hosts: base, Reason: fmt.Sprintf("holding %d for stabilisation (%s)", base, next.Reason)}
 	}
@@ -150,11 +151,11 @@ func (m *Monitor) computeRecommendation(live int, now time.Time) (Recommendation
 	}
 	if live > 1 {
 		if pr.nonIdle < live {
-			return Recommendation{Hosts: live - 1,
+			return Recommendation{Hosts: min(live-1, n),
 				Reason: fmt.Sprintf("load fell: %d busy partitions for %s", pr.nonIdle, hosts(live))}, false
 		}
 		if !pr.slow && pr.backlog <= int64(live-1)*per/2 {
-			return Recommendation{Hosts: live - 1,
+			return Recommendation{Hosts: min(live-1, n),
 				Reason: fmt.Sprintf("load fell: latencies low for %d periods everywhere, backlog %d", m.cfg.IdlePeriods, pr.backlog)}, false
 		}
 	}

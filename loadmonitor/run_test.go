@@ -24,13 +24,18 @@ type runHarness struct {
 	fail    error // Write returns it once set
 	wrote   chan struct{}
 
+	tick   time.Duration
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func startRun(t *testing.T, partitions int, prev *Record) *runHarness {
+	return startRunTick(t, partitions, prev, 20*time.Millisecond)
+}
+
+func startRunTick(t *testing.T, partitions int, prev *Record, tick time.Duration) *runHarness {
 	t.Helper()
-	h := &runHarness{t: t, mem: transport.NewMemory(partitions), wrote: make(chan struct{}, 1)}
+	h := &runHarness{t: t, mem: transport.NewMemory(partitions), wrote: make(chan struct{}, 1), tick: tick}
 	t.Cleanup(h.mem.Close)
 	h.start(partitions, prev)
 	return h
@@ -59,7 +64,7 @@ func (h *runHarness) start(partitions int, prev *Record) {
 		Send: func(clientID string, u *transport.PlacementUpdate) error {
 			return h.mem.SendToClient(clientID, &transport.Packet{Placement: u})
 		},
-		Tick:   20 * time.Millisecond,
+		Tick:   h.tick,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	done, finished := make(chan error, 1), make(chan struct{})
@@ -165,6 +170,22 @@ func TestRunPlacesAndFollowsHosts(t *testing.T) {
 	h.report(&transport.LoadReport{Host: "b", ClientID: "client-b", At: time.Now(), Stopping: true})
 	waitPlacement(t, ca, "all on a again", func(u *transport.PlacementUpdate) bool {
 		return count(u.Owners, "a") == 6 && u.Version > ub.Version
+	})
+}
+
+func TestRunDecidesAtOnceOnJoinAndStop(t *testing.T) {
+	// With a tick of an hour, only the immediate decisions on a new host
+	// and on a stopping host can deliver these placements.
+	h := startRunTick(t, 4, nil, time.Hour)
+	ca := listen(t, h.mem, "client-a")
+	cb := listen(t, h.mem, "client-b")
+	h.report(&transport.LoadReport{Host: "a", ClientID: "client-a", At: time.Now()})
+	waitPlacement(t, ca, "all on a", func(u *transport.PlacementUpdate) bool { return count(u.Owners, "a") == 4 })
+	h.report(&transport.LoadReport{Host: "b", ClientID: "client-b", At: time.Now()})
+	u := waitPlacement(t, cb, "2/2", func(u *transport.PlacementUpdate) bool { return count(u.Owners, "b") == 2 })
+	h.report(&transport.LoadReport{Host: "a", ClientID: "client-a", At: time.Now(), Stopping: true})
+	waitPlacement(t, cb, "all on b", func(v *transport.PlacementUpdate) bool {
+		return count(v.Owners, "b") == 4 && v.Version > u.Version
 	})
 }
 
