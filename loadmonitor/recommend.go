@@ -56,9 +56,9 @@ func (m *Monitor) pressure(now time.Time) pressure {
 		}
 		l := &ps.load
 		pr.backlog += max(int64(l.WorkItems), 0) + max(int64(l.Activities), 0) + max(l.InputLag, 0)
-		w := describeWork(l.WorkItems, l.Activities, l.InputLag, l.Outbox)
-		if w != "" && pr.work == "" {
-			pr.work = fmt.Sprintf("P%02d %s", p, w)
+		hasWork := l.WorkItems > 0 || l.Activities > 0 || l.InputLag > 0 || l.Outbox > 0
+		if hasWork && pr.work == "" {
+			pr.work = fmt.Sprintf("P%02d %s", p, describeWork(l.WorkItems, l.Activities, l.InputLag, l.Outbox))
 		}
 		if !l.NextTimer.IsZero() && l.NextTimer.Sub(now) <= m.cfg.TimerHorizon && pr.timer == "" {
 			pr.timer = fmt.Sprintf("P%02d has a timer due at %s", p, l.NextTimer.UTC().Format(time.RFC3339))
@@ -67,7 +67,7 @@ func (m *Monitor) pressure(now time.Time) pressure {
 		if !idle && pr.active == "" {
 			pr.active = fmt.Sprintf("P%02d was active recently (latency %s)", p, l.Latency)
 		}
-		if w != "" || !idle {
+		if hasWork || !idle {
 			pr.nonIdle++
 		}
 		if n := len(l.Latency); n >= 2 && l.Latency[n-1] == LetterHigh {
