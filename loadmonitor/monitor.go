@@ -85,7 +85,7 @@ func (c *Config) setDefaults() error {
 	if err := def(&c.LoadDelay, 30*time.Second, "LoadDelay"); err != nil {
 		return err
 	}
-	if err := def(&c.TimerHorizon, time.Minute, "TimerHorizon"); err != nil {
+	if err := def(&c.TimerHorizon, DefaultTimerHorizon, "TimerHorizon"); err != nil {
 		return err
 	}
 	if err := def(&c.ScaleDownDelay, 30*time.Second, "ScaleDownDelay"); err != nil {

@@ -169,3 +169,27 @@ func hosts(n int) string {
 	}
 	return fmt.Sprintf("%d hosts", n)
 }
+
+// DefaultTimerHorizon is Config.TimerHorizon's default.
+const DefaultTimerHorizon = time.Minute
+
+// RecommendationAt is a stored record's recommendation as of now, for a
+// reader that serves it while no monitor may be running (every host gone,
+// say after the recommendation fell to 0): a timer that has come within
+// horizon (DefaultTimerHorizon if 0) since the record was written asks for
+// one host again. Otherwise it is the record's recommendation.
+func (r *Record) RecommendationAt(now time.Time, horizon time.Duration) Recommendation {
+	if horizon <= 0 {
+		horizon = DefaultTimerHorizon
+	}
+	if r.Recommendation.Hosts > 0 {
+		return r.Recommendation
+	}
+	for _, l := range r.Loads {
+		if !l.NextTimer.IsZero() && l.NextTimer.Sub(now) <= horizon {
+			return Recommendation{Hosts: 1, Reason: fmt.Sprintf("P%02d has a timer due at %s (stored load; no host runs)",
+				l.Partition, l.NextTimer.UTC().Format(time.RFC3339))}
+		}
+	}
+	return r.Recommendation
+}
