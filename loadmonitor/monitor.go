@@ -138,8 +138,6 @@ type Monitor struct {
 	// pending: a host joined, returned or is stopping; the next Decide
 	// should run now rather than at the next tick.
 	pending bool
-	// loadsChanged: a report changed Loads since the last Decide.
-	loadsChanged bool
 
 	imbalanceSince time.Time
 	lastLoadMove   time.Time
@@ -289,9 +287,6 @@ func (m *Monitor) applyLoad(host string, pl transport.PartitionLoad, now time.Ti
 		}
 		p.baseEvents, p.baseAt = pl.Events, now
 	}
-	if !p.has || p.load != pl || p.from != host {
-		m.loadsChanged = true
-	}
 	p.load, p.has, p.from = pl, true, host
 }
 
@@ -304,10 +299,6 @@ func (m *Monitor) Advance(position uint64) {
 // decision now: a host joined, returned or is stopping.
 func (m *Monitor) Pending() bool { return m.pending }
 
-// LoadsChanged reports whether a report changed Record.Loads since the
-// last Decide.
-func (m *Monitor) LoadsChanged() bool { return m.loadsChanged }
-
 func (m *Monitor) live(h *hostState, now time.Time) bool {
 	return !h.stopping && now.Sub(h.seen) < m.cfg.HostTimeout
 }
@@ -317,7 +308,7 @@ func (m *Monitor) live(h *hostState, now time.Time) bool {
 // with them).
 func (m *Monitor) Decide(now time.Time) (rec *Record, changed bool) {
 	m.start(now)
-	m.pending, m.loadsChanged = false, false
+	m.pending = false
 	for id, h := range m.hosts {
 		if now.Sub(h.seen) >= m.cfg.ForgetAfter {
 			delete(m.hosts, id)
