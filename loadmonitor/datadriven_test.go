@@ -31,7 +31,8 @@ import (
 //	report host=H at=T [client=C] [stopping] [parts=0,1,...] [k=v ...]
 //	    a report; k=v (workitems, activities, timers, next, outbox, lag,
 //	    events, cache, instances, latency) apply to every partition of
-//	    parts=; indented lines "p=N k=v ..." add or detail one partition
+//	    parts=; indented lines "p=N k=v ..." add or detail one partition;
+//	    an indented "sent=T" sets the report's own time (default: at)
 //	decide at=T
 //	    prints the record: version, owners, hosts, recommendation
 //	loads
@@ -292,6 +293,14 @@ func (d *ddRunner) run(c ddCase) string {
 			}
 		}
 		for _, in := range c.input {
+			if sent, ok := strings.CutPrefix(in, "sent="); ok {
+				d, err := time.ParseDuration(sent)
+				if err != nil {
+					t.Fatalf("%s: sent: %v", where, err)
+				}
+				r.At = ddBase.Add(d)
+				continue
+			}
 			f := strings.Fields(in)
 			pa := parseArgs(t, where, f[:1])
 			p := pa.int("p", -1)

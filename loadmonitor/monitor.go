@@ -234,10 +234,18 @@ func (m *Monitor) start(now time.Time) {
 	}
 }
 
-// Observe applies one host's report, received at now.
+// Observe applies one host's report, received at now. Liveness counts
+// from now (the monitor's clock); a report whose own time (At) is more
+// than ForgetAfter before now is ignored as history.
 func (m *Monitor) Observe(r *transport.LoadReport, now time.Time) {
 	m.start(now)
 	if r == nil || r.Host == "" {
+		return
+	}
+	if !r.At.IsZero() && now.Sub(r.At) > m.cfg.ForgetAfter {
+		// History (a monitor reading an old queue from its start): by the
+		// host's own clock it is older than a forgotten host's last word.
+		// Clocks only need to agree within ForgetAfter.
 		return
 	}
 	h := m.hosts[r.Host]
