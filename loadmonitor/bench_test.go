@@ -42,20 +42,28 @@ func BenchmarkMonitor(b *testing.B) {
 				r.Partitions[j].Events += 100
 			}
 			now = now.Add(250 * time.Millisecond) // 8 hosts every 2 s
+			r.At = now
 			m.Observe(r, now)
 		}
 	})
 	b.Run("Decide", func(b *testing.B) {
+		// One decision per second, every host reporting every 2 s (the
+		// reports' cost is Observe's).
 		m, reports, now := setup(b)
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			now = now.Add(time.Second)
 			if i%2 == 0 {
+				b.StopTimer()
 				for _, r := range reports {
+					r.At = now
 					m.Observe(r, now)
 				}
+				b.StartTimer()
 			}
-			m.Decide(now)
+			if rec, _ := m.Decide(now); len(rec.Hosts) != hosts || !rec.Hosts[0].Live {
+				b.Fatalf("hosts %+v", rec.Hosts)
+			}
 		}
 	})
 	b.Run("Record", func(b *testing.B) {
