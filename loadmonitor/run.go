@@ -2,6 +2,7 @@ package loadmonitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -19,7 +20,11 @@ type RunConfig struct {
 	// fresh.
 	Prev *Record
 	// Receive reads the load-monitor queue from a position: the packets
-	// and the position after them (transport: ReceiveLoadMonitor).
+	// and the position after them (transport: ReceiveLoadMonitor). Errors
+	// are retried every Tick; one wrapping transport.ErrPositionGone would
+	// be retried forever, so an adapter should continue from the oldest
+	// position the queue still has instead (lost history is harmless for
+	// load reports).
 	Receive func(ctx context.Context, from uint64) ([]*transport.Packet, uint64, error)
 	// Write persists a record; it fails once the monitor's lease is lost,
 	// and then Run returns its error.
@@ -116,8 +121,14 @@ func receive(ctx context.Context, cfg RunConfig, log *slog.Logger, from uint64, 
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
+		if errors.Is(err, transport.ErrPositionGone) {
+			// Retrying cannot help: the transport must continue past
+			// history it no longer has (harmless for load reports).
+			log.Error("load monitor queue: the position to read from is gone; no reports are applied until the transport skips ahead", "from", from, "err", err)
+		} else if err != nil {
 			log.Warn("load monitor queue: receive failed; retrying", "from", from, "err", err)
+		}
+		if err != nil {
 			select {
 			case <-ctx.Done():
 				return
