@@ -3,8 +3,10 @@ package netherite
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,7 +92,7 @@ func openBlobHub(t *testing.T, conn, hub string, transport *cutTransport) *blobS
 	return b
 }
 
-func blobMonitorOf(t *testing.T, b *blobStore) monitorStore {
+func blobMonitorOf(t testing.TB, b *blobStore) monitorStore {
 	t.Helper()
 	m, err := b.monitor()
 	if err != nil {
@@ -390,4 +392,99 @@ func TestNetworkPartitionBlob(t *testing.T) {
 	if b, err := rp.v.metaStore().ReadFile("owner.json"); err != nil || string(b) != "B" {
 		t.Fatalf("document after A's attempts: %q, %v", b, err)
 	}
+}
+
+// handoverStats reports the median and the worst of the handovers.
+func handoverStats(b *testing.B, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	slices.Sort(ds)
+	b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(ds[len(ds)-1].Microseconds())/1000, "max-ms")
+}
+
+// BenchmarkMonitorHandover: the load monitor's lease moves between two
+// hosts: the holder releases it while the other waits in acquireMonitor;
+// the time from the release's start to the waiter holding it.
+func BenchmarkMonitorHandover(b *testing.B) {
+	conn := blobtest.Connection(b)
+	hub := blobtest.ContainerName(b)
+	stores := []monitorStore{blobMonitorOf(b, openBlobHubB(b, conn, hub)), blobMonitorOf(b, openBlobHubB(b, conn, hub))}
+	defer deleteHubB(b, conn, hub)
+	held, err := stores[0].acquireMonitor(context.Background(), "h0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ds []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got := acquireMonitorAsync(stores[(i+1)%2], "h", time.Minute)
+		time.Sleep(rand.N(300 * time.Millisecond)) // the waiter polls: at a random phase
+		at := time.Now()
+		if err := held.release(); err != nil {
+			b.Fatal(err)
+		}
+		r := <-got
+		if r.err != nil {
+			b.Fatal(r.err)
+		}
+		ds = append(ds, r.at.Sub(at))
+		held = r.v
+	}
+	b.StopTimer()
+	held.release()
+	handoverStats(b, ds)
+}
+
+// BenchmarkPartitionHandover: a partition's storage moves between two
+// hosts: the owner closes it gracefully while the other waits in
+// openPartition (partitionOpen.wait); the time from the close's start to
+// the new owner having recovered it (a small partition: storage only).
+func BenchmarkPartitionHandover(b *testing.B) {
+	conn := blobtest.Connection(b)
+	hub := blobtest.ContainerName(b)
+	stores := []taskHubStore{openBlobHubB(b, conn, hub), openBlobHubB(b, conn, hub)}
+	defer deleteHubB(b, conn, hub)
+	held, err := openTestPartition(context.Background(), stores[0], false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ds []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got := openPartitionAsync(stores[(i+1)%2], true, time.Minute)
+		time.Sleep(rand.N(300 * time.Millisecond))
+		at := time.Now()
+		if err := held.close(); err != nil {
+			b.Fatal(err)
+		}
+		r := <-got
+		if r.err != nil {
+			b.Fatal(r.err)
+		}
+		ds = append(ds, r.at.Sub(at))
+		held = r.v
+	}
+	b.StopTimer()
+	held.close()
+	handoverStats(b, ds)
+}
+
+func openBlobHubB(b *testing.B, conn, hub string) *blobStore {
+	s := &blobStore{connection: conn, leaseDuration: testLease}
+	if _, err := s.openTaskHub(context.Background(), hub, 1); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func deleteHubB(b *testing.B, conn, hub string) {
+	acct, err := blobstore.NewAccount(conn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, _ := acct.TaskHubContainer(hub)
+	c.Delete(context.Background())
 }
