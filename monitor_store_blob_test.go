@@ -185,7 +185,7 @@ func TestMonitorBlobLease(t *testing.T) {
 	}
 	t.Logf("monitor lease handover after release: %v", r.at.Sub(released))
 	if d := r.at.Sub(released); d > 3*time.Second {
-		t.Fatalf("handover took %v (poll every %v)", d, waitLeasePoll)
+		t.Fatalf("handover took %v (poll every %v)", d, monitorLeasePoll)
 	}
 	if err := la.writeRecord(ctx, testMonitorRecord(9, "host-a")); !errors.Is(err, errMonitorLeaseLost) {
 		t.Fatalf("write after release: %v", err)
