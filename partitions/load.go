@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/transport"
 )
 
@@ -16,17 +15,31 @@ import (
 // sample shows them as of the previous one. Nothing here changes the
 // partition's state or the order of its events.
 
-// LatencyLow and LatencyHigh are the latency trend's thresholds: the
-// longest wait in a period below LatencyLow is L, below LatencyHigh M,
-// else H; a trend shows LatencyTrendLen periods. The load monitor owns
-// them (loadmonitor.Letter, doc/scaling.md).
+// The latency trend: one letter per report period, oldest first, at most
+// LatencyTrendLen of them: I idle (nothing processed, nothing waiting),
+// else by the longest wait of the period: L below LatencyLow, M below
+// LatencyHigh, H beyond. The load monitor reads them (doc/scaling.md;
+// loadmonitor's MediumWait, HighWait and TrendLength must agree, which its
+// tests check).
 const (
-	LatencyLow      = loadmonitor.MediumWait
-	LatencyHigh     = loadmonitor.HighWait
-	LatencyTrendLen = loadmonitor.TrendLength
+	LatencyLow      = 100 * time.Millisecond
+	LatencyHigh     = time.Second
+	LatencyTrendLen = 5
 	// sampleRefreshMin spaces the loop's scans for the costly counts.
 	sampleRefreshMin = 250 * time.Millisecond
 )
+
+// LatencyLetter classifies the longest wait of a period in which work was
+// processed or waited.
+func LatencyLetter(wait time.Duration) byte {
+	switch {
+	case wait < LatencyLow:
+		return 'L'
+	case wait < LatencyHigh:
+		return 'M'
+	}
+	return 'H'
+}
 
 // loadStats is the partition's side of load reporting.
 type loadStats struct {
@@ -124,7 +137,14 @@ func (p *Partition) LoadSample(now time.Time) transport.PartitionLoad {
 	processed := ld.Events != l.lastEvents
 	l.lastEvents = ld.Events
 	waiting := ld.WorkItems > 0 || ld.Activities > 0 || ld.InputLag > 0 || overdue
-	l.trend = loadmonitor.PushTrend(l.trend, loadmonitor.Letter(processed || waiting, wait))
+	letter := byte('I')
+	if processed || waiting {
+		letter = LatencyLetter(wait)
+	}
+	l.trend += string(rune(letter))
+	if len(l.trend) > LatencyTrendLen {
+		l.trend = l.trend[len(l.trend)-LatencyTrendLen:]
+	}
 	ld.Latency = l.trend
 	return ld
 }

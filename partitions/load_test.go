@@ -224,3 +224,14 @@ func TestLoadSampleBackedInstances(t *testing.T) {
 		t.Fatalf("nothing was evicted (resident %d): the test does not exercise the scan", res)
 	}
 }
+
+func TestLatencyLetter(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want byte
+	}{{0, 'L'}, {LatencyLow - 1, 'L'}, {LatencyLow, 'M'}, {LatencyHigh - 1, 'M'}, {LatencyHigh, 'H'}, {time.Hour, 'H'}} {
+		if got := LatencyLetter(tc.d); got != tc.want {
+			t.Errorf("LatencyLetter(%v) = %c, want %c", tc.d, got, tc.want)
+		}
+	}
+}
