@@ -31,6 +31,9 @@ type client struct {
 	closeFn func()
 	closed  chan struct{}
 	once    sync.Once
+	// placement, if set, receives the load monitor's placement updates
+	// (elastic hosts).
+	placement atomic.Pointer[func(*transport.PlacementUpdate)]
 }
 
 var _ durable.Client = (*client)(nil)
@@ -53,6 +56,12 @@ func (c *client) dispatch(ch <-chan *transport.Packet) {
 	for {
 		select {
 		case pk := <-ch:
+			if pk.Placement != nil {
+				if f := c.placement.Load(); f != nil {
+					(*f)(pk.Placement)
+				}
+				continue
+			}
 			if pk.Response == nil {
 				continue
 			}
@@ -68,6 +77,10 @@ func (c *client) dispatch(ch <-chan *transport.Packet) {
 		}
 	}
 }
+
+// onPlacement hooks the client's listener: the placement updates sent to
+// this client go to f.
+func (c *client) onPlacement(f func(*transport.PlacementUpdate)) { c.placement.Store(&f) }
 
 func (c *client) close() {
 	c.once.Do(func() {

@@ -17,3 +17,18 @@ func SetClientAttemptTimeout(d time.Duration) (restore func()) {
 	clientAttemptTimeout = d
 	return func() { clientAttemptTimeout = old }
 }
+
+// Kill stops the host at once, as if its process died (see kill).
+func (h *Host) Kill() { h.kill() }
+
+// UseFakeMonitor replaces the load monitor's store and run loop with
+// in-process stand-ins (a lease that expires after expiry once abandoned);
+// the returned function restores them.
+func UseFakeMonitor(expiry time.Duration) (restore func()) { return useFakeMonitor(expiry) }
+
+// SetPartitionEvents observes partition moves of elastic hosts ("release"
+// and "running"); the returned function removes f.
+func SetPartitionEvents(f func(host string, partition int, event string, at time.Time)) (restore func()) {
+	old := partitionEvents.Swap(&f)
+	return func() { partitionEvents.Store(old) }
+}
