@@ -288,7 +288,9 @@ func (c *coordinator) candidate() {
 			killed := c.killed
 			c.mu.Unlock()
 			if killed {
-				abandonLease(lease)
+				if err := abandonMonitor(lease); err != nil {
+					c.log.Warn("abandoning the load monitor's lease", slog.Any("error", err))
+				}
 			} else if err := lease.release(); err != nil {
 				c.log.Warn("releasing the load monitor's lease", slog.Any("error", err))
 			}
@@ -438,16 +440,6 @@ func (c *coordinator) kill() {
 		}()
 	}
 	wg.Wait()
-}
-
-// abandonLease drops the monitor's lease as a dead process would: not
-// released (a blob lease expires; a lock file closes).
-func abandonLease(l monitorLease) {
-	if a, ok := l.(interface{ abandon() }); ok {
-		a.abandon()
-		return
-	}
-	_ = l.release()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

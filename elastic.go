@@ -107,16 +107,12 @@ func TaskHubStatus(ctx context.Context, opts Options) (*loadmonitor.Record, erro
 	if !store.shared() {
 		return nil, noMonitorStore(store)
 	}
-	p, err := store.taskHubInfo(ctx, opts.TaskHub)
-	if err != nil {
+	// taskHubInfo also tells the storage which hub's record to read; it
+	// creates nothing.
+	if _, err := store.taskHubInfo(ctx, opts.TaskHub); err != nil {
 		return nil, err
 	}
-	// The task hub exists: opening it only checks it (and tells the
-	// storage which hub the monitor's record belongs to).
-	if _, err := store.openTaskHub(ctx, opts.TaskHub, p.PartitionCount); err != nil {
-		return nil, err
-	}
-	ms, err := hostMonitorStore(store)
+	ms, err := store.monitor()
 	if err != nil {
 		return nil, err
 	}
@@ -130,16 +126,6 @@ func TaskHubStatus(ctx context.Context, opts Options) (*loadmonitor.Record, erro
 	return rec, nil
 }
 
-// testMonitorStore, set only by tests, replaces the storage's monitor
-// store.
-var testMonitorStore func(s taskHubStore) (monitorStore, error)
-
-func hostMonitorStore(s taskHubStore) (monitorStore, error) {
-	if testMonitorStore != nil {
-		return testMonitorStore(s)
-	}
-	return s.monitor()
-}
 
 // cloneRecord copies a record, so that callers may keep it.
 func cloneRecord(r *loadmonitor.Record) *loadmonitor.Record {

@@ -1,99 +1,24 @@
 package netherite
 
-// Stand-ins for the load monitor's store and run loop, for the
-// coordinator's tests until the storage's monitor store (helper "store")
-// and loadmonitor.Run (helper "lm") exist.
+// A stand-in for the load monitor's run loop, for the coordinator's tests
+// until loadmonitor.Run (helper "lm") is on main.
 
 import (
 	"context"
 	"slices"
 	"sort"
-	"sync"
-	"time"
+		"time"
 
 	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/transport"
 )
 
-// fakeMonitorStores keeps one fake store per storage (by its String), so
-// that the hosts of one process on one directory share it.
-var fakeMonitorStores sync.Map
-
-// useFakeMonitor installs the stand-ins; the returned function removes
-// them.
-func useFakeMonitor(expiry time.Duration) (restore func()) {
-	oldStore, oldRun := testMonitorStore, runLoadMonitor
-	testMonitorStore = func(s taskHubStore) (monitorStore, error) {
-		if !s.shared() {
-			return nil, noMonitorStore(s)
-		}
-		v, _ := fakeMonitorStores.LoadOrStore(s.String(), &fakeMonitorStore{expiry: expiry})
-		return v.(*fakeMonitorStore), nil
-	}
+// useFakeMonitor installs the stand-in; the returned function removes it.
+func useFakeMonitor() (restore func()) {
+	old := runLoadMonitor
 	runLoadMonitor = fakeRunMonitor
-	return func() { testMonitorStore, runLoadMonitor = oldStore, oldRun }
+	return func() { runLoadMonitor = old }
 }
-
-type fakeMonitorStore struct {
-	expiry time.Duration
-	mu     sync.Mutex
-	cur    *fakeLease
-	rec    *loadmonitor.Record
-}
-
-type fakeLease struct {
-	s    *fakeMonitorStore
-	host string
-	once sync.Once
-	gone chan struct{}
-}
-
-func (s *fakeMonitorStore) acquireMonitor(ctx context.Context, hostID string) (monitorLease, error) {
-	for {
-		s.mu.Lock()
-		if s.cur == nil {
-			s.cur = &fakeLease{s: s, host: hostID, gone: make(chan struct{})}
-			l := s.cur
-			s.mu.Unlock()
-			return l, nil
-		}
-		s.mu.Unlock()
-		if !sleepCtx(ctx, 50*time.Millisecond) {
-			return nil, ctx.Err()
-		}
-	}
-}
-
-func (s *fakeMonitorStore) readRecord(context.Context) (*loadmonitor.Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return cloneRecord(s.rec), nil
-}
-
-func (l *fakeLease) lost() <-chan struct{} { return l.gone }
-
-func (l *fakeLease) writeRecord(_ context.Context, rec *loadmonitor.Record) error {
-	l.s.mu.Lock()
-	defer l.s.mu.Unlock()
-	if l.s.cur != l {
-		return errMonitorLeaseLost
-	}
-	l.s.rec = cloneRecord(rec)
-	return nil
-}
-
-func (l *fakeLease) release() error {
-	l.s.mu.Lock()
-	if l.s.cur == l {
-		l.s.cur = nil
-	}
-	l.s.mu.Unlock()
-	l.once.Do(func() { close(l.gone) })
-	return nil
-}
-
-// abandon: the lease expires after the store's expiry.
-func (l *fakeLease) abandon() { time.AfterFunc(l.s.expiry, func() { l.release() }) }
 
 // fakeRunMonitor balances partition counts over the live hosts.
 func fakeRunMonitor(ctx context.Context, r monitorRun) error {

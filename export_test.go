@@ -21,10 +21,9 @@ func SetClientAttemptTimeout(d time.Duration) (restore func()) {
 // Kill stops the host at once, as if its process died (see kill).
 func (h *Host) Kill() { h.kill() }
 
-// UseFakeMonitor replaces the load monitor's store and run loop with
-// in-process stand-ins (a lease that expires after expiry once abandoned);
-// the returned function restores them.
-func UseFakeMonitor(expiry time.Duration) (restore func()) { return useFakeMonitor(expiry) }
+// UseFakeMonitor replaces the load monitor's run loop with a stand-in;
+// the returned function restores it.
+func UseFakeMonitor() (restore func()) { return useFakeMonitor() }
 
 // SetPartitionEvents observes partition moves of elastic hosts ("release"
 // and "running"); the returned function removes f.

@@ -287,7 +287,9 @@ func (m *partitionManager) run(inc *incarnation) {
 				inc.cancel()
 				<-inc.part.Done()
 				m.retire(inc)
-				abandonStorage(inc.storage)
+				if err := inc.storage.abandon(); err != nil {
+					m.log.Warn("abandoning the storage of a killed partition", slog.Any("error", err))
+				}
 				m.setState(PartitionNotOwned, nil)
 				return
 			}
@@ -447,16 +449,6 @@ func (m *partitionManager) running() *incarnation {
 		return nil
 	}
 	return m.cur
-}
-
-// abandonStorage drops a partition's storage as a dead process would:
-// its lease is not released (it expires), a lock file closes.
-func abandonStorage(ps partitionStorage) {
-	if a, ok := ps.(interface{ abandon() }); ok {
-		a.abandon()
-		return
-	}
-	_ = ps.close()
 }
 
 // abort stops the partition at once, without a checkpoint, and releases its

@@ -269,6 +269,7 @@ func (o *Options) parse() (taskHubStore, transportSpec, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	setStoreLeaseDuration(store, o.LeaseDuration)
 	tspec, err := parseTransport(o)
 	if err != nil {
 		return nil, nil, err
@@ -479,7 +480,7 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	h.env = env
 	var ms monitorStore
 	if opts.Elastic {
-		if ms, err = hostMonitorStore(store); err != nil {
+		if ms, err = store.monitor(); err != nil {
 			h.closeT()
 			return nil, err
 		}
