@@ -126,7 +126,6 @@ func TaskHubStatus(ctx context.Context, opts Options) (*loadmonitor.Record, erro
 	return rec, nil
 }
 
-
 // cloneRecord copies a record, so that callers may keep it.
 func cloneRecord(r *loadmonitor.Record) *loadmonitor.Record {
 	if r == nil {

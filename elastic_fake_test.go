@@ -7,7 +7,7 @@ import (
 	"context"
 	"slices"
 	"sort"
-		"time"
+	"time"
 
 	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/transport"
