@@ -129,12 +129,23 @@ func (c *coordinator) poke() {
 func (c *coordinator) offer(version uint64, owners []string) {
 	c.mu.Lock()
 	newer := !c.applied || version > c.version
+	var moved []int
 	if newer {
+		for p := range owners {
+			if p < len(c.owners) && c.owners[p] != owners[p] {
+				moved = append(moved, p)
+			}
+		}
 		c.applied, c.version, c.owners = true, version, slices.Clone(owners)
 	}
 	c.mu.Unlock()
 	if newer {
 		c.poke()
+		// The client's waits on moved partitions are re-armed on their new
+		// owners.
+		for _, p := range moved {
+			c.h.client.moved(p)
+		}
 	}
 }
 

@@ -503,3 +503,64 @@ func TestElasticOptions(t *testing.T) {
 		t.Error("TaskHubStatus of an empty directory succeeded")
 	}
 }
+
+// TestElasticWaitSurvivesMove: a client waiting for an orchestration whose
+// partition moves to another host gets its answer (partitions forget
+// their waiting clients when they stop; the client re-arms its wait).
+func TestElasticWaitSurvivesMove(t *testing.T) {
+	e := newElasticHub(t)
+	a, b := e.start("a"), e.start("b")
+	waitCounts(t, 10*time.Second, "two hosts", []*netherite.Host{a, b}, 6, 6)
+	p := -1
+	for _, s := range b.Partitions() {
+		if s.State == netherite.PartitionOK {
+			p = s.Partition
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := fmt.Sprintf("waiter!%d", p)
+	c := a.Client()
+	if _, err := c.StartOrchestration(ctx, samples.WaitForEvent, nil, durable.WithStartInstanceID(id)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		s, err := c.WaitForCompletion(ctx, id, durable.WithPayloads())
+		if err == nil && (s.RuntimeStatus != core.StatusCompleted || string(s.Output) != `"approved"`) {
+			err = fmt.Errorf("status %s, output %s", s.RuntimeStatus, s.Output)
+		}
+		done <- err
+	}()
+	for b.Waiters(p) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the wait never reached the partition")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Work on the partition after the wait: its new owner resumes reading
+	// the partition's queue after the wait.
+	after := fmt.Sprintf("after!%d", p)
+	if _, err := c.StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID(after)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitForCompletion(ctx, after); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitCounts(t, 5*time.Second, "b stopped", []*netherite.Host{a}, 12)
+	if err := c.RaiseEvent(ctx, id, "Approval", "approved"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait was not answered after its partition moved")
+	}
+}

@@ -31,3 +31,20 @@ func SetPartitionEvents(f func(host string, partition int, event string, at time
 	old := partitionEvents.Swap(&f)
 	return func() { partitionEvents.Store(old) }
 }
+
+// Waiters counts the clients waiting on partition p of this host (0 if it
+// does not run it).
+func (h *Host) Waiters(p int) int {
+	h.mu.Lock()
+	m := h.owned[p]
+	h.mu.Unlock()
+	if m == nil {
+		return 0
+	}
+	if inc := m.running(); inc != nil {
+		if w, ok := inc.part.(interface{ Waiters() int }); ok {
+			return w.Waiters()
+		}
+	}
+	return 0
+}
