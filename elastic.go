@@ -141,19 +141,9 @@ func cloneRecord(r *loadmonitor.Record) *loadmonitor.Record {
 	return &c
 }
 
-// loadSampler is what a running partition reports of its load
-// ((*partitions.Partition).LoadSample).
-type loadSampler interface {
-	LoadSample(now time.Time) transport.PartitionLoad
-}
-
-// partitionLoad samples a running partition's load (only its number if
-// the partition cannot tell).
+// partitionLoad samples a running partition's load.
 func partitionLoad(p int, part runningPartition, now time.Time) transport.PartitionLoad {
-	if s, ok := part.(loadSampler); ok {
-		l := s.LoadSample(now)
-		l.Partition = p
-		return l
-	}
-	return transport.PartitionLoad{Partition: p}
+	l := part.LoadSample(now)
+	l.Partition = p
+	return l
 }
