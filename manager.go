@@ -137,7 +137,11 @@ type partitionManager struct {
 
 func newPartitionManager(env *partitionEnv, index int) *partitionManager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &partitionManager{index: index, env: env, log: env.log.With(slog.Int("partition", index)),
+	log := env.log.With(slog.Int("partition", index))
+	if env.opts.Elastic {
+		log = log.With(slog.String("host", env.opts.HostID)) // partitions move between hosts
+	}
+	return &partitionManager{index: index, env: env, log: log,
 		status: PartitionStatus{Partition: index, State: PartitionRecovering, Since: time.Now()},
 		ctx:    ctx, cancel: cancel, done: make(chan struct{}), created: time.Now()}
 }
