@@ -17,6 +17,7 @@ import (
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/durable/durabletest"
+	"github.com/netherite-go/netherite/eventhubs/emulator/emulatortest"
 	"github.com/netherite-go/netherite/samples"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -37,17 +38,23 @@ const (
 // elasticHub is a task hub shared by the hosts of one test.
 type elasticHub struct {
 	t   *testing.T
-	tr  *transport.Memory
 	dir string
-	mu  sync.Mutex
-	all []*netherite.Host
+	// base has the transport (and the task hub) of every host.
+	base netherite.Options
+	mu   sync.Mutex
+	all  []*netherite.Host
+	// after runs once every host stopped.
+	after func()
 }
 
 func newElasticHub(t *testing.T) *elasticHub {
 	restore := netherite.UseFakeMonitor()
 	t.Cleanup(restore)
 	t.Cleanup(netherite.SetClientAttemptTimeout(2 * time.Second))
-	e := &elasticHub{t: t, tr: transport.NewMemory(elasticPartitions), dir: t.TempDir()}
+	tr := transport.NewMemory(elasticPartitions)
+	e := &elasticHub{t: t, dir: t.TempDir()}
+	e.base = netherite.Options{SharedTransport: tr, Storage: e.dir, PartitionCount: elasticPartitions}
+	t.Cleanup(tr.Close)
 	t.Cleanup(func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -60,7 +67,9 @@ func newElasticHub(t *testing.T) *elasticHub {
 			}()
 		}
 		wg.Wait()
-		e.tr.Close()
+		if e.after != nil {
+			e.after()
+		}
 	})
 	return e
 }
@@ -92,9 +101,10 @@ func elasticLogger() *slog.Logger {
 }
 
 func (e *elasticHub) options(id string) netherite.Options {
-	return netherite.Options{Elastic: true, HostID: id, SharedTransport: e.tr, Storage: e.dir,
-		PartitionCount: elasticPartitions, LoadReportInterval: elasticInterval, HostTimeout: elasticTimeout,
-		RestartBackoff: 50 * time.Millisecond, StateCacheBytes: 32 << 20, Logger: elasticLogger()}
+	o := e.base
+	o.Elastic, o.HostID, o.LoadReportInterval, o.HostTimeout = true, id, elasticInterval, elasticTimeout
+	o.StateCacheBytes, o.Logger = 32<<20, elasticLogger()
+	return o
 }
 
 // start starts an elastic host.
@@ -119,8 +129,9 @@ func (e *elasticHub) start(id string) *netherite.Host {
 // lives through every move.
 func (e *elasticHub) client() durable.Client {
 	e.t.Helper()
-	h, err := netherite.Start(context.Background(), netherite.Options{Partitions: []int{}, SharedTransport: e.tr, Storage: e.dir,
-		PartitionCount: elasticPartitions, Logger: elasticLogger()}, elasticRegistry())
+	o := e.base
+	o.Partitions, o.Logger = []int{}, elasticLogger()
+	h, err := netherite.Start(context.Background(), o, elasticRegistry())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -563,4 +574,42 @@ func TestElasticWaitSurvivesMove(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the wait was not answered after its partition moved")
 	}
+}
+
+// TestElasticEventHubs: elastic hosts over Event Hubs (the emulator) and a
+// directory: placement updates cross the clients' hubs, load reports the
+// loadmonitor hub; a host joins and one stops gracefully under load.
+func TestElasticEventHubs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("Event Hubs emulator test skipped in -short mode")
+	}
+	eh := emulatortest.Get(t) // first: it must outlive the hosts
+	e := newElasticHub(t)
+	name := fmt.Sprintf("el%d", time.Now().UnixNano()%1e12)
+	e.base = netherite.Options{Storage: e.dir, PartitionCount: elasticPartitions, TaskHub: name,
+		Transport: eh.ConnectionString, EventHubsPrefix: name + "-", EventHubsAdminURL: eh.AdminURL}
+	del := e.base
+	e.after = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := netherite.DeleteTaskHub(ctx, del); err != nil {
+			t.Errorf("delete task hub %s: %v", name, err)
+		}
+	}
+	a := e.start("a")
+	waitCounts(t, 20*time.Second, "one host", []*netherite.Host{a}, 12)
+	l := startLoad(t, e.client())
+	b := e.start("b")
+	waitCounts(t, 20*time.Second, "two hosts", []*netherite.Host{a, b}, 6, 6)
+	for l.count() < 20 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := b.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitCounts(t, 5*time.Second, "b stopped", []*netherite.Host{a}, 12)
+	for l.count() < 40 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.check(t)
 }
