@@ -53,10 +53,25 @@ type monitorRun struct {
 	log       *slog.Logger
 }
 
-// runLoadMonitor runs the load monitor until ctx ends or it fails.
+// runLoadMonitor runs the load monitor until ctx ends or it fails
+// (tests replace it).
 var runLoadMonitor = func(ctx context.Context, r monitorRun) error {
-	return errors.New("netherite: the load monitor (loadmonitor.Run) is not in this build yet")
+	cfg := loadmonitor.Config{Partitions: r.partitions, Self: r.hostID, HostTimeout: r.hostTimeout}
+	if tune := testMonitorConfig; tune != nil {
+		tune(&cfg)
+	}
+	return loadmonitor.Run(ctx, loadmonitor.RunConfig{
+		Monitor: cfg, Prev: r.start, Receive: r.receive, Write: r.write, Send: r.send,
+		// Decisions on joins and stops are immediate; the tick paces the
+		// rest (deaths, load, the recommendation, re-sends).
+		Tick:     min(r.interval, time.Second),
+		Logger:   r.log,
+		OnRecord: r.published,
+	})
 }
+
+// testMonitorConfig, set only by tests, tunes the load monitor.
+var testMonitorConfig func(*loadmonitor.Config)
 
 // loadMonitorReceiver is a transport that lets the load monitor read its
 // queue (the memory transport and Event Hubs).
@@ -353,7 +368,7 @@ func (c *coordinator) runMonitor(ctx context.Context, lease monitorLease) error 
 			return c.t.SendToClient(clientID, &transport.Packet{Placement: u})
 		},
 		published: c.setRecord,
-		log:       c.log.With(slog.String("component", "loadmonitor")),
+		log:       c.log,
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/durable/durabletest"
 	"github.com/netherite-go/netherite/eventhubs/emulator/emulatortest"
+	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/samples"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -48,8 +49,6 @@ type elasticHub struct {
 }
 
 func newElasticHub(t *testing.T) *elasticHub {
-	restore := netherite.UseFakeMonitor()
-	t.Cleanup(restore)
 	t.Cleanup(netherite.SetClientAttemptTimeout(2 * time.Second))
 	tr := transport.NewMemory(elasticPartitions)
 	e := &elasticHub{t: t, dir: t.TempDir()}
@@ -494,8 +493,6 @@ func TestElasticOptions(t *testing.T) {
 		}
 	}
 	// A host id by default; the defaults of the intervals.
-	restore := netherite.UseFakeMonitor()
-	defer restore()
 	h, err := netherite.Start(context.Background(), netherite.Options{Elastic: true, Storage: dir, SharedTransport: tr, PartitionCount: 4,
 		Logger: elasticLogger()}, r)
 	if err != nil {
@@ -612,4 +609,86 @@ func TestElasticEventHubs(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	l.check(t)
+}
+
+// TestElasticRecommendation: the recommended host count rises under a
+// backlog, falls to 0 when the task hub is idle, and a timer due soon
+// keeps it at 1.
+func TestElasticRecommendation(t *testing.T) {
+	t.Cleanup(netherite.TuneMonitor(func(c *loadmonitor.Config) { c.BacklogPerHost = 20 }))
+	e := newElasticHub(t)
+	r := elasticRegistry()
+	slow := durable.RegisterActivity(r, "ElasticSlow", func(ctx durable.ActivityContext, i int) (int, error) {
+		time.Sleep(20 * time.Millisecond)
+		return i, nil
+	})
+	durable.RegisterOrchestrator(r, "ElasticFan", func(ctx durable.OrchestrationContext, n int) (int, error) {
+		ts := make([]durable.Task, n)
+		for i := range ts {
+			ts[i] = slow.Call(ctx, i)
+		}
+		return 0, durable.WhenAll(ts...).Await(nil)
+	})
+	durable.RegisterOrchestrator(r, "ElasticSleeper", func(ctx durable.OrchestrationContext, _ any) (string, error) {
+		return "woke", ctx.CreateTimer(30 * time.Second).Await(nil)
+	})
+	o := e.options("a")
+	o.MaxConcurrentActivities = 2
+	a, err := netherite.Start(context.Background(), o, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	e.all = append(e.all, a)
+	e.mu.Unlock()
+	waitCounts(t, 10*time.Second, "one host", []*netherite.Host{a}, 12)
+	waitRecord := func(what string, within time.Duration, ok func(*loadmonitor.Record) bool) *loadmonitor.Record {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			rec, err := a.Scale(context.Background())
+			if err == nil && ok(rec) {
+				t.Logf("%s: recommendation %d (%s)", what, rec.Recommendation.Hosts, rec.Recommendation.Reason)
+				return rec
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v; last record %+v (error %v)", what, within, rec, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// The record shows the host, what it runs and the partitions' load.
+	waitRecord("host reported", 5*time.Second, func(rec *loadmonitor.Record) bool {
+		return len(rec.Hosts) == 1 && rec.Hosts[0].ID == "a" && rec.Hosts[0].Live && len(rec.Hosts[0].Running) == 12 &&
+			rec.Monitor == "a" && len(rec.Loads) == 12
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := a.Client()
+	var ids []string
+	for i := 0; i < 30; i++ {
+		id, err := c.StartOrchestration(ctx, "ElasticFan", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	waitRecord("backlog", 10*time.Second, func(rec *loadmonitor.Record) bool { return rec.Recommendation.Hosts > 1 })
+	for _, id := range ids {
+		s, err := c.WaitForCompletion(ctx, id, durable.WithHistory())
+		if err != nil || s.RuntimeStatus != core.StatusCompleted {
+			t.Fatalf("%s: %v %v", id, err, s)
+		}
+		if err := durabletest.CheckExactlyOnce(s.History); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	waitRecord("idle", 15*time.Second, func(rec *loadmonitor.Record) bool { return rec.Recommendation.Hosts == 0 })
+	if _, err := c.StartOrchestration(ctx, "ElasticSleeper", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord("timer due soon", 15*time.Second, func(rec *loadmonitor.Record) bool {
+		return rec.Recommendation.Hosts == 1 && strings.Contains(rec.Recommendation.Reason, "timer")
+	})
 }

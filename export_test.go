@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite/faster"
+	"github.com/netherite-go/netherite/loadmonitor"
 )
 
 // SetTestLogDevice wraps the commit-log device of every partition opened
@@ -21,9 +22,13 @@ func SetClientAttemptTimeout(d time.Duration) (restore func()) {
 // Kill stops the host at once, as if its process died (see kill).
 func (h *Host) Kill() { h.kill() }
 
-// UseFakeMonitor replaces the load monitor's run loop with a stand-in;
-// the returned function restores it.
-func UseFakeMonitor() (restore func()) { return useFakeMonitor() }
+// TuneMonitor tunes the load monitor of the hosts started from now on;
+// the returned function removes tune.
+func TuneMonitor(tune func(*loadmonitor.Config)) (restore func()) {
+	old := testMonitorConfig
+	testMonitorConfig = tune
+	return func() { testMonitorConfig = old }
+}
 
 // SetPartitionEvents observes partition moves of elastic hosts ("release"
 // and "running"); the returned function removes f.
