@@ -506,9 +506,27 @@ func TestElasticOptions(t *testing.T) {
 	if o := h.Options(); o.LoadReportInterval != netherite.DefaultLoadReportInterval || o.HostTimeout != netherite.DefaultHostTimeout {
 		t.Errorf("defaults: interval %v, timeout %v", o.LoadReportInterval, o.HostTimeout)
 	}
-	// No record yet in a task hub whose monitor never ran.
+	// No task hub; a task hub whose monitor never ran.
 	if _, err := netherite.TaskHubStatus(context.Background(), netherite.Options{Storage: t.TempDir()}); err == nil {
 		t.Error("TaskHubStatus of an empty directory succeeded")
+	}
+	static := t.TempDir()
+	sh, err := netherite.Start(context.Background(), netherite.Options{Storage: static, PartitionCount: 2, Logger: elasticLogger()}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.Scale(context.Background()); err == nil || !strings.Contains(err.Error(), "Options.Elastic") {
+		t.Errorf("Scale of a static host: %v", err)
+	}
+	if err := sh.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netherite.TaskHubStatus(context.Background(), netherite.Options{Storage: static}); err == nil ||
+		!strings.Contains(err.Error(), "no load monitor record") {
+		t.Errorf("TaskHubStatus of a static task hub: %v", err)
+	}
+	if _, err := netherite.TaskHubStatus(context.Background(), netherite.Options{Storage: "memory"}); err == nil {
+		t.Error("TaskHubStatus of memory storage succeeded")
 	}
 }
 
