@@ -239,6 +239,8 @@ func (m *partitionManager) start(ctx context.Context) error {
 // the acquire waits for the previous owner until the partition runs, or
 // release cancels it.
 func (m *partitionManager) startElastic() {
+	// Not owned until the lock or lease is taken (then: recovering).
+	m.setState(PartitionNotOwned, nil)
 	go m.run(nil)
 }
 
