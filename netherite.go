@@ -429,6 +429,9 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	if err != nil {
 		return nil, err
 	}
+	if testWrapStore != nil {
+		store = testWrapStore(store)
+	}
 	opts.defaults()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -524,6 +527,10 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		slog.String("transport", RedactTransport(opts.Transport)))
 	return h, nil
 }
+
+// testWrapStore, set only by tests, wraps the storage of the hosts
+// started (to inject faults).
+var testWrapStore func(taskHubStore) taskHubStore
 
 // abort undoes a start that failed: partitions stop at once, storage,
 // locks and leases are released.
