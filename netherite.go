@@ -40,7 +40,7 @@ type Options struct {
 	// Partitions lists the partitions this host runs; nil means all, an
 	// empty (non-nil) list none (a client-only host). Hosts that share a
 	// transport (Event Hubs, or one SharedTransport) each run a disjoint
-	// subset; placement is static.
+	// subset; placement is static (Elastic places them instead).
 	Partitions []int
 	// Storage is where partition state lives: a local directory (default
 	// "./netherite-data/<TaskHub>"); an Azure Storage account, given as a
@@ -420,7 +420,9 @@ type Host struct {
 
 // Start starts a host that runs the functions of r. It returns once every
 // partition it owns runs; ctx bounds that wait (for leases held by another
-// host, too). A start that fails releases whatever it took.
+// host, too). A start that fails releases whatever it took. An elastic
+// host returns once it has joined the task hub (its first load report is
+// sent): its partitions start as the load monitor places them.
 func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error) {
 	if r == nil {
 		return nil, errors.New("netherite: Start needs a registry")
@@ -657,7 +659,10 @@ func (h *Host) TaskHub() *TaskHubParameters { return h.hub }
 
 // Stop stops the host gracefully: running work items finish (until ctx is
 // done), partitions stop and checkpoint, their storage and leases are
-// released, cached executions are released.
+// released, cached executions are released. An elastic host first tells
+// the load monitor that it stops, releases its partitions in parallel (the
+// hosts they are placed on take them at once), and gives the load
+// monitor's lease up last.
 func (h *Host) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() {
 		if h.az != nil {
