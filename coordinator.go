@@ -51,14 +51,15 @@ type monitorRun struct {
 	// published is called with every record written.
 	published func(rec *loadmonitor.Record)
 	log       *slog.Logger
+	tune      func(*loadmonitor.Config) // tests
 }
 
 // runLoadMonitor runs the load monitor until ctx ends or it fails
 // (tests replace it).
 var runLoadMonitor = func(ctx context.Context, r monitorRun) error {
 	cfg := loadmonitor.Config{Partitions: r.partitions, Self: r.hostID, HostTimeout: r.hostTimeout}
-	if tune := testMonitorConfig; tune != nil {
-		tune(&cfg)
+	if r.tune != nil {
+		r.tune(&cfg)
 	}
 	return loadmonitor.Run(ctx, loadmonitor.RunConfig{
 		Monitor: cfg, Prev: r.start, Receive: r.receive, Write: r.write, Send: r.send,
@@ -97,6 +98,7 @@ type coordinator struct {
 	monWG     sync.WaitGroup
 	kick      chan struct{}
 	runMon    func(ctx context.Context, r monitorRun) error
+	tune      func(*loadmonitor.Config)
 
 	mu       sync.Mutex
 	applied  bool // a placement was applied
@@ -113,7 +115,7 @@ func newCoordinator(h *Host, ms monitorStore) *coordinator {
 	c := &coordinator{h: h, id: h.opts.HostID, ms: ms, t: h.t, count: h.opts.PartitionCount,
 		interval: h.opts.LoadReportInterval, timeout: h.opts.HostTimeout,
 		log:  h.opts.Logger.With(slog.String("host", h.opts.HostID)),
-		kick: make(chan struct{}, 1), runMon: runLoadMonitor, active: map[int]*partitionManager{}, leaving: map[int]*partitionManager{}}
+		kick: make(chan struct{}, 1), runMon: runLoadMonitor, tune: testMonitorConfig, active: map[int]*partitionManager{}, leaving: map[int]*partitionManager{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.monCtx, c.monCancel = context.WithCancel(context.Background())
 	return c
@@ -369,6 +371,7 @@ func (c *coordinator) runMonitor(ctx context.Context, lease monitorLease) error 
 		},
 		published: c.setRecord,
 		log:       c.log,
+		tune:      c.tune,
 	})
 }
 

@@ -29,7 +29,9 @@ const (
 	PartitionFailed PartitionState = "failed"
 	// PartitionNotOwned: the host does not run the partition: it is not in
 	// Options.Partitions, the host has stopped, or the lease was lost and
-	// the host waits to take it back.
+	// the host waits to take it back; with Options.Elastic, the partition
+	// is placed on another host, or placed here and waiting for its
+	// previous owner to let it go.
 	PartitionNotOwned PartitionState = "not owned"
 )
 
