@@ -208,42 +208,65 @@ func TestMonitorBlobLease(t *testing.T) {
 	}
 }
 
-// TestMonitorBlobExpiry: a holder that stops renewing (a killed host:
-// abandon) keeps the lease until it expires (15 s); then the waiting host
-// takes it over; the abandoned holder's writes fail.
+// TestMonitorBlobExpiry: a host killed while holding the load monitor and
+// a partition (abandon: the leases are not released, not renewed) keeps
+// them until they expire (15 s); then the waiting host takes both over;
+// the abandoned holder's writes fail at once.
 func TestMonitorBlobExpiry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a 15 s lease to expire")
 	}
 	t.Parallel()
 	conn, hub := blobTestHub(t)
-	ma := blobMonitorOf(t, openBlobHub(t, conn, hub, nil))
-	mb := blobMonitorOf(t, openBlobHub(t, conn, hub, nil))
+	sa, sb := openBlobHub(t, conn, hub, nil), openBlobHub(t, conn, hub, nil)
+	ma, mb := blobMonitorOf(t, sa), blobMonitorOf(t, sb)
 	ctx := context.Background()
+	// The service starts a lease's clock when the acquire arrives: after
+	// these.
+	monitorFrom := time.Now()
 	la, err := ma.acquireMonitor(ctx, "host-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	acquiredAt := time.Now()
+	partitionFrom := time.Now()
+	pa, err := openTestPartition(ctx, sa, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := la.writeRecord(ctx, testMonitorRecord(1, "host-a")); err != nil {
 		t.Fatal(err)
 	}
+	if err := pa.metaStore().WriteFile("owner.json", []byte("A")); err != nil {
+		t.Fatal(err)
+	}
 	got := acquireMonitorAsync(mb, "host-b", 40*time.Second)
+	gotP := openPartitionAsync(sb, true, 40*time.Second)
+	metaA := pa.metaStore()
 	if err := abandonMonitor(la); err != nil {
+		t.Fatal(err)
+	}
+	if err := pa.abandon(); err != nil {
 		t.Fatal(err)
 	}
 	if err := la.writeRecord(ctx, testMonitorRecord(9, "host-a")); !errors.Is(err, errMonitorLeaseLost) {
 		t.Fatalf("write after abandon: %v", err)
 	}
-	r := <-got
-	if r.err != nil {
-		t.Fatal(r.err)
+	if err := metaA.WriteFile("owner.json", []byte("A2")); !errors.Is(err, blobstore.ErrLeaseLost) {
+		t.Fatalf("partition write after abandon: %v", err)
+	}
+	r, rp := <-got, <-gotP
+	if r.err != nil || rp.err != nil {
+		t.Fatalf("monitor %v; partition %v", r.err, rp.err)
 	}
 	defer r.v.release()
-	waited := r.at.Sub(acquiredAt)
-	t.Logf("monitor lease taken over %v after the abandoned holder acquired it (lease %v)", waited, testLease)
-	if waited < testLease-time.Second {
-		t.Fatalf("taken over after %v; an abandoned lease lasts %v", waited, testLease)
+	defer rp.v.close()
+	waited, waitedP := r.at.Sub(monitorFrom), rp.at.Sub(partitionFrom)
+	t.Logf("taken over after the killed holder acquired them (lease %v): monitor lease %v, partition %v", testLease, waited, waitedP)
+	if waited < testLease-time.Second || waitedP < testLease-time.Second {
+		t.Fatalf("taken over after %v / %v; an abandoned lease lasts %v", waited, waitedP, testLease)
+	}
+	if b, err := rp.v.metaStore().ReadFile("owner.json"); err != nil || string(b) != "A" {
+		t.Fatalf("new owner reads %q, %v", b, err)
 	}
 	recB := testMonitorRecord(2, "host-b")
 	if err := r.v.writeRecord(ctx, recB); err != nil {
@@ -310,6 +333,7 @@ func TestNetworkPartitionBlob(t *testing.T) {
 	sb := openBlobHub(t, conn, hub, nil)
 	ctx := context.Background()
 
+	from := time.Now() // A's leases start after this
 	pa, err := openTestPartition(ctx, sa, false)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +344,6 @@ func TestNetworkPartitionBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer la.release()
-	held := time.Now() // both leases were acquired (or renewed) before this
 	if err := la.writeRecord(ctx, testMonitorRecord(1, "host-a")); err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +382,7 @@ func TestNetworkPartitionBlob(t *testing.T) {
 	if !partLostAt.Before(rp.at) || !monLostAt.Before(rm.at) {
 		t.Fatalf("B acquired before A noticed its loss")
 	}
-	if rp.at.Sub(held) < testLease-time.Second || rm.at.Sub(held) < testLease-time.Second {
+	if rp.at.Sub(from) < testLease-time.Second || rm.at.Sub(from) < testLease-time.Second {
 		t.Fatalf("B acquired before A's leases could expire")
 	}
 
