@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -529,4 +530,121 @@ func (rep *ElasticReport) Write(dir string) (string, error) {
 		return "", err
 	}
 	return path, nil
+}
+
+// ElasticConfig configures an elastic run (RunElastic).
+type ElasticConfig struct {
+	// Partitions of the task hub (default 12).
+	Partitions int
+	// Rate is the offered starts per second of hello5 (default 100).
+	Rate float64
+	// Hosts is the number of hosts in each phase (default 1, 3, 2, 1):
+	// hosts are added by starting new ones and removed by stopping the
+	// newest gracefully, so the first host runs throughout (its client
+	// drives the load).
+	Hosts []int
+	// Phase is each phase's length (default 20 s).
+	Phase time.Duration
+	// Drain bounds the wait for outstanding work after the last phase
+	// (default 60 s); what has not ended by then fails as a timeout.
+	Drain time.Duration
+	// Window is the sampling interval (default 250 ms).
+	Window time.Duration
+	// Storage is a directory (default: a fresh temporary one, removed
+	// afterwards) or an Azure Storage connection string (a fresh task
+	// hub, deleted afterwards).
+	Storage string
+	// Transport is "" (one in-process memory transport shared by the
+	// hosts) or an Event Hubs connection string (fresh hubs named with
+	// EventHubsPrefix, or a fresh prefix, deleted afterwards).
+	Transport         string
+	EventHubsPrefix   string
+	EventHubsAdminURL string
+	// ReportInterval and HostTimeout are the hosts' Options.
+	// LoadReportInterval and HostTimeout (0: the host's defaults).
+	ReportInterval, HostTimeout time.Duration
+	// Progress, if set, receives a line at every host event.
+	Progress io.Writer
+}
+
+func (c *ElasticConfig) defaults() error {
+	if c.Partitions == 0 {
+		c.Partitions = 12
+	}
+	if c.Rate <= 0 {
+		c.Rate = 100
+	}
+	if len(c.Hosts) == 0 {
+		c.Hosts = []int{1, 3, 2, 1}
+	}
+	for _, n := range c.Hosts {
+		if n < 1 {
+			return fmt.Errorf("bench elastic: every phase needs at least one host, got %v", c.Hosts)
+		}
+	}
+	if c.Phase <= 0 {
+		c.Phase = 20 * time.Second
+	}
+	if c.Drain <= 0 {
+		c.Drain = time.Minute
+	}
+	if c.Window <= 0 {
+		c.Window = 250 * time.Millisecond
+	}
+	if c.Storage == "memory" {
+		return fmt.Errorf(`bench elastic: hosts must share storage: a directory or Azure Storage, not "memory"`)
+	}
+	return nil
+}
+
+// HandoverConfig configures the graceful handover benchmark
+// (RunHandover): two elastic hosts share a task hub of one partition
+// holding Instances completed orchestrations; each move stops the host
+// running the partition gracefully and times until the other host runs
+// it, then starts the stopped host again.
+type HandoverConfig struct {
+	Instances int // default 10,000
+	Moves     int // default 100
+	// Storage, Transport, EventHubsPrefix, EventHubsAdminURL,
+	// ReportInterval and HostTimeout as in ElasticConfig.
+	Storage                     string
+	Transport                   string
+	EventHubsPrefix             string
+	EventHubsAdminURL           string
+	ReportInterval, HostTimeout time.Duration
+	// BeforeMoves, if set, is called once the instances exist and both
+	// hosts run (a benchmark resets its timer there).
+	BeforeMoves func()
+	Progress    io.Writer
+}
+
+// HandoverResult is what the handover benchmark measured: each move's
+// time from the Stop call to the partition being PartitionOK on the
+// other host.
+type HandoverResult struct {
+	Instances    int             `json:"instances"`
+	Moves        []time.Duration `json:"moves_ns"`
+	P50Ms        float64         `json:"p50_ms"`
+	P99Ms        float64         `json:"p99_ms"`
+	MaxMs        float64         `json:"max_ms"`
+	SetupSeconds float64         `json:"setup_s"`
+	// StopMs are the Stop calls' own durations (p50, max): the part of a
+	// move spent checkpointing and releasing.
+	StopP50Ms float64 `json:"stop_p50_ms"`
+	StopMaxMs float64 `json:"stop_max_ms"`
+	stops     []time.Duration
+}
+
+// summarize fills the percentiles from the moves.
+func (r *HandoverResult) summarize() {
+	r.P50Ms, r.P99Ms, r.MaxMs = percentile(r.Moves, 50), percentile(r.Moves, 99), percentile(r.Moves, 100)
+	r.StopP50Ms, r.StopMaxMs = percentile(r.stops, 50), percentile(r.stops, 100)
+}
+
+// Text is the result for people.
+func (r *HandoverResult) Text() string {
+	return fmt.Sprintf("handover: 1 partition holding %d instances, %d graceful moves between 2 elastic hosts (setup %.1fs)\n"+
+		"  Stop call → PartitionOK on the other host: p50 %.1fms p99 %.1fms max %.1fms (goal p99 ≤ 1000ms)\n"+
+		"  of which the Stop call itself: p50 %.1fms max %.1fms\n",
+		r.Instances, len(r.Moves), r.SetupSeconds, r.P50Ms, r.P99Ms, r.MaxMs, r.StopP50Ms, r.StopMaxMs)
 }
