@@ -2,6 +2,7 @@ package netherite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -41,4 +42,33 @@ var errMonitorLeaseLost = errors.New("netherite: load monitor lease lost")
 func noMonitorStore(s taskHubStore) error {
 	return fmt.Errorf("netherite: elastic placement needs storage that every host of the task hub reaches "+
 		"(Azure Storage, or a directory); %s storage lives and dies with one host", s)
+}
+
+// abandonMonitor gives up l as a killed host would (test-only kills,
+// h.kill): a blob lease is not released but stops being renewed, so the
+// next holder gets it when it expires; a directory lock is dropped, as the
+// OS drops a dead process's. A lease that cannot be abandoned is released.
+func abandonMonitor(l monitorLease) error {
+	if a, ok := l.(interface{ abandon() error }); ok {
+		return a.abandon()
+	}
+	return l.release()
+}
+
+// encodeMonitorRecord and decodeMonitorRecord are the record's bytes in
+// storage.
+// TODO(store): JSON until loadmonitor.Marshal/Unmarshal reach main.
+func encodeMonitorRecord(rec *loadmonitor.Record) ([]byte, error) {
+	if rec == nil {
+		return nil, errors.New("netherite: load monitor: no record to write")
+	}
+	return json.Marshal(rec)
+}
+
+func decodeMonitorRecord(b []byte) (*loadmonitor.Record, error) {
+	var rec loadmonitor.Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/netherite-go/netherite/durable"
@@ -35,6 +36,8 @@ const taskHubParametersName = "taskhubparameters.json"
 // Local directory layout (mirrors the blob layout of DESIGN.md §5):
 //
 //	<dir>/taskhubparameters.json
+//	<dir>/<task hub GUID>/LOADMONITOR               held by the host that runs the load monitor
+//	<dir>/<task hub GUID>/loadmonitor.record        the load monitor's record (monitor_store_dir.go)
 //	<dir>/<task hub GUID>/pNN/LOCK                  held while a host runs the partition
 //	<dir>/<task hub GUID>/pNN/commit-log/commit-log.NNNNNN
 //	<dir>/<task hub GUID>/pNN/commit-log.meta       log begin, a committed tail and epoch (log format 2: written at
@@ -65,8 +68,8 @@ func (d *dirStore) openTaskHub(_ context.Context, name string, partitionCount in
 	return p, err
 }
 
-func (d *dirStore) openPartition(_ context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
-	lp, st, err := openLocalPartition(d.dir, d.hub, i, o.cache)
+func (d *dirStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
+	lp, st, err := openLocalPartition(ctx, d.dir, d.hub, i, o.cache, o.wait)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -80,7 +83,15 @@ func (d *dirStore) payloads() (eventhubs.BlobStore, error) {
 	return eventhubs.DirBlobStore{Dir: filepath.Join(d.dir, "payloads")}, nil
 }
 
+// taskHubInfo reads the parameters of the task hub in the directory; then
+// monitor() reads its load monitor's record (without creating anything).
 func (d *dirStore) taskHubInfo(_ context.Context, name string) (*TaskHubParameters, error) {
+	if _, err := os.Stat(d.dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("netherite: no task hub in %s", d.dir)
+		}
+		return nil, err
+	}
 	meta, err := faster.NewDirMeta(d.dir)
 	if err != nil {
 		return nil, err
@@ -92,11 +103,16 @@ func (d *dirStore) taskHubInfo(_ context.Context, name string) (*TaskHubParamete
 		}
 		return nil, err
 	}
-	return checkTaskHubParameters(b, name, 0, d.dir)
+	p, err := checkTaskHubParameters(b, name, 0, d.dir)
+	if err == nil && d.hub == nil {
+		d.hub = p
+	}
+	return p, err
 }
 
-// deleteTaskHub takes every partition's lock, so that no host runs while
-// it deletes.
+// deleteTaskHub takes every partition's lock and the load monitor's, so
+// that no host runs while it deletes (a host that holds only the load
+// monitor still uses the task hub).
 func (d *dirStore) deleteTaskHub(_ context.Context, p *TaskHubParameters) error {
 	var locks []*os.File
 	defer func() {
@@ -104,6 +120,14 @@ func (d *dirStore) deleteTaskHub(_ context.Context, p *TaskHubParameters) error 
 			l.Close()
 		}
 	}()
+	if l, err := os.OpenFile(filepath.Join(d.dir, p.TaskHubGUID, monitorLockName), os.O_RDWR, 0); err == nil {
+		locks = append(locks, l)
+		if err := lockFile(l); err != nil {
+			return fmt.Errorf("netherite: task hub %q: a host runs its load monitor; stop it first", p.TaskHubName)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	for i := 0; i < p.PartitionCount; i++ {
 		pdir := filepath.Join(d.dir, p.TaskHubGUID, fmt.Sprintf("p%02d", i))
 		l, err := os.OpenFile(filepath.Join(pdir, "LOCK"), os.O_RDWR, 0)
@@ -161,23 +185,58 @@ var testLogDevice func(partition int, d faster.Device) faster.Device
 type localPartition struct {
 	store *partitions.DurableStore
 	lock  *os.File
-	meta  faster.MetaStore
+	meta  *abandonableMeta
 }
 
-func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes int64) (*localPartition, *partitions.State, error) {
+// lockPollEvery is how often a waiting opener tries a lock file again.
+const lockPollEvery = 100 * time.Millisecond
+
+// errLockBusy is wrapped when another host (or another open in this
+// process: flock locks belong to open files) holds a lock file.
+var errLockBusy = errors.New("held by another host")
+
+// lockPath opens (creating) and locks the lock file path. If another
+// holds it, it fails at once wrapping errLockBusy, or with wait tries
+// again every lockPollEvery until it gets it or ctx ends. The lock lasts
+// until the file is closed, or the process ends.
+func lockPath(ctx context.Context, path string, wait bool) (*os.File, error) {
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		lerr := lockFile(f)
+		if lerr == nil {
+			return f, nil
+		}
+		// Reopened each time: a deleted and recreated file is a new lock.
+		f.Close()
+		if !wait {
+			return nil, fmt.Errorf("%w (%v)", errLockBusy, lerr)
+		}
+		t := time.NewTimer(lockPollEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w; gave up waiting for its release: %w", errLockBusy, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func openLocalPartition(ctx context.Context, dir string, hub *TaskHubParameters, i int, cacheBytes int64, wait bool) (*localPartition, *partitions.State, error) {
 	pdir := filepath.Join(dir, hub.TaskHubGUID, fmt.Sprintf("p%02d", i))
 	for _, sub := range []string{"commit-log", "store"} {
 		if err := os.MkdirAll(filepath.Join(pdir, sub), 0o755); err != nil {
 			return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
 		}
 	}
-	lock, err := os.OpenFile(filepath.Join(pdir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := lockPath(ctx, filepath.Join(pdir, "LOCK"), wait)
+	if errors.Is(err, errLockBusy) {
+		return nil, nil, fmt.Errorf("netherite: partition %d in %s is in use by another host: %w", i, pdir, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
-	}
-	if err := lockFile(lock); err != nil {
-		lock.Close()
-		return nil, nil, fmt.Errorf("netherite: partition %d in %s is in use by another host (%v)", i, pdir, err)
 	}
 	var dev faster.Device
 	dev, err = faster.NewFileDevice(filepath.Join(pdir, "commit-log"), "commit-log", localSectorSize, localSegmentSize)
@@ -188,12 +247,13 @@ func openLocalPartition(dir string, hub *TaskHubParameters, i int, cacheBytes in
 	if testLogDevice != nil {
 		dev = testLogDevice(i, dev)
 	}
-	meta, err := faster.NewDirMeta(pdir)
+	dm, err := faster.NewDirMeta(pdir)
 	if err != nil {
 		dev.Close()
 		lock.Close()
 		return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
 	}
+	meta := &abandonableMeta{MetaStore: dm}
 	kvDev, err := faster.NewFileDevice(filepath.Join(pdir, "store"), "store", localSectorSize, localSegmentSize)
 	if err != nil {
 		dev.Close()
@@ -231,6 +291,39 @@ func (l *localPartition) close() error {
 	err := l.store.Close()
 	l.lock.Close()
 	return err
+}
+
+// abandon closes the partition's files as a process that dies would: its
+// documents are no longer written (the commit log's closing metadata
+// neither), then the lock goes, as the OS drops a dead process's flocks.
+func (l *localPartition) abandon() error {
+	l.meta.abandoned.Store(true)
+	l.store.Close() // its closing write is refused: a dead process makes none
+	l.lock.Close()
+	return nil
+}
+
+// abandonableMeta is a partition's metadata store that refuses writes
+// once the partition is abandoned (a killed host writes nothing more).
+type abandonableMeta struct {
+	faster.MetaStore
+	abandoned atomic.Bool
+}
+
+var errAbandoned = errors.New("netherite: partition storage abandoned (host killed)")
+
+func (m *abandonableMeta) WriteFile(name string, data []byte) error {
+	if m.abandoned.Load() {
+		return errAbandoned
+	}
+	return m.MetaStore.WriteFile(name, data)
+}
+
+func (m *abandonableMeta) Remove(name string) error {
+	if m.abandoned.Load() {
+		return errAbandoned
+	}
+	return m.MetaStore.Remove(name)
 }
 
 // CreateTaskHub creates the task hub that opts describe (a no-op if it
@@ -280,9 +373,4 @@ func DeleteTaskHub(ctx context.Context, opts Options) error {
 		return err
 	}
 	return tspec.deleteHubs(ctx, opts)
-}
-
-// monitor: not yet implemented for directories.
-func (d *dirStore) monitor() (monitorStore, error) {
-	return nil, errors.New("netherite: the load monitor is not implemented for directory storage yet")
 }

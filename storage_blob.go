@@ -28,7 +28,20 @@ func isAzureStorage(s string) bool {
 // container <taskhub>-storage, each partition under a blob lease.
 type blobStore struct {
 	connection string
-	hub        *blobTaskHub // after openTaskHub
+	hub        *blobTaskHub // after openTaskHub (or taskHubInfo)
+	// leaseDuration is Options.LeaseDuration (0: the default), for the
+	// load monitor's lease (setStoreLeaseDuration).
+	leaseDuration time.Duration
+	// acct, if set, tunes the account (tests inject a transport that can
+	// cut the host off from storage).
+	acct *blobstore.AccountOptions
+}
+
+func (b *blobStore) newAccount() (*blobstore.Account, error) {
+	if b.acct != nil {
+		return blobstore.NewAccount(b.connection, *b.acct)
+	}
+	return blobstore.NewAccount(b.connection)
 }
 
 func (b *blobStore) String() string { return RedactStorage(b.connection) }
@@ -36,7 +49,11 @@ func (b *blobStore) shared() bool   { return true }
 func (b *blobStore) leases() bool   { return true }
 
 func (b *blobStore) openTaskHub(ctx context.Context, name string, partitionCount int) (*TaskHubParameters, error) {
-	hub, err := openBlobTaskHub(ctx, b.connection, name, partitionCount)
+	acct, err := b.newAccount()
+	if err != nil {
+		return nil, fmt.Errorf("netherite: storage: %w", err)
+	}
+	hub, err := openBlobTaskHub(ctx, acct, name, partitionCount)
 	if err != nil {
 		return nil, err
 	}
@@ -44,16 +61,42 @@ func (b *blobStore) openTaskHub(ctx context.Context, name string, partitionCount
 	return hub.params, nil
 }
 
+// taskHubInfo reads the parameters of an existing task hub; then monitor()
+// reads its load monitor's record (without creating anything).
 func (b *blobStore) taskHubInfo(ctx context.Context, name string) (*TaskHubParameters, error) {
-	return blobTaskHubInfo(ctx, b.connection, name)
+	acct, err := b.newAccount()
+	if err != nil {
+		return nil, fmt.Errorf("netherite: storage: %w", err)
+	}
+	hub, err := blobTaskHubInfo(ctx, acct, name)
+	if err != nil {
+		return nil, err
+	}
+	if b.hub == nil {
+		b.hub = hub
+	}
+	return hub.params, nil
 }
 
 func (b *blobStore) deleteTaskHub(ctx context.Context, p *TaskHubParameters) error {
-	return deleteBlobTaskHub(ctx, b.connection, p)
+	acct, err := b.newAccount()
+	if err != nil {
+		return fmt.Errorf("netherite: storage: %w", err)
+	}
+	return deleteBlobTaskHub(ctx, acct, p)
 }
 
+// Lease polling while waiting for another owner: a waiting opener
+// (partitionOpen.wait, the load monitor) polls often, so that a released
+// lease changes hands at once.
+const waitLeasePoll = 150 * time.Millisecond
+
 func (b *blobStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
-	bp, st, err := openBlobPartition(ctx, b.hub, i, o.cache, o.lease, o.owned)
+	lopts := leaseOptions(o.lease)
+	if o.wait {
+		lopts.PollEvery = waitLeasePoll
+	}
+	bp, st, err := openBlobPartition(ctx, b.hub, i, o.cache, lopts, o.owned)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,11 +124,7 @@ type blobTaskHub struct {
 // openBlobTaskHub creates the task hub's container and parameters (first
 // writer wins), or checks the ones there. partitionCount 0 adopts the
 // hub's count.
-func openBlobTaskHub(ctx context.Context, connection, name string, partitionCount int) (*blobTaskHub, error) {
-	acct, err := blobstore.NewAccount(connection)
-	if err != nil {
-		return nil, fmt.Errorf("netherite: storage: %w", err)
-	}
+func openBlobTaskHub(ctx context.Context, acct *blobstore.Account, name string, partitionCount int) (*blobTaskHub, error) {
 	c, err := acct.TaskHubContainer(name)
 	if err != nil {
 		return nil, fmt.Errorf("netherite: task hub %q: %w", name, err)
@@ -134,13 +173,19 @@ type blobPartition struct {
 	store *partitions.DurableStore
 }
 
+// leaseOptions are the options of a lease of duration d (0: the
+// blobstore defaults): renewed every 2/3 of it, given up as lost after 8/9
+// of it without a renewal.
+func leaseOptions(d time.Duration) blobstore.LeaseOptions {
+	if d <= 0 {
+		return blobstore.LeaseOptions{}
+	}
+	return blobstore.LeaseOptions{Duration: d, RenewEvery: d * 2 / 3, Guard: d * 8 / 9}
+}
+
 // openBlobPartition acquires the partition's lease (then calls owned, if
 // not nil), opens its storage and recovers its state.
-func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes int64, lease time.Duration, owned func()) (*blobPartition, *partitions.State, error) {
-	var lopts blobstore.LeaseOptions
-	if lease > 0 {
-		lopts = blobstore.LeaseOptions{Duration: lease, RenewEvery: lease * 2 / 3, Guard: lease * 8 / 9}
-	}
+func openBlobPartition(ctx context.Context, hub *blobTaskHub, i int, cacheBytes int64, lopts blobstore.LeaseOptions, owned func()) (*blobPartition, *partitions.State, error) {
 	bp, err := blobstore.OpenPartition(ctx, hub.container, hub.params.TaskHubGUID, i, blobstore.PartitionOptions{Lease: lopts})
 	if err != nil {
 		return nil, nil, fmt.Errorf("netherite: %w", err)
@@ -173,16 +218,23 @@ func (b *blobPartition) lease() (<-chan struct{}, func() error) {
 	return b.blobs.Lease.Lost(), b.blobs.Lease.Err
 }
 
+// close closes the storage and releases the lease: another host waiting
+// for the partition gets it at its next poll.
 func (b *blobPartition) close() error {
 	return errors.Join(b.store.Close(), b.blobs.Close())
 }
 
+// abandon stops renewing the lease without releasing it (a dead host's
+// lease expires), and closes the storage: with the lease abandoned, its
+// closing writes are refused.
+func (b *blobPartition) abandon() error {
+	b.blobs.Abandon()
+	b.store.Close()
+	return nil
+}
+
 // blobTaskHubInfo reads the parameters of a task hub in Azure Storage.
-func blobTaskHubInfo(ctx context.Context, connection, name string) (*TaskHubParameters, error) {
-	acct, err := blobstore.NewAccount(connection)
-	if err != nil {
-		return nil, fmt.Errorf("netherite: storage: %w", err)
-	}
+func blobTaskHubInfo(ctx context.Context, acct *blobstore.Account, name string) (*blobTaskHub, error) {
 	c, err := acct.TaskHubContainer(name)
 	if err != nil {
 		return nil, fmt.Errorf("netherite: task hub %q: %w", name, err)
@@ -191,16 +243,17 @@ func blobTaskHubInfo(ctx context.Context, connection, name string) (*TaskHubPara
 	if err != nil {
 		return nil, fmt.Errorf("netherite: task hub %q: %w", name, err)
 	}
-	return checkTaskHubParameters(b, name, 0, acct.Endpoint()+"/"+c.Name())
+	p, err := checkTaskHubParameters(b, name, 0, acct.Endpoint()+"/"+c.Name())
+	if err != nil {
+		return nil, err
+	}
+	return &blobTaskHub{account: acct, container: c, params: p}, nil
 }
 
 // deleteBlobTaskHub deletes the task hub's container, with every blob in
-// it. It fails while a host holds any of the hub's partition leases.
-func deleteBlobTaskHub(ctx context.Context, connection string, p *TaskHubParameters) error {
-	acct, err := blobstore.NewAccount(connection)
-	if err != nil {
-		return fmt.Errorf("netherite: storage: %w", err)
-	}
+// it. It fails while a host holds any of the hub's partition leases, or
+// the load monitor's.
+func deleteBlobTaskHub(ctx context.Context, acct *blobstore.Account, p *TaskHubParameters) error {
 	c, err := acct.TaskHubContainer(p.TaskHubName)
 	if err != nil {
 		return err
@@ -221,13 +274,15 @@ func deleteBlobTaskHub(ctx context.Context, connection string, p *TaskHubParamet
 		}
 		leases = append(leases, l)
 	}
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	l, err := blobstore.AcquireLease(short, c, blobstore.MonitorPrefix(p.TaskHubGUID)+blobstore.MonitorLeaseBlob, blobstore.LeaseOptions{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("netherite: task hub %q: a host runs its load monitor; stop it first (%v)", p.TaskHubName, err)
+	}
+	leases = append(leases, l)
 	if err := c.Delete(ctx); err != nil {
 		return fmt.Errorf("netherite: delete task hub %q: %w", p.TaskHubName, err)
 	}
 	return nil
-}
-
-// monitor: not yet implemented for Azure Storage.
-func (b *blobStore) monitor() (monitorStore, error) {
-	return nil, errors.New("netherite: the load monitor is not implemented for Azure Storage yet")
 }

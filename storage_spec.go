@@ -80,7 +80,15 @@ type partitionStorage interface {
 	// lease returns a channel closed when the partition's lease is lost,
 	// and why (nil without a lease).
 	lease() (lost <-chan struct{}, why func() error)
+	// close closes the storage gracefully and releases the lock or lease,
+	// so that another host opening the partition gets it at once.
 	close() error
+	// abandon closes the storage as if this process died (test-only kills,
+	// h.kill): nothing more is written (no closing metadata), and a blob
+	// lease is not released but stops being renewed, so another host gets
+	// the partition only when it expires; a directory lock is dropped, as
+	// the OS drops a dead process's locks.
+	abandon() error
 }
 
 // parseStorage parses Options.Storage (already defaulted by normalize).
@@ -141,6 +149,16 @@ func (m *memoryPartition) commitLog() partitions.CommitLog        { return &m.lo
 func (m *memoryPartition) durableStore() *partitions.DurableStore { return nil }
 func (m *memoryPartition) metaStore() faster.MetaStore            { return m.meta }
 func (m *memoryPartition) close() error                           { return nil }
+func (m *memoryPartition) abandon() error                         { return nil }
 func (m *memoryPartition) lease() (<-chan struct{}, func() error) { return nil, nil }
 
 func (m *memoryStore) monitor() (monitorStore, error) { return nil, noMonitorStore(m) }
+
+// setStoreLeaseDuration tells the storage Options.LeaseDuration (0: the
+// default), for the leases it takes besides the partitions' (the load
+// monitor's). Options.parse calls it.
+func setStoreLeaseDuration(s taskHubStore, d time.Duration) {
+	if b, ok := s.(*blobStore); ok {
+		b.leaseDuration = d
+	}
+}

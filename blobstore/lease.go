@@ -364,6 +364,21 @@ func (l *Lease) Release() error {
 	return nil
 }
 
+// Abandon stops the renewals without releasing the lease, as a host that
+// dies would: the service keeps the lease until it expires, and then
+// gives it to the next owner. Writes under it are refused from now on
+// (ErrLeaseLost, "abandoned"); Lost is not closed. Tests kill hosts with
+// it; Release is the graceful way.
+func (l *Lease) Abandon() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = fmt.Errorf("%w: %s: abandoned", ErrLeaseLost, l.where())
+	}
+}
+
 // leaseConditions conditions a write on this lease.
 func (l *Lease) leaseConditions() *blob.LeaseAccessConditions {
 	return &blob.LeaseAccessConditions{LeaseID: to.Ptr(l.opts.ID)}

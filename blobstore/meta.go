@@ -202,7 +202,7 @@ func (m *BlobMeta) WriteFile(name string, data []byte) error {
 		return err
 	}
 	if name == m.leaseDoc {
-		if err := m.writeLeaseDoc(data, true); err != nil {
+		if err := m.writeLeaseDoc(context.Background(), data, true); err != nil {
 			return fmt.Errorf("blobstore: meta store %s: write %q (lease blob %s): %w", m.where(), name, m.lease.name, err)
 		}
 		return nil
@@ -387,7 +387,7 @@ func (m *BlobMeta) Remove(name string) error {
 		return err
 	}
 	if name == m.leaseDoc {
-		if err := m.writeLeaseDoc(nil, false); err != nil {
+		if err := m.writeLeaseDoc(context.Background(), nil, false); err != nil {
 			return fmt.Errorf("blobstore: meta store %s: remove %q (lease blob %s): %w", m.where(), name, m.lease.name, err)
 		}
 		return nil
@@ -456,14 +456,14 @@ func (m *BlobMeta) List(prefix string) ([]string, error) {
 
 // writeLeaseDoc replaces the lease blob's content, conditioned on the
 // lease id: the document (present) or nothing (removed).
-func (m *BlobMeta) writeLeaseDoc(data []byte, present bool) error {
+func (m *BlobMeta) writeLeaseDoc(ctx context.Context, data []byte, present bool) error {
 	opts := &blockblob.UploadOptions{AccessConditions: &blob.AccessConditions{LeaseAccessConditions: m.lease.leaseConditions()}}
 	if present {
 		opts.Metadata = map[string]*string{leaseDocKey: to.Ptr(m.leaseDoc)}
 	} else {
 		data = nil
 	}
-	return m.retry.do(context.Background(), m.guard(), func(ctx context.Context) error {
+	return m.retry.do(ctx, m.guard(), func(ctx context.Context) error {
 		_, err := upload(ctx, m.lease.blob, data, opts)
 		if isLeaseErr(err) {
 			err = fmt.Errorf("the service rejected a write conditioned on lease %s: %w", m.lease.ID(), short(err))

@@ -202,3 +202,12 @@ func (p *Partition) Close() error {
 	p.KVDevice.Close()
 	return p.Lease.Release()
 }
+
+// Abandon closes the devices and abandons the lease without releasing it
+// (Lease.Abandon), as a host that dies would: the next owner gets the
+// partition when the lease expires. For tests that kill hosts.
+func (p *Partition) Abandon() {
+	p.Lease.Abandon()
+	p.LogDevice.Close()
+	p.KVDevice.Close()
+}

@@ -125,7 +125,9 @@ type Partition struct {
 	inFlight   sync.WaitGroup
 
 	stats struct{ resident, loads, evictions, syncLoads, parked, outbox, waiters atomic.Int64 }
-	pf    *prefetcher // nil without a backing store
+	// loadStats feeds LoadSample (load.go).
+	loadStats loadStats
+	pf        *prefetcher // nil without a backing store
 
 	ckptStore CheckpointStore
 	ckptBusy  atomic.Bool
@@ -173,6 +175,9 @@ type intakeItem struct {
 	confirm *transport.Confirm
 	// flushed is closed once everything logged so far is written.
 	flushed chan struct{}
+	// at is when the item was handed to the loop (its wait is measured
+	// for the latency trend).
+	at time.Time
 }
 
 type durableMark struct {
@@ -261,6 +266,7 @@ func Start(ctx context.Context, cfg Config, state *State) (*Partition, error) {
 		logDone:     make(chan struct{}),
 	}
 	p.timers = newTimerQueue(p.submitTimers)
+	p.loadStats.init(state.NextInputPos)
 	p.courier.SetEpochs(state.Epochs)
 	p.courier.SetDurable(state.LastPos)
 	// The recovered dedup marks are durable: acknowledge them again, in
@@ -366,6 +372,9 @@ func (p *Partition) OutboxLen() int { return int(p.stats.outbox.Load()) }
 func (p *Partition) State() *State { return p.state }
 
 func (p *Partition) put(it intakeItem) bool {
+	if it.at.IsZero() {
+		it.at = time.Now()
+	}
 	select {
 	case p.intake <- it:
 		return true
@@ -426,6 +435,7 @@ func (p *Partition) receive(from uint64) {
 			if !p.put(it) {
 				return
 			}
+			p.loadStats.readPos.Store(it.inputPos)
 		}
 		from = next
 	}
@@ -465,6 +475,8 @@ func (p *Partition) loop() {
 		case <-idle.C:
 			p.expireWaiters(time.Now())
 			p.maybeCheckpoint(false, nil)
+		case <-p.loadStats.refresh:
+			p.refreshLoad(time.Now())
 		case <-p.ctx.Done():
 			return
 		}
@@ -483,6 +495,7 @@ func (p *Partition) loop() {
 		p.stats.syncLoads.Store(p.state.SyncLoads())
 		p.stats.parked.Store(p.pf.count())
 		p.stats.outbox.Store(int64(len(p.state.Outbox)))
+		p.publishLoad()
 		if err := p.state.BackingErr(); err != nil && p.failure() == nil {
 			p.log.Error("reading partition state failed; stopping partition", slog.Any("error", err))
 			p.fail(fmt.Errorf("partition %d: %w", p.cfg.Partition, err))
@@ -495,6 +508,12 @@ func (p *Partition) loop() {
 func (p *Partition) handle(it intakeItem) {
 	if it.inputPos > p.inputSeen {
 		p.inputSeen = it.inputPos
+	}
+	if it.update != nil || it.read != nil {
+		p.loadStats.handled++
+	}
+	if !it.at.IsZero() {
+		p.loadStats.waited(time.Since(it.at))
 	}
 	switch {
 	case it.drain:
@@ -775,6 +794,8 @@ func (p *Partition) apply(e LogEntry) {
 		delete(p.holding, done)
 		if inst := p.state.Lookup(done); inst != nil && len(inst.Pending) > 0 {
 			p.markReady(done)
+		} else {
+			delete(p.loadStats.readyAt, done)
 		}
 	}
 	for _, id := range fx.Dropped {
@@ -811,6 +832,7 @@ func (p *Partition) apply(e LogEntry) {
 }
 
 func (p *Partition) markReady(id string) {
+	p.becameReady(id, time.Now())
 	if !p.ready[id] {
 		p.ready[id] = true
 		p.readyList = append(p.readyList, id)
@@ -927,13 +949,18 @@ func (p *Partition) dispatch() {
 				p.wakeWhenLoaded(id) // ready again once loaded
 				continue
 			}
+			readyAt, ok := p.loadStats.readyAt[id]
+			delete(p.loadStats.readyAt, id)
 			inst := p.state.Lookup(id)
 			if inst == nil || len(inst.Pending) == 0 || inst.WaitingForStart {
 				continue
 			}
+			if !ok {
+				readyAt = time.Now()
+			}
 			p.busy[id] = true
 			p.hold(id)
-			p.startWorkItem(inst)
+			p.startWorkItem(inst, readyAt)
 		}
 	}
 	if len(p.running) < len(p.state.Activities) {
@@ -956,7 +983,7 @@ func (p *Partition) dispatch() {
 	}
 }
 
-func (p *Partition) startWorkItem(inst *Instance) {
+func (p *Partition) startWorkItem(inst *Instance, readyAt time.Time) {
 	id, gen := inst.ID, inst.Generation
 	pending := append([]*core.HistoryEvent(nil), inst.Pending...)
 	p.inFlight.Add(1)
@@ -973,6 +1000,7 @@ func (p *Partition) startWorkItem(inst *Instance) {
 			case <-p.stopping:
 				return // redone from the session by the next owner
 			}
+			p.loadStats.waited(time.Since(readyAt))
 			var ev *EntityBatchProcessed
 			if err != nil {
 				ev = &EntityBatchProcessed{InstanceID: id, Generation: gen, Consumed: len(pending), State: st}
@@ -993,6 +1021,7 @@ func (p *Partition) startWorkItem(inst *Instance) {
 		case <-p.stopping:
 			return // redone from the session by the next owner
 		}
+		p.loadStats.waited(time.Since(readyAt))
 		cur := p.cfg.Cursors.Take(id, p.cursorGen(gen))
 		res := p.cfg.Executor.ExecuteOrchestration(&OrchestrationWork{InstanceID: id, History: history, NewEvents: pending,
 			Now: time.Now(), Cursor: cur, KeepCursor: p.cfg.Cursors.Enabled()})
@@ -1051,12 +1080,14 @@ func historyBytes(parts ...[]*core.HistoryEvent) int64 {
 // partition neither starts it nor takes its result: it stays in the
 // state, and the next owner runs it.
 func (p *Partition) startActivity(id uint64, m *core.TaskMessage) {
+	queued := time.Now()
 	go func() {
 		select {
 		case p.cfg.Pools.Activities <- struct{}{}:
 		case <-p.stopping:
 			return
 		}
+		p.loadStats.waited(time.Since(queued))
 		if p.actCtx.Err() != nil {
 			<-p.cfg.Pools.Activities
 			return

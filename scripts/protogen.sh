@@ -3,6 +3,7 @@
 #
 #   core/corepb/core.proto                     -> core/corepb/core.pb.go
 #   partitions/partitionspb/partitions.proto  -> partitions/partitionspb/partitions.pb.go
+#   loadmonitor/loadmonitorpb/loadmonitor.proto -> loadmonitor/loadmonitorpb/loadmonitor.pb.go
 #
 # (partitions.proto imports core.proto; both are generated in one run.)
 #
@@ -19,6 +20,7 @@ cd "$root"
 protos=(
 	core/corepb/core.proto
 	partitions/partitionspb/partitions.proto
+	loadmonitor/loadmonitorpb/loadmonitor.proto
 )
 
 if ! command -v protoc >/dev/null 2>&1; then

@@ -95,6 +95,15 @@ func NewFaulty(inner Transport, cfg FaultConfig) *Faulty {
 // Inner returns the wrapped transport.
 func (f *Faulty) Inner() Transport { return f.inner }
 
+// PartitionQueueLength passes the inner transport's answer on (packets
+// held back as delayed are not in a queue yet, and do not count).
+func (f *Faulty) PartitionQueueLength(p int, from uint64) (int64, bool) {
+	if ql, ok := f.inner.(QueueLengther); ok {
+		return ql.PartitionQueueLength(p, from)
+	}
+	return 0, false
+}
+
 // FailReceives makes the next n receives fail with a transient error.
 func (f *Faulty) FailReceives(n int) { f.failReceives.Add(int64(n)) }
 

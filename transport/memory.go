@@ -86,6 +86,22 @@ func (q *queue) read(ctx context.Context, from uint64) ([]*Packet, uint64, error
 	}
 }
 
+// lengthFrom counts the packets at or after position from. A reader that
+// resumes past the start of a queue it has not read yet (see read) takes
+// the packets from its own position on: they all count.
+func (q *queue) lengthFrom(from uint64) int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.seen || from <= q.base {
+		return int64(len(q.items))
+	}
+	end := q.base + uint64(len(q.items))
+	if from >= end {
+		return 0
+	}
+	return int64(end - from)
+}
+
 func (q *queue) trim(upTo uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -138,6 +154,16 @@ func (m *Memory) ReceivePartition(ctx context.Context, p int, from uint64) ([]*P
 		return nil, from, err
 	}
 	return q.read(ctx, from)
+}
+
+// PartitionQueueLength returns the number of packets in a partition's
+// queue at or after position from.
+func (m *Memory) PartitionQueueLength(p int, from uint64) (int64, bool) {
+	q, err := m.partition(p)
+	if err != nil {
+		return 0, false
+	}
+	return q.lengthFrom(from), true
 }
 
 // TrimPartition drops a partition queue's packets before upTo.

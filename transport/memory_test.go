@@ -112,3 +112,40 @@ func TestResumeInsideFreshQueueSeesEverything(t *testing.T) {
 		t.Fatalf("second read at 4: %d packets, %v", len(ps), err)
 	}
 }
+
+// The queue length from a reader's position is its lag, before and after
+// reads and trims, and through a Faulty wrapper.
+func TestPartitionQueueLength(t *testing.T) {
+	m := NewMemory(2)
+	defer m.Close()
+	var ql QueueLengther = NewFaulty(m, FaultConfig{})
+	send := func(n int) {
+		for i := 0; i < n; i++ {
+			if err := m.SendToPartition(0, &Packet{Ack: &Ack{From: i}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(from uint64, want int64) {
+		t.Helper()
+		if n, ok := ql.PartitionQueueLength(0, from); !ok || n != want {
+			t.Fatalf("length from %d: %d (%v), want %d", from, n, ok, want)
+		}
+	}
+	send(4)
+	// Unread: a reader resuming at 10 takes all four from 10 on.
+	check(10, 4)
+	if _, next, err := m.ReceivePartition(context.Background(), 0, 10); err != nil || next != 14 {
+		t.Fatalf("read: next %d, %v", next, err)
+	}
+	check(14, 0)
+	send(3)
+	check(14, 3)
+	check(12, 5)
+	m.TrimPartition(0, 16)
+	check(16, 1)
+	check(17, 0)
+	if _, ok := m.PartitionQueueLength(5, 0); ok {
+		t.Fatal("a partition that does not exist has no length")
+	}
+}

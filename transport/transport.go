@@ -321,3 +321,12 @@ type Transport interface {
 	// PartitionCount is the number of partition queues.
 	PartitionCount() int
 }
+
+// QueueLengther is implemented by transports that can tell how many
+// packets of a partition's input queue are at or after a position (its
+// reader's lag, for load reports). The memory transport does; Event Hubs
+// does not (a partition's load report then counts only what it has read
+// and not yet handled). ok is false when the transport cannot tell.
+type QueueLengther interface {
+	PartitionQueueLength(partition int, from uint64) (n int64, ok bool)
+}

@@ -41,6 +41,8 @@ commands:
                     -functions runs it as an Azure Functions custom handler
   taskhub create|delete|info   manage a task hub (-storage, -taskhub, -partitions;
                     with -transport also its Event Hubs hubs)
+  taskhub status    the load monitor's view of an elastic task hub: hosts,
+                    partitions with owner and load, scale recommendation (-json)
   eventhubs-emulator  run the local Event Hubs emulator (see -h)
   bench WORKLOAD    run a benchmark; workloads: %s
                     flags: -n -partitions -storage -transport -rate -inflight

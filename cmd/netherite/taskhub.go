@@ -3,17 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/loadmonitor"
 )
 
-// runTaskHub creates, deletes or shows a task hub.
+// taskHubStatus reads a task hub's load monitor record (a variable so that
+// tests can give records of their own).
+var taskHubStatus = func(ctx context.Context, opts netherite.Options) (*loadmonitor.Record, error) {
+	return nil, errors.New("this build has no elastic scale (netherite.TaskHubStatus) yet")
+}
+
+// runTaskHub creates, deletes or shows a task hub, or shows its load
+// monitor's record (status).
 func runTaskHub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "create" && args[0] != "delete" && args[0] != "info") {
-		fmt.Fprintln(stderr, "usage: netherite taskhub create|delete|info [-storage DIR] [-taskhub NAME] [-partitions N] [-transport EVENTHUBS] [-eventhubs-prefix P]")
+	if len(args) == 0 || (args[0] != "create" && args[0] != "delete" && args[0] != "info" && args[0] != "status") {
+		fmt.Fprintln(stderr, "usage: netherite taskhub create|delete|info|status [-storage DIR] [-taskhub NAME] [-partitions N] [-transport EVENTHUBS] [-eventhubs-prefix P] [-json]")
 		return 2
 	}
 	verb := args[0]
@@ -23,11 +33,15 @@ func runTaskHub(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	taskHub := fs.String("taskhub", "", "task hub name (default \"default\")")
 	partitions := fs.Int("partitions", 0, "partition count of a new task hub (default 12)")
 	tf := addTransportFlags(fs)
+	asJSON := fs.Bool("json", false, "status: print the JSON of GET /runtime/webhooks/durabletask/scale instead of tables")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	opts := netherite.Options{Storage: *storage, TaskHub: *taskHub, PartitionCount: *partitions}
 	tf.apply(&opts)
+	if verb == "status" {
+		return taskHubStatusCmd(ctx, opts, *asJSON, stdout, stderr)
+	}
 	var p *netherite.TaskHubParameters
 	var err error
 	switch verb {
@@ -61,5 +75,28 @@ func runTaskHub(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	fmt.Fprintln(stdout, string(b))
+	return 0
+}
+
+// taskHubStatusCmd prints the load monitor's record of a task hub, read
+// from its storage (no host starts).
+func taskHubStatusCmd(ctx context.Context, opts netherite.Options, asJSON bool, stdout, stderr io.Writer) int {
+	rec, err := taskHubStatus(ctx, opts)
+	if err == nil && rec == nil {
+		err = errors.New("no load monitor record: no host has run this task hub with -elastic (Options.Elastic) yet")
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "netherite taskhub status:", err)
+		return 1
+	}
+	if asJSON {
+		printStatusJSON(stdout, rec)
+		return 0
+	}
+	name := opts.TaskHub
+	if name == "" {
+		name = "default"
+	}
+	printStatus(stdout, name, rec, time.Now())
 	return 0
 }

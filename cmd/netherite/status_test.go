@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netherite-go/netherite"
+	"github.com/netherite-go/netherite/loadmonitor"
+	"github.com/netherite-go/netherite/transport"
+)
+
+var statusT0 = time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+
+func statusRecord() *loadmonitor.Record {
+	return &loadmonitor.Record{
+		Version: 4, Monitor: "vm-1", Updated: statusT0,
+		Owners: []string{"vm-1", "vm-1", "vm-2", "vm-1"},
+		Hosts: []loadmonitor.HostInfo{
+			{ID: "vm-2", LastReport: statusT0.Add(-2 * time.Second), Live: true, Running: []int{2}},
+			{ID: "vm-1", LastReport: statusT0, Live: true, Running: []int{0, 1, 3}},
+			{ID: "vm-3", LastReport: statusT0.Add(-time.Minute), Stopping: true},
+		},
+		Loads: []transport.PartitionLoad{
+			{Partition: 0, WorkItems: 12, Activities: 3, InputLag: 7, Events: 900, Instances: 50, CacheBytes: 3 << 20, Latency: "LLMHH"},
+			{Partition: 1, Timers: 1, NextTimer: statusT0.Add(45 * time.Second), Latency: "IIIII"},
+			{Partition: 2, Latency: "L"},
+			{Partition: 3},
+		},
+		Recommendation: loadmonitor.Recommendation{Hosts: 3, Reason: "latency rising on partition 0"},
+	}
+}
+
+// withStatus makes `taskhub status` read records from fn.
+func withStatus(t *testing.T, fn func(context.Context, netherite.Options) (*loadmonitor.Record, error)) {
+	old := taskHubStatus
+	taskHubStatus = fn
+	t.Cleanup(func() { taskHubStatus = old })
+}
+
+func TestTaskHubStatusTable(t *testing.T) {
+	var gotOpts netherite.Options
+	withStatus(t, func(_ context.Context, o netherite.Options) (*loadmonitor.Record, error) {
+		gotOpts = o
+		return statusRecord(), nil
+	})
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"taskhub", "status", "-storage", "/tmp/x", "-taskhub", "hub1"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if gotOpts.Storage != "/tmp/x" || gotOpts.TaskHub != "hub1" {
+		t.Fatalf("options passed: %+v", gotOpts)
+	}
+	text := out.String()
+	lines := strings.Split(text, "\n")
+	row := func(prefix string) []string {
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(l, prefix) {
+				return f
+			}
+		}
+		t.Fatalf("no line starting %q in:\n%s", prefix, text)
+		return nil
+	}
+	if !strings.Contains(text, `task hub "hub1": placement version 4, load monitor on vm-1`) ||
+		!strings.Contains(text, "recommendation: 3 hosts (latency rising on partition 0)") {
+		t.Fatalf("header:\n%s", text)
+	}
+	if f := row("vm-1 "); strings.Join(f[:4], " ") != "vm-1 yes 0-1,3 0-1,3" {
+		t.Errorf("vm-1 row: %v", f)
+	}
+	if f := row("vm-3 "); strings.Join(f[:4], " ") != "vm-3 stopping - -" {
+		t.Errorf("vm-3 row: %v", f)
+	}
+	// Partition rows are right-aligned: find them by their first field.
+	var p0, p1 []string
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 2 && f[1] == "vm-1" && f[0] == "0" {
+			p0 = f
+		}
+		if len(f) > 2 && f[1] == "vm-1" && f[0] == "1" {
+			p1 = f
+		}
+	}
+	if strings.Join(p0, " ") != "0 vm-1 12 3 0 - 0 7 900 50 3.0 MiB LLMHH" {
+		t.Errorf("partition 0 row: %v\n%s", p0, text)
+	}
+	if len(p1) < 7 || p1[4] != "1" || p1[5] != "in" {
+		t.Errorf("partition 1 row (a timer due): %v", p1)
+	}
+}
+
+func TestTaskHubStatusJSON(t *testing.T) {
+	withStatus(t, func(context.Context, netherite.Options) (*loadmonitor.Record, error) { return statusRecord(), nil })
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"taskhub", "status", "-json"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var body struct {
+		RecommendedHosts int    `json:"recommendedHosts"`
+		PlacementVersion uint64 `json:"placementVersion"`
+		Partitions       []struct {
+			Owner     string `json:"owner"`
+			WorkItems int    `json:"workItems"`
+		} `json:"partitions"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &body); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	if body.RecommendedHosts != 3 || body.PlacementVersion != 4 || len(body.Partitions) != 4 ||
+		body.Partitions[0].Owner != "vm-1" || body.Partitions[0].WorkItems != 12 {
+		t.Fatalf("JSON: %s", out.String())
+	}
+}
+
+func TestTaskHubStatusNoMonitor(t *testing.T) {
+	for name, fn := range map[string]func(context.Context, netherite.Options) (*loadmonitor.Record, error){
+		"none":  func(context.Context, netherite.Options) (*loadmonitor.Record, error) { return nil, nil },
+		"error": func(context.Context, netherite.Options) (*loadmonitor.Record, error) { return nil, errors.New("boom") },
+	} {
+		withStatus(t, fn)
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"taskhub", "status"}, &out, &errb)
+		if code != 1 || out.Len() != 0 {
+			t.Errorf("%s: exit %d, stdout %q", name, code, out.String())
+		}
+		want := "boom"
+		if name == "none" {
+			want = "no host has run this task hub with -elastic"
+		}
+		if !strings.Contains(errb.String(), "netherite taskhub status: ") || !strings.Contains(errb.String(), want) {
+			t.Errorf("%s: stderr %q", name, errb.String())
+		}
+	}
+}
+
+func TestRanges(t *testing.T) {
+	for in, want := range map[string]string{"": "-", "0": "0", "0 1 2 3": "0-3", "0 1 3 5 6": "0-1,3,5-6"} {
+		var ps []int
+		for _, f := range strings.Fields(in) {
+			ps = append(ps, int(f[0]-'0'))
+		}
+		if got := ranges(ps); got != want {
+			t.Errorf("ranges(%v) = %q, want %q", ps, got, want)
+		}
+	}
+}
