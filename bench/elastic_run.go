@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -157,7 +158,9 @@ func elasticOptions(cfg *ElasticConfig, prefix string) (netherite.Options, func(
 	o := netherite.Options{PartitionCount: cfg.Partitions, Storage: cfg.Storage, Transport: cfg.Transport,
 		EventHubsPrefix: cfg.EventHubsPrefix, EventHubsAdminURL: cfg.EventHubsAdminURL,
 		Elastic: true, LoadReportInterval: cfg.ReportInterval, HostTimeout: cfg.HostTimeout,
-		MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256}
+		MaxConcurrentActivities: 256, MaxConcurrentOrchestrations: 256,
+		// Hosts coming and going log every move at Info: warnings only.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	stamp := time.Now().UnixNano() % 1e9
 	eventHubs := netherite.IsEventHubsConnection(cfg.Transport)
 	var mem *transport.Memory
