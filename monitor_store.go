@@ -2,7 +2,6 @@ package netherite
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -56,19 +55,14 @@ func abandonMonitor(l monitorLease) error {
 }
 
 // encodeMonitorRecord and decodeMonitorRecord are the record's bytes in
-// storage.
-// TODO(store): JSON until loadmonitor.Marshal/Unmarshal reach main.
+// storage: loadmonitor's versioned format.
 func encodeMonitorRecord(rec *loadmonitor.Record) ([]byte, error) {
 	if rec == nil {
 		return nil, errors.New("netherite: load monitor: no record to write")
 	}
-	return json.Marshal(rec)
+	return loadmonitor.Marshal(rec)
 }
 
 func decodeMonitorRecord(b []byte) (*loadmonitor.Record, error) {
-	var rec loadmonitor.Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, err
-	}
-	return &rec, nil
+	return loadmonitor.Unmarshal(b)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/netherite-go/netherite/blobstore"
 	"github.com/netherite-go/netherite/faster"
@@ -19,9 +20,15 @@ func (b *blobStore) monitor() (monitorStore, error) {
 		return nil, fmt.Errorf("netherite: %s: the load monitor's store needs the task hub opened first", b)
 	}
 	lopts := leaseOptions(b.leaseDuration)
-	lopts.PollEvery = waitLeasePoll
+	lopts.PollEvery = monitorLeasePoll
 	return &blobMonitor{hub: b.hub, lease: lopts}, nil
 }
+
+// monitorLeasePoll is how often a host waiting for the load monitor's
+// lease tries it: a released lease changes hands within it. Every host
+// but the holder waits, all the time: each costs 5 lease requests a
+// second.
+const monitorLeasePoll = 200 * time.Millisecond
 
 // blobMonitor keeps the load monitor's lease and record in the task hub's
 // container.
@@ -30,7 +37,7 @@ type blobMonitor struct {
 	lease blobstore.LeaseOptions
 }
 
-// acquireMonitor acquires the lease, polling every waitLeasePoll while
+// acquireMonitor acquires the lease, polling every monitorLeasePoll while
 // another host holds it: a released lease changes hands at once, an
 // abandoned one when it expires.
 func (m *blobMonitor) acquireMonitor(ctx context.Context, hostID string) (monitorLease, error) {

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/netherite-go/netherite/blobstore"
 	"github.com/netherite-go/netherite/durable"
@@ -37,9 +40,19 @@ type blobStore struct {
 	acct *blobstore.AccountOptions
 }
 
+// testBlobTransport, set only by tests, gives the HTTP transport of the
+// accounts opened for a connection string (nil: the SDK's), so that a
+// test can cut one host off from storage (storage_export_test.go).
+var testBlobTransport atomic.Pointer[func(connection string) policy.Transporter]
+
 func (b *blobStore) newAccount() (*blobstore.Account, error) {
 	if b.acct != nil {
 		return blobstore.NewAccount(b.connection, *b.acct)
+	}
+	if hook := testBlobTransport.Load(); hook != nil {
+		if tr := (*hook)(b.connection); tr != nil {
+			return blobstore.NewAccount(b.connection, blobstore.AccountOptions{Transport: tr})
+		}
 	}
 	return blobstore.NewAccount(b.connection)
 }

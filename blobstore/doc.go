@@ -11,6 +11,8 @@
 //	  <hub GUID>/pNN/store/store.NNNNNN              KV log segments (page blobs)
 //	  <hub GUID>/pNN/store/last-checkpoint.json ...  KV checkpoint documents (block blobs)
 //	  <hub GUID>/pNN/last-checkpoint.json ...        other partition documents (block blobs)
+//	  <hub GUID>/loadmonitor/monitor-lease           the load monitor's lease; content: its record
+//	                                                 (AcquireMonitor, ReadMonitorRecord)
 //
 // OpenPartition acquires a partition's lease and returns its two devices
 // and its metadata store, the shape partitions.OpenDurableStore takes.

@@ -25,6 +25,7 @@ import (
 //	  <hub GUID>/pNN/store/store.NNNNNN            KV log segments (page blobs)
 //	  <hub GUID>/pNN/store/...                     KV checkpoint documents (block blobs)
 //	  <hub GUID>/pNN/last-checkpoint.json, ...     other partition documents (block blobs)
+//	  <hub GUID>/loadmonitor/monitor-lease         the load monitor's lease blob; its content is its record (monitor.go)
 const (
 	TaskHubParametersBlob = "taskhubparameters.json"
 	ContainerSuffix       = "-storage"

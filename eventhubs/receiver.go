@@ -144,13 +144,28 @@ func (t *Transport) ReceivePartition(ctx context.Context, p int, from uint64) ([
 }
 
 // ReceiveLoadMonitor reads the load monitor's queue from a position, as
-// ReceivePartition does.
+// ReceivePartition does, except that a position no longer in the hub (the
+// monitor did not run for longer than the hub's retention, or the hub was
+// recreated) is skipped: load reports are soft state, so the reader goes
+// on from the end of the queue (no packets, the position of the next
+// event) instead of failing.
 func (t *Transport) ReceiveLoadMonitor(ctx context.Context, from uint64) ([]*transport.Packet, uint64, error) {
 	r, err := t.reader(-1)
 	if err != nil {
 		return nil, from, err
 	}
-	return r.receive(ctx, from)
+	pks, next, err := r.receive(ctx, from)
+	if !errors.Is(err, transport.ErrPositionGone) {
+		return pks, next, err
+	}
+	props, perr := t.consumers[r.hub].GetPartitionProperties(ctx, "0", nil)
+	if perr != nil {
+		return nil, from, errors.Join(err, fmt.Errorf("eventhubs: load monitor: reading the queue's end: %w", perr))
+	}
+	tail := Position(max(props.LastEnqueuedSequenceNumber+1, 0), 0)
+	t.log.Warn("eventhubs: load monitor queue position gone; going on from the end of the queue",
+		slog.Uint64("position", from), slog.Uint64("next", tail), slog.Any("error", err))
+	return nil, tail, nil
 }
 
 // ReleasePartition closes a partition's receiver (and forgets that it

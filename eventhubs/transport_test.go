@@ -194,3 +194,39 @@ func TestLoadMonitorQueue(t *testing.T) {
 	// Nothing went to the partitions.
 	expectNothing(t, rcv, 0, 0)
 }
+
+// A load monitor resuming from a position the hub no longer has (here: a
+// position past the end, as after the hubs were recreated) goes on from
+// the end of the queue instead of failing for ever.
+func TestLoadMonitorSkipsGonePosition(t *testing.T) {
+	tg := emulatortest.Get(t)
+	prefix := newHubs(t, tg, 1)
+	snd := openTransport(t, tg.ConnectionString, prefix, hubID, 1, nil)
+	rcv := openTransport(t, tg.ConnectionString, prefix, hubID, 1, nil)
+	report := func(host string) *transport.Packet {
+		return &transport.Packet{Load: &transport.LoadReport{Host: host, At: time.Unix(1700000000, 0).UTC()}}
+	}
+	if err := snd.SendToLoadMonitor(report("old")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Wait until the first report is in the hub.
+	if _, _, err := rcv.ReceiveLoadMonitor(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	pks, next, err := rcv.ReceiveLoadMonitor(ctx, Position(1000, 0))
+	if err != nil || len(pks) != 0 {
+		t.Fatalf("from a gone position: %d packets, %v; want none and no error", len(pks), err)
+	}
+	if next != Position(1, 0) {
+		t.Fatalf("from a gone position: next %d, want the end of the queue %d", next, Position(1, 0))
+	}
+	if err := snd.SendToLoadMonitor(report("new")); err != nil {
+		t.Fatal(err)
+	}
+	pks, _, err = rcv.ReceiveLoadMonitor(ctx, next)
+	if err != nil || len(pks) != 1 || pks[0].Load.Host != "new" {
+		t.Fatalf("after skipping: %v, %v; want the new report", pks, err)
+	}
+}

@@ -25,19 +25,27 @@ import (
 //	       [minload=20] [ratio=1.5] [loaddelay=30s] [horizon=1m]
 //	       [backlog=500] [scaledown=30s] [idle=5]
 //	    a fresh monitor (no stored record)
-//	resume at=T [self=m]
+//	resume [self=m]
 //	    the record so far goes through Marshal/Unmarshal into a new
 //	    monitor (the monitor moved to another host)
 //	report host=H at=T [client=C] [stopping] [parts=0,1,...] [k=v ...]
 //	    a report; k=v (workitems, activities, timers, next, outbox, lag,
 //	    events, cache, instances, latency) apply to every partition of
-//	    parts=; indented lines "p=N k=v ..." add or detail one partition
+//	    parts=; indented lines "p=N k=v ..." add or detail one partition;
+//	    an indented "sent=T" sets the report's own time (default: at)
 //	decide at=T
 //	    prints the record: version, owners, hosts, recommendation
 //	loads
 //	    prints the newest load of each partition that has one
 //	pending
 //	    prints whether the next Decide should run at once
+//	rates P=R ...
+//	    sets the event rate (events/s) of partitions for run
+//	run hosts=a,b from=T to=T every=D [latency=L]
+//	    simulates hosts that follow the placement: every D each host
+//	    reports the partitions the record gives it (Events growing at the
+//	    partition's rate since it came to that host), then the monitor
+//	    decides; prints each placement change, and the final counts
 var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output")
 
 var ddBase = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -129,6 +137,10 @@ type ddRunner struct {
 	t   *testing.T
 	cfg Config
 	m   *Monitor
+
+	rates     map[int]float64
+	simOwner  map[int]string
+	simEvents map[int]float64
 }
 
 type ddArgs struct {
@@ -221,6 +233,7 @@ func (a *ddArgs) done() {
 }
 
 func (d *ddRunner) run(c ddCase) string {
+	d.t.Helper()
 	t := d.t
 	fields := strings.Fields(c.cmd)
 	where := fmt.Sprintf("line %d", c.lineNo)
@@ -280,6 +293,14 @@ func (d *ddRunner) run(c ddCase) string {
 			}
 		}
 		for _, in := range c.input {
+			if sent, ok := strings.CutPrefix(in, "sent="); ok {
+				d, err := time.ParseDuration(sent)
+				if err != nil {
+					t.Fatalf("%s: sent: %v", where, err)
+				}
+				r.At = ddBase.Add(d)
+				continue
+			}
 			f := strings.Fields(in)
 			pa := parseArgs(t, where, f[:1])
 			p := pa.int("p", -1)
@@ -304,6 +325,23 @@ func (d *ddRunner) run(c ddCase) string {
 		return formatLoads(d.m.Record())
 	case "pending":
 		return fmt.Sprintf("pending: %v", d.m.Pending())
+	case "rates":
+		if d.rates == nil {
+			d.rates = map[int]float64{}
+		}
+		for _, f := range fields[1:] {
+			ps, rs, _ := strings.Cut(f, "=")
+			p, err1 := strconv.Atoi(ps)
+			r, err2 := strconv.ParseFloat(rs, 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%s: bad rate %q", where, f)
+			}
+			d.rates[p] = r
+		}
+		a.kv = nil
+		return ""
+	case "run":
+		return d.simulate(a)
 	}
 	t.Fatalf("%s: unknown command %q", where, fields[0])
 	return ""
@@ -332,23 +370,7 @@ func formatRecord(r *Record, changed bool) string {
 	if changed {
 		b.WriteString(" changed")
 	}
-	b.WriteString(" owners:")
-	for i := 0; i < len(r.Owners); {
-		j := i
-		for j+1 < len(r.Owners) && r.Owners[j+1] == r.Owners[i] {
-			j++
-		}
-		o := r.Owners[i]
-		if o == "" {
-			o = "-"
-		}
-		if i == j {
-			fmt.Fprintf(&b, " %d:%s", i, o)
-		} else {
-			fmt.Fprintf(&b, " %d-%d:%s", i, j, o)
-		}
-		i = j + 1
-	}
+	b.WriteString(" owners: " + ownerRuns(r.Owners))
 	count := map[string]int{}
 	for _, o := range r.Owners {
 		count[o]++
@@ -388,4 +410,76 @@ func formatLoads(r *Record) string {
 		return "no loads"
 	}
 	return strings.Join(lines, "\n")
+}
+
+// simulate runs hosts that follow the placement (the run command).
+func (d *ddRunner) simulate(a *ddArgs) string {
+	hosts := strings.Split(a.str("hosts", ""), ",")
+	from, to, every := ddBase.Add(a.dur("from")), ddBase.Add(a.dur("to")), a.dur("every")
+	latency := a.str("latency", "")
+	if every <= 0 {
+		d.t.Fatalf("%s: every= missing", a.where)
+	}
+	if d.simOwner == nil {
+		d.simOwner, d.simEvents = map[int]string{}, map[int]float64{}
+	}
+	var out []string
+	owners := d.m.Record().Owners
+	for now := from; !now.After(to); now = now.Add(every) {
+		for _, h := range hosts {
+			r := &transport.LoadReport{Host: h, ClientID: "client-" + h, At: now}
+			for p, o := range owners {
+				if o != h {
+					continue
+				}
+				if d.simOwner[p] != h {
+					// Events count from the partition's start on a host.
+					d.simOwner[p], d.simEvents[p] = h, 0
+				} else {
+					d.simEvents[p] += d.rates[p] * every.Seconds()
+				}
+				r.Partitions = append(r.Partitions, transport.PartitionLoad{Partition: p, Events: int64(d.simEvents[p]), Latency: latency})
+			}
+			d.m.Observe(r, now)
+		}
+		rec, changed := d.m.Decide(now)
+		owners = rec.Owners
+		if changed {
+			out = append(out, fmt.Sprintf("%v: v%d %s", now.Sub(ddBase), rec.Version, ownerRuns(rec.Owners)))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "no change")
+	}
+	load := map[string]float64{}
+	for p, o := range owners {
+		load[o] += d.rates[p]
+	}
+	var fin []string
+	for _, h := range hosts {
+		fin = append(fin, fmt.Sprintf("%s=%g", h, load[h]))
+	}
+	out = append(out, "load: "+strings.Join(fin, " "))
+	return strings.Join(out, "\n")
+}
+
+func ownerRuns(owners []string) string {
+	var parts []string
+	for i := 0; i < len(owners); {
+		j := i
+		for j+1 < len(owners) && owners[j+1] == owners[i] {
+			j++
+		}
+		o := owners[i]
+		if o == "" {
+			o = "-"
+		}
+		if i == j {
+			parts = append(parts, fmt.Sprintf("%d:%s", i, o))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d:%s", i, j, o))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, " ")
 }

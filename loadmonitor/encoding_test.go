@@ -161,3 +161,22 @@ func TestUnmarshalRefuses(t *testing.T) {
 		t.Fatal("a nil record was encoded")
 	}
 }
+
+func TestRecommendationAt(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	r := &Record{Recommendation: Recommendation{Hosts: 0, Reason: "idle"},
+		Loads: []transport.PartitionLoad{{Partition: 0}, {Partition: 1, Timers: 1, NextTimer: t0.Add(2 * time.Hour)}}}
+	if got := r.RecommendationAt(t0, 0); got.Hosts != 0 {
+		t.Fatalf("a timer due in 2 h: %+v, want 0", got)
+	}
+	if got := r.RecommendationAt(t0.Add(time.Hour+59*time.Minute), 0); got.Hosts != 1 || got.Reason == "" {
+		t.Fatalf("a timer due in 1 min: %+v, want 1", got)
+	}
+	if got := r.RecommendationAt(t0.Add(3*time.Hour), 0); got.Hosts != 1 {
+		t.Fatalf("an overdue timer: %+v, want 1", got)
+	}
+	r.Recommendation = Recommendation{Hosts: 3, Reason: "backlog"}
+	if got := r.RecommendationAt(t0, 0); got != r.Recommendation {
+		t.Fatalf("a live recommendation changed: %+v", got)
+	}
+}

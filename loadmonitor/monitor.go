@@ -85,7 +85,7 @@ func (c *Config) setDefaults() error {
 	if err := def(&c.LoadDelay, 30*time.Second, "LoadDelay"); err != nil {
 		return err
 	}
-	if err := def(&c.TimerHorizon, time.Minute, "TimerHorizon"); err != nil {
+	if err := def(&c.TimerHorizon, DefaultTimerHorizon, "TimerHorizon"); err != nil {
 		return err
 	}
 	if err := def(&c.ScaleDownDelay, 30*time.Second, "ScaleDownDelay"); err != nil {
@@ -138,13 +138,12 @@ type Monitor struct {
 	// pending: a host joined, returned or is stopping; the next Decide
 	// should run now rather than at the next tick.
 	pending bool
-	// loadsChanged: a report changed Loads since the last Decide.
-	loadsChanged bool
 
 	imbalanceSince time.Time
 	lastLoadMove   time.Time
 
 	rec      Recommendation
+	recKnown bool // rec was computed (or resumed), not the zero value
 	recSince time.Time
 }
 
@@ -194,7 +193,7 @@ func New(cfg Config, prev *Record) (*Monitor, error) {
 	m.position = prev.Position
 	m.updated = prev.Updated
 	m.prevUpdated = prev.Updated
-	m.rec = prev.Recommendation
+	m.rec, m.recKnown = prev.Recommendation, true
 	for _, l := range prev.Loads {
 		if l.Partition < 0 || l.Partition >= n {
 			return nil, fmt.Errorf("loadmonitor: stored record has the load of partition %d, the task hub has %d", l.Partition, n)
@@ -235,10 +234,18 @@ func (m *Monitor) start(now time.Time) {
 	}
 }
 
-// Observe applies one host's report, received at now.
+// Observe applies one host's report, received at now. Liveness counts
+// from now (the monitor's clock); a report whose own time (At) is more
+// than ForgetAfter before now is ignored as history.
 func (m *Monitor) Observe(r *transport.LoadReport, now time.Time) {
 	m.start(now)
 	if r == nil || r.Host == "" {
+		return
+	}
+	if !r.At.IsZero() && now.Sub(r.At) > m.cfg.ForgetAfter {
+		// History (a monitor reading an old queue from its start): by the
+		// host's own clock it is older than a forgotten host's last word.
+		// Clocks only need to agree within ForgetAfter.
 		return
 	}
 	h := m.hosts[r.Host]
@@ -288,9 +295,6 @@ func (m *Monitor) applyLoad(host string, pl transport.PartitionLoad, now time.Ti
 		}
 		p.baseEvents, p.baseAt = pl.Events, now
 	}
-	if !p.has || p.load != pl || p.from != host {
-		m.loadsChanged = true
-	}
 	p.load, p.has, p.from = pl, true, host
 }
 
@@ -303,10 +307,6 @@ func (m *Monitor) Advance(position uint64) {
 // decision now: a host joined, returned or is stopping.
 func (m *Monitor) Pending() bool { return m.pending }
 
-// LoadsChanged reports whether a report changed Record.Loads since the
-// last Decide.
-func (m *Monitor) LoadsChanged() bool { return m.loadsChanged }
-
 func (m *Monitor) live(h *hostState, now time.Time) bool {
 	return !h.stopping && now.Sub(h.seen) < m.cfg.HostTimeout
 }
@@ -316,7 +316,7 @@ func (m *Monitor) live(h *hostState, now time.Time) bool {
 // with them).
 func (m *Monitor) Decide(now time.Time) (rec *Record, changed bool) {
 	m.start(now)
-	m.pending, m.loadsChanged = false, false
+	m.pending = false
 	for id, h := range m.hosts {
 		if now.Sub(h.seen) >= m.cfg.ForgetAfter {
 			delete(m.hosts, id)

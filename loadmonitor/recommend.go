@@ -9,15 +9,21 @@ import (
 // recommend updates the recommendation (doc/scaling.md has the rules).
 func (m *Monitor) recommend(live int, now time.Time) {
 	next, immediate := m.computeRecommendation(live, now)
-	if next.Hosts < m.rec.Hosts && !immediate && now.Sub(m.recSince) < m.cfg.ScaleDownDelay {
-		// Fall only once the recommendation has been stable for a while:
-		// a lull between bursts must not give hosts back.
-		next = Recommendation{Hosts: m.rec.Hosts, Reason: fmt.Sprintf("holding %d for stabilisation (%s)", m.rec.Hosts, next.Reason)}
+	// Fall only once the recommendation has been stable for a while: a
+	// lull between bursts must not give hosts back. A fresh monitor
+	// measures the fall from the live hosts.
+	base := m.rec.Hosts
+	if !m.recKnown {
+		base = live
 	}
-	if next.Hosts != m.rec.Hosts {
+	base = min(base, len(m.parts)) // never more hosts than partitions
+	if next.Hosts < base && !immediate && now.Sub(m.recSince) < m.cfg.ScaleDownDelay {
+		next = Recommendation{Hosts: base, Reason: fmt.Sprintf("holding %d for stabilisation (%s)", base, next.Reason)}
+	}
+	if next.Hosts != m.rec.Hosts || !m.recKnown {
 		m.recSince = now
 	}
-	m.rec = next
+	m.rec, m.recKnown = next, true
 }
 
 // pressure is what the newest loads say about the task hub.
@@ -50,9 +56,9 @@ func (m *Monitor) pressure(now time.Time) pressure {
 		}
 		l := &ps.load
 		pr.backlog += max(int64(l.WorkItems), 0) + max(int64(l.Activities), 0) + max(l.InputLag, 0)
-		w := describeWork(l.WorkItems, l.Activities, l.InputLag, l.Outbox)
-		if w != "" && pr.work == "" {
-			pr.work = fmt.Sprintf("P%02d %s", p, w)
+		hasWork := l.WorkItems > 0 || l.Activities > 0 || l.InputLag > 0 || l.Outbox > 0
+		if hasWork && pr.work == "" {
+			pr.work = fmt.Sprintf("P%02d %s", p, describeWork(l.WorkItems, l.Activities, l.InputLag, l.Outbox))
 		}
 		if !l.NextTimer.IsZero() && l.NextTimer.Sub(now) <= m.cfg.TimerHorizon && pr.timer == "" {
 			pr.timer = fmt.Sprintf("P%02d has a timer due at %s", p, l.NextTimer.UTC().Format(time.RFC3339))
@@ -61,7 +67,7 @@ func (m *Monitor) pressure(now time.Time) pressure {
 		if !idle && pr.active == "" {
 			pr.active = fmt.Sprintf("P%02d was active recently (latency %s)", p, l.Latency)
 		}
-		if w != "" || !idle {
+		if hasWork || !idle {
 			pr.nonIdle++
 		}
 		if n := len(l.Latency); n >= 2 && l.Latency[n-1] == LetterHigh {
@@ -145,16 +151,16 @@ func (m *Monitor) computeRecommendation(live int, now time.Time) (Recommendation
 	}
 	if live > 1 {
 		if pr.nonIdle < live {
-			return Recommendation{Hosts: live - 1,
+			return Recommendation{Hosts: min(live-1, n),
 				Reason: fmt.Sprintf("load fell: %d busy partitions for %s", pr.nonIdle, hosts(live))}, false
 		}
 		if !pr.slow && pr.backlog <= int64(live-1)*per/2 {
-			return Recommendation{Hosts: live - 1,
+			return Recommendation{Hosts: min(live-1, n),
 				Reason: fmt.Sprintf("load fell: latencies low for %d periods everywhere, backlog %d", m.cfg.IdlePeriods, pr.backlog)}, false
 		}
 	}
 	hold := min(live, n)
-	return Recommendation{Hosts: hold, Reason: fmt.Sprintf("%s keep up: backlog %d, %d partitions with high latency", hosts(hold), pr.backlog, pr.hot)}, false
+	return Recommendation{Hosts: hold, Reason: fmt.Sprintf("enough with %s: backlog %d, %d partitions with high latency", hosts(hold), pr.backlog, pr.hot)}, false
 }
 
 func hosts(n int) string {
@@ -162,4 +168,28 @@ func hosts(n int) string {
 		return "1 host"
 	}
 	return fmt.Sprintf("%d hosts", n)
+}
+
+// DefaultTimerHorizon is Config.TimerHorizon's default.
+const DefaultTimerHorizon = time.Minute
+
+// RecommendationAt is a stored record's recommendation as of now, for a
+// reader that serves it while no monitor may be running (every host gone,
+// say after the recommendation fell to 0): a timer that has come within
+// horizon (DefaultTimerHorizon if 0) since the record was written asks for
+// one host again. Otherwise it is the record's recommendation.
+func (r *Record) RecommendationAt(now time.Time, horizon time.Duration) Recommendation {
+	if horizon <= 0 {
+		horizon = DefaultTimerHorizon
+	}
+	if r.Recommendation.Hosts > 0 {
+		return r.Recommendation
+	}
+	for _, l := range r.Loads {
+		if !l.NextTimer.IsZero() && l.NextTimer.Sub(now) <= horizon {
+			return Recommendation{Hosts: 1, Reason: fmt.Sprintf("P%02d has a timer due at %s (stored load; no host runs)",
+				l.Partition, l.NextTimer.UTC().Format(time.RFC3339))}
+		}
+	}
+	return r.Recommendation
 }
