@@ -134,8 +134,8 @@ func RunElastic(ctx context.Context, cfg ElasticConfig) (*ElasticReport, error) 
 	if st.First != nil {
 		run.FirstError = st.First.Error()
 	}
+	run.Events = hs.events() // not the teardown's stops below
 	hs.stopAll()
-	run.Events = hs.events()
 	rep := run.Analyze()
 	if phaseErr != nil {
 		return rep, fmt.Errorf("bench elastic: schedule: %w", phaseErr)

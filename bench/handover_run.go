@@ -57,8 +57,8 @@ func RunHandover(ctx context.Context, cfg HandoverConfig) (*HandoverResult, erro
 		return nil, fmt.Errorf("bench handover: first host never ran the partition: %w", err)
 	}
 	rec, _ := (&closedLoop{n: cfg.Instances, inFlight: 512}).run(ctx, orchestrationOp(a.Client(), "BenchInline", newProgress(cfg.Progress, cfg.Instances)))
-	if st := rec.stats(); st.Failed > 0 {
-		return nil, fmt.Errorf("bench handover: %d of %d instances failed (%s): %v", st.Failed, cfg.Instances, ErrorsLine(st.Errors), st.First)
+	if st := rec.stats(); st.Failed > 0 || st.Completed != cfg.Instances {
+		return nil, fmt.Errorf("bench handover: of %d instances %d completed, %d failed (%s): %v", cfg.Instances, st.Completed, st.Failed, ErrorsLine(st.Errors), st.First)
 	}
 	if cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress)
