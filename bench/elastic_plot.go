@@ -29,7 +29,12 @@ func (rep *ElasticReport) Figure() *image.RGBA {
 		if e.Action == "stop" {
 			sign = "-"
 		}
-		marks = append(marks, plot.Mark{X: secs(e.At), Label: sign + e.Host})
+		at := secs(e.At)
+		if n := len(marks); n > 0 && at-marks[n-1].X < rep.Seconds/100 {
+			marks[n-1].Label += " " + sign + e.Host // hosts started together: one line
+			continue
+		}
+		marks = append(marks, plot.Mark{X: at, Label: sign + e.Host})
 	}
 	thr := plot.Series{Name: fmt.Sprintf("completed/s (per %.0fms)", rep.WindowS*1000), Step: true, Colour: 1}
 	offered := plot.Series{Name: "offered starts/s", Colour: 8}
