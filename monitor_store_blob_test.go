@@ -1,8 +1,10 @@
 package netherite
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"reflect"
@@ -19,25 +21,80 @@ import (
 // cutTransport sends requests over HTTP until cut: then every request
 // hangs until the connection is restored (and then goes through, if its
 // context still allows) or its context ends, as across a network
-// partition.
+// partition. With late, a request sent while cut reaches the service when
+// the connection is restored even if its sender gave up on it meanwhile,
+// as a request stuck in the network may.
 type cutTransport struct {
 	client *http.Client
+	late   bool
 	mu     sync.Mutex
 	cut    chan struct{} // non-nil while cut; closed when restored
+	held   sync.WaitGroup
+	// landed counts the late requests the service answered, by status.
+	landed map[int]int
 }
 
 func (c *cutTransport) Do(req *http.Request) (*http.Response, error) {
 	c.mu.Lock()
 	cut := c.cut
+	if cut != nil && c.late {
+		c.held.Add(1)
+	}
 	c.mu.Unlock()
-	if cut != nil {
+	if cut == nil {
+		return c.client.Do(req)
+	}
+	if !c.late {
 		select {
 		case <-cut:
+			return c.client.Do(req)
 		case <-req.Context().Done():
 			return nil, req.Context().Err()
 		}
 	}
-	return c.client.Do(req)
+	// The request is in the network: it lands once the connection is
+	// restored, whether or not its sender still waits. Its body is read
+	// here at once, before the sender can give up on it.
+	var body []byte
+	if req.Body != nil {
+		var err error
+		if body, err = io.ReadAll(req.Body); err != nil {
+			c.held.Done()
+			return nil, err
+		}
+		req.Body.Close()
+	}
+	late := req.Clone(context.WithoutCancel(req.Context()))
+	late.Body = io.NopCloser(bytes.NewReader(body))
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		defer c.held.Done()
+		<-cut
+		resp, err := c.client.Do(late)
+		if err == nil {
+			c.mu.Lock()
+			if c.landed == nil {
+				c.landed = map[int]int{}
+			}
+			c.landed[resp.StatusCode]++
+			c.mu.Unlock()
+			// The sender reads it if it still waits; else it is dropped.
+			buf, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			resp.Body = io.NopCloser(bytes.NewReader(buf))
+		}
+		got <- result{resp, err}
+	}()
+	select {
+	case r := <-got:
+		return r.resp, r.err
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
 }
 
 func (c *cutTransport) setCut(on bool) {
@@ -208,42 +265,65 @@ func TestMonitorBlobLease(t *testing.T) {
 	}
 }
 
-// TestMonitorBlobExpiry: a holder that stops renewing (a killed host:
-// abandon) keeps the lease until it expires (15 s); then the waiting host
-// takes it over; the abandoned holder's writes fail.
+// TestMonitorBlobExpiry: a host killed while holding the load monitor and
+// a partition (abandon: the leases are not released, not renewed) keeps
+// them until they expire (15 s); then the waiting host takes both over;
+// the abandoned holder's writes fail at once.
 func TestMonitorBlobExpiry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a 15 s lease to expire")
 	}
 	t.Parallel()
 	conn, hub := blobTestHub(t)
-	ma := blobMonitorOf(t, openBlobHub(t, conn, hub, nil))
-	mb := blobMonitorOf(t, openBlobHub(t, conn, hub, nil))
+	sa, sb := openBlobHub(t, conn, hub, nil), openBlobHub(t, conn, hub, nil)
+	ma, mb := blobMonitorOf(t, sa), blobMonitorOf(t, sb)
 	ctx := context.Background()
+	// The service starts a lease's clock when the acquire arrives: after
+	// these.
+	monitorFrom := time.Now()
 	la, err := ma.acquireMonitor(ctx, "host-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	acquiredAt := time.Now()
+	partitionFrom := time.Now()
+	pa, err := openTestPartition(ctx, sa, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := la.writeRecord(ctx, testMonitorRecord(1, "host-a")); err != nil {
 		t.Fatal(err)
 	}
+	if err := pa.metaStore().WriteFile("owner.json", []byte("A")); err != nil {
+		t.Fatal(err)
+	}
 	got := acquireMonitorAsync(mb, "host-b", 40*time.Second)
+	gotP := openPartitionAsync(sb, true, 40*time.Second)
+	metaA := pa.metaStore()
 	if err := abandonMonitor(la); err != nil {
+		t.Fatal(err)
+	}
+	if err := pa.abandon(); err != nil {
 		t.Fatal(err)
 	}
 	if err := la.writeRecord(ctx, testMonitorRecord(9, "host-a")); !errors.Is(err, errMonitorLeaseLost) {
 		t.Fatalf("write after abandon: %v", err)
 	}
-	r := <-got
-	if r.err != nil {
-		t.Fatal(r.err)
+	if err := metaA.WriteFile("owner.json", []byte("A2")); !errors.Is(err, blobstore.ErrLeaseLost) {
+		t.Fatalf("partition write after abandon: %v", err)
+	}
+	r, rp := <-got, <-gotP
+	if r.err != nil || rp.err != nil {
+		t.Fatalf("monitor %v; partition %v", r.err, rp.err)
 	}
 	defer r.v.release()
-	waited := r.at.Sub(acquiredAt)
-	t.Logf("monitor lease taken over %v after the abandoned holder acquired it (lease %v)", waited, testLease)
-	if waited < testLease-time.Second {
-		t.Fatalf("taken over after %v; an abandoned lease lasts %v", waited, testLease)
+	defer rp.v.close()
+	waited, waitedP := r.at.Sub(monitorFrom), rp.at.Sub(partitionFrom)
+	t.Logf("taken over after the killed holder acquired them (lease %v): monitor lease %v, partition %v", testLease, waited, waitedP)
+	if waited < testLease-time.Second || waitedP < testLease-time.Second {
+		t.Fatalf("taken over after %v / %v; an abandoned lease lasts %v", waited, waitedP, testLease)
+	}
+	if b, err := rp.v.metaStore().ReadFile("owner.json"); err != nil || string(b) != "A" {
+		t.Fatalf("new owner reads %q, %v", b, err)
 	}
 	recB := testMonitorRecord(2, "host-b")
 	if err := r.v.writeRecord(ctx, recB); err != nil {
@@ -310,6 +390,7 @@ func TestNetworkPartitionBlob(t *testing.T) {
 	sb := openBlobHub(t, conn, hub, nil)
 	ctx := context.Background()
 
+	from := time.Now() // A's leases start after this
 	pa, err := openTestPartition(ctx, sa, false)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +401,6 @@ func TestNetworkPartitionBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer la.release()
-	held := time.Now() // both leases were acquired (or renewed) before this
 	if err := la.writeRecord(ctx, testMonitorRecord(1, "host-a")); err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +439,7 @@ func TestNetworkPartitionBlob(t *testing.T) {
 	if !partLostAt.Before(rp.at) || !monLostAt.Before(rm.at) {
 		t.Fatalf("B acquired before A noticed its loss")
 	}
-	if rp.at.Sub(held) < testLease-time.Second || rm.at.Sub(held) < testLease-time.Second {
+	if rp.at.Sub(from) < testLease-time.Second || rm.at.Sub(from) < testLease-time.Second {
 		t.Fatalf("B acquired before A's leases could expire")
 	}
 
@@ -487,4 +567,156 @@ func deleteHubB(b *testing.B, conn, hub string) {
 	}
 	c, _ := acct.TaskHubContainer(hub)
 	c.Delete(context.Background())
+}
+
+// TestNetworkPartitionLateWritesBlob: writes host A sent while cut off
+// from storage reach the service only after host B took the partition and
+// the load monitor over and wrote (as requests stuck in a network may):
+// the service refuses every one of them, so B's state stands: the
+// monitor's record and the commit point (conditioned on the leases), a
+// document (its ETag, fenced by B's read) and a log page (its segment's
+// ETag).
+func TestNetworkPartitionLateWritesBlob(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for 15 s leases to lapse")
+	}
+	t.Parallel()
+	conn, hub := blobTestHub(t)
+	net := &cutTransport{client: &http.Client{}, late: true}
+	sa := openBlobHub(t, conn, hub, net)
+	sb := openBlobHub(t, conn, hub, nil)
+	ctx := context.Background()
+
+	pa, err := openTestPartition(ctx, sa, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.close()
+	la, err := blobMonitorOf(t, sa).acquireMonitor(ctx, "host-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.release()
+	// A page blob device fenced like the partition's (the partition's own
+	// log must stay valid for B's recovery).
+	device := func(ps partitionStorage) *blobstore.PageBlobDevice {
+		bp := ps.(*blobPartition)
+		d, err := blobstore.NewPageBlobDevice(bp.blobs.Lease.Container(), bp.blobs.Prefix+"late/late", blobstore.DeviceOptions{Lease: bp.blobs.Lease})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	devA := device(pa)
+	page := func(b byte) []byte { return bytes.Repeat([]byte{b}, devA.SectorSize()) }
+	if err := la.writeRecord(ctx, testMonitorRecord(1, "host-a")); err != nil {
+		t.Fatal(err)
+	}
+	metaA := pa.metaStore()
+	if err := metaA.WriteFile("owner.json", []byte("A")); err != nil {
+		t.Fatal(err)
+	}
+	// The commit point as A's log wrote it (recovery parses it).
+	tailA, err := metaA.ReadFile("commit-log.meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writePage(devA, 0, page('A')); err != nil {
+		t.Fatal(err)
+	}
+
+	gotP := openPartitionAsync(sb, true, 40*time.Second)
+	gotM := acquireMonitorAsync(blobMonitorOf(t, sb), "host-b", 40*time.Second)
+	net.setCut(true)
+	// A goes on writing: every request hangs in the network; A gives up
+	// on them when its leases' guard passes.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	wg.Go(func() { errs <- la.writeRecord(ctx, testMonitorRecord(2, "host-a")) })
+	wg.Go(func() { errs <- metaA.WriteFile("owner.json", []byte("A late")) })
+	wg.Go(func() { errs <- metaA.WriteFile("commit-log.meta", tailA) })
+	wg.Go(func() { errs <- writePage(devA, 0, page('a')) })
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil {
+			t.Fatal("a write of A succeeded while it was cut off")
+		}
+	}
+
+	rp, rm := <-gotP, <-gotM
+	if rp.err != nil || rm.err != nil {
+		t.Fatalf("host B: partition %v; monitor %v", rp.err, rm.err)
+	}
+	defer rp.v.close()
+	defer rm.v.release()
+	recB := testMonitorRecord(3, "host-b")
+	if err := rm.v.writeRecord(ctx, recB); err != nil {
+		t.Fatal(err)
+	}
+	metaB := rp.v.metaStore()
+	if got, err := metaB.ReadFile("owner.json"); err != nil || string(got) != "A" {
+		t.Fatalf("B reads owner.json = %q, %v", got, err)
+	}
+	if err := metaB.WriteFile("owner.json", []byte("B")); err != nil {
+		t.Fatal(err)
+	}
+	// B's log wrote its own commit point when it opened (a new epoch).
+	tailB, err := metaB.ReadFile("commit-log.meta")
+	if err != nil || bytes.Equal(tailB, tailA) {
+		t.Fatalf("B's commit point %q (A's %q), %v", tailB, tailA, err)
+	}
+	devB := device(rp.v)
+	got := make([]byte, devB.SectorSize())
+	if err := readPage(devB, 0, got); err != nil || !bytes.Equal(got, page('A')) {
+		t.Fatalf("B reads page %q..., %v", got[:4], err)
+	}
+	if err := writePage(devB, 0, page('B')); err != nil {
+		t.Fatal(err)
+	}
+
+	// The network delivers A's stuck requests now.
+	net.setCut(false)
+	net.held.Wait()
+	net.mu.Lock()
+	t.Logf("A's late requests answered by the service, by status: %v", net.landed)
+	refused := 0
+	for status, n := range net.landed {
+		if status < 400 {
+			t.Errorf("%d late requests of A were accepted (status %d)", n, status)
+		}
+		refused += n
+	}
+	net.mu.Unlock()
+	if refused == 0 {
+		t.Fatal("no late request of A reached the service and was refused: the test proves nothing")
+	}
+	if rec, err := blobMonitorOf(t, sb).readRecord(ctx); err != nil || !reflect.DeepEqual(rec, recB) {
+		t.Fatalf("record after A's late writes: %+v, %v", rec, err)
+	}
+	fresh := openBlobHub(t, conn, hub, nil) // reads without any cache
+	mon, _ := blobMonitorOf(t, fresh).readRecord(ctx)
+	if !reflect.DeepEqual(mon, recB) {
+		t.Fatalf("record read afresh: %+v", mon)
+	}
+	for name, want := range map[string][]byte{"owner.json": []byte("B"), "commit-log.meta": tailB} {
+		if got, err := metaB.ReadFile(name); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("after A's late writes %s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if err := readPage(devB, 0, got); err != nil || !bytes.Equal(got, page('B')) {
+		t.Fatalf("after A's late writes the page is %q..., %v", got[:4], err)
+	}
+}
+
+func writePage(d *blobstore.PageBlobDevice, addr int64, p []byte) error {
+	ch := make(chan error, 1)
+	d.WriteAsync(addr, p, func(err error) { ch <- err })
+	return <-ch
+}
+
+func readPage(d *blobstore.PageBlobDevice, addr int64, p []byte) error {
+	ch := make(chan error, 1)
+	d.ReadAsync(addr, p, func(err error) { ch <- err })
+	return <-ch
 }

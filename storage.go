@@ -359,7 +359,8 @@ func TaskHubInfo(ctx context.Context, opts Options) (*TaskHubParameters, error) 
 
 // DeleteTaskHub deletes a task hub and all its state, and with the Event
 // Hubs transport its hubs. It fails while a host runs any of its
-// partitions.
+// partitions or its load monitor (elastic hosts: stop them first; a
+// killed host's leases must expire).
 func DeleteTaskHub(ctx context.Context, opts Options) error {
 	store, tspec, err := opts.parse()
 	if err != nil {

@@ -99,9 +99,10 @@ func (b *blobStore) deleteTaskHub(ctx context.Context, p *TaskHubParameters) err
 	return deleteBlobTaskHub(ctx, acct, p)
 }
 
-// Lease polling while waiting for another owner: a waiting opener
-// (partitionOpen.wait, the load monitor) polls often, so that a released
-// lease changes hands at once.
+// waitLeasePoll: an opener waiting for a partition another host hands
+// over (partitionOpen.wait) polls its lease this often, so that a
+// released lease changes hands at once (the load monitor's candidates:
+// monitorLeasePoll).
 const waitLeasePoll = 150 * time.Millisecond
 
 func (b *blobStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {

@@ -34,7 +34,7 @@ type taskHubStore interface {
 	// taskHubInfo reads the parameters of an existing task hub.
 	taskHubInfo(ctx context.Context, name string) (*TaskHubParameters, error)
 	// deleteTaskHub deletes a task hub's state; it fails while a host runs
-	// any of its partitions.
+	// any of its partitions, or holds its load monitor's lease or lock.
 	deleteTaskHub(ctx context.Context, p *TaskHubParameters) error
 	// openPartition takes partition i of the task hub opened by
 	// openTaskHub (its lock or lease; then it calls owned), opens its
