@@ -1,5 +1,3 @@
-//go:build elasticdraft
-
 package main
 
 // The elastic multi-process test: three `netherite serve -elastic`

@@ -37,11 +37,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	owned := fs.String("partitions-owned", "", `the partitions this process runs: "all" (the default), "none" (a client only, `+
 		`serving the HTTP API), or a list of numbers and ranges such as "0-5" or "0,2,6-11"; needs -transport when not all`)
 	lease := fs.Duration("lease", 0, "partition lease duration on Azure Storage, 15s-60s (default 45s): a killed host's partitions are taken over after it")
+	elastic := fs.Bool("elastic", false, "let the task hub's load monitor place partitions on the hosts that share it: hosts join and leave at will "+
+		"(needs an Event Hubs -transport and storage every host reaches: Azure Storage or a shared directory; excludes -partitions-owned)")
+	hostID := fs.String("host-id", "", `this host's name among the task hub's hosts (default "<hostname>-<pid>-<4 hex digits>")`)
+	reportEvery := fs.Duration("load-report-interval", 0, "with -elastic: how often the host reports its load to the load monitor (default 2s)")
+	hostTimeout := fs.Duration("host-timeout", 0, "with -elastic: a host that has not reported for this long counts as dead (default 10s, at least 2 report intervals)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := elasticFlags(fs, *elastic, *reportEvery, *hostTimeout); err != nil {
+		fmt.Fprintln(stderr, "netherite serve:", err)
+		return 2
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	opts := netherite.Options{TaskHub: *taskHub, PartitionCount: *partitions, Storage: *storage, Logger: logger, LeaseDuration: *lease}
+	opts := netherite.Options{TaskHub: *taskHub, PartitionCount: *partitions, Storage: *storage, Logger: logger, LeaseDuration: *lease,
+		Elastic: *elastic, HostID: *hostID, LoadReportInterval: *reportEvery, HostTimeout: *hostTimeout}
 	tf.apply(&opts)
 	backend(&opts)
 	parts, err := parsePartitionList(*owned)
@@ -89,7 +99,7 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 	mux := http.NewServeMux()
 	mux.Handle("/runtime/webhooks/durabletask/", api)
 	mux.Handle("/healthz", healthHandler(h.Partitions))
-	addScaleRoutes(mux, h)
+	addScaleRoutes(mux, h, opts)
 	var handler http.Handler = mux
 	if asFunctions {
 		handler = functions.NewHandler(mux, functions.Options{Logger: logger})
@@ -105,8 +115,12 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 		fmt.Fprintf(stdout, "netherite: serving task hub %q (azstorage backend, storage %s) on http://%s\n",
 			o.TaskHub, netherite.RedactStorage(o.Storage), ln.Addr())
 	} else {
+		running := ownedName(o.Partitions, o.PartitionCount)
+		if o.Elastic {
+			running = "as placed by the load monitor, host " + h.ID()
+		}
 		fmt.Fprintf(stdout, "netherite: serving task hub %q (%d partitions, running %s; storage %s; transport %s) on http://%s\n",
-			o.TaskHub, o.PartitionCount, ownedName(o.Partitions, o.PartitionCount), netherite.RedactStorage(o.Storage),
+			o.TaskHub, o.PartitionCount, running, netherite.RedactStorage(o.Storage),
 			netherite.RedactTransport(o.Transport), ln.Addr())
 	}
 	errc := make(chan error, 1)
@@ -184,4 +198,19 @@ func healthHandler(partitions func() []netherite.PartitionStatus) http.Handler {
 		}
 		json.NewEncoder(w).Encode(body)
 	})
+}
+
+// elasticFlags checks the flags of elastic scale against each other.
+func elasticFlags(fs *flag.FlagSet, elastic bool, reportEvery, hostTimeout time.Duration) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case elastic && set["partitions-owned"]:
+		return errors.New("-elastic lets the load monitor place partitions; it excludes -partitions-owned")
+	case !elastic && (set["load-report-interval"] || set["host-timeout"]):
+		return errors.New("-load-report-interval and -host-timeout apply to -elastic only")
+	case reportEvery < 0 || hostTimeout < 0:
+		return errors.New("-load-report-interval and -host-timeout must not be negative")
+	}
+	return nil
 }

@@ -208,3 +208,24 @@ func TestServeScaleRoutes(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestServeElasticFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-elastic", "-partitions-owned", "0-3"}, 2, "excludes -partitions-owned"},
+		{[]string{"-load-report-interval", "1s"}, 2, "apply to -elastic only"},
+		{[]string{"-host-timeout", "10s"}, 2, "apply to -elastic only"},
+		{[]string{"-elastic", "-load-report-interval", "-1s"}, 2, "must not be negative"},
+		// Elastic hosts share storage and a transport across processes.
+		{[]string{"-elastic", "-storage", "memory"}, 1, "Elastic"},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"serve", "-addr", "127.0.0.1:0"}, tc.args...)
+		if code := run(context.Background(), args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("serve %v: exit %d (want %d), stderr %q (want %q)", tc.args, code, tc.code, errb.String(), tc.want)
+		}
+	}
+}
