@@ -304,6 +304,11 @@ func TestMultiProcessElastic(t *testing.T) {
 	b, cc := host("host-b"), host("host-c")
 	d := waitScale(t, a, "4/4/4 over three hosts", 10*time.Second, spread("host-a", "host-b", "host-c"))
 	t.Logf("host-b and host-c joined: partitions spread 4/4/4 %v after both served", d.Round(time.Millisecond))
+	if resp, err := http.Get("http://" + a.addr + httpapi.ScalePath); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("GET /scale of host-a: %s", body)
+	}
 	// Each host's /metrics: its own partitions, and the task hub's
 	// recommendation.
 	for _, p := range []*proc{a, b, cc} {
