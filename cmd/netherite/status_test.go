@@ -142,6 +142,20 @@ func TestTaskHubStatusNoMonitor(t *testing.T) {
 	}
 }
 
+// A record that no monitor rewrote for long is said to be stale.
+func TestTaskHubStatusStale(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, "hub", statusRecord(), statusT0.Add(10*time.Second))
+	if strings.Contains(b.String(), "stale") {
+		t.Fatalf("a fresh record called stale:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, "hub", statusRecord(), statusT0.Add(5*time.Minute))
+	if !strings.Contains(b.String(), "the record is stale: no load monitor has written it for 5m0s") {
+		t.Fatalf("a 5 minutes old record:\n%s", b.String())
+	}
+}
+
 func TestRanges(t *testing.T) {
 	for in, want := range map[string]string{"": "-", "0": "0", "0 1 2 3": "0-3", "0 1 3 5 6": "0-1,3,5-6"} {
 		var ps []int
