@@ -109,6 +109,10 @@ type coordinator struct {
 	rec      *loadmonitor.Record       // the monitor's newest record, while this host runs it
 	stopping bool
 	killed   bool
+	// storageOK is when the host last read the stored record; cut: it has
+	// not for HostTimeout (see poll).
+	storageOK time.Time
+	cut       bool
 }
 
 func newCoordinator(h *Host, ms monitorStore) *coordinator {
@@ -116,6 +120,7 @@ func newCoordinator(h *Host, ms monitorStore) *coordinator {
 		interval: h.opts.LoadReportInterval, timeout: h.opts.HostTimeout,
 		log:  h.opts.Logger.With(slog.String("host", h.opts.HostID)),
 		kick: make(chan struct{}, 1), runMon: runLoadMonitor, tune: testMonitorConfig, active: map[int]*partitionManager{}, leaving: map[int]*partitionManager{}}
+	c.storageOK = time.Now()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.monCtx, c.monCancel = context.WithCancel(context.Background())
 	return c
@@ -127,8 +132,9 @@ func (c *coordinator) start() error {
 	if err := c.report(false); err != nil {
 		return fmt.Errorf("netherite: host %s: first load report: %w", c.id, err)
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() { defer c.wg.Done(); c.follow() }()
+	go func() { defer c.wg.Done(); c.pollLoop() }()
 	go func() { defer c.wg.Done(); c.reportLoop() }()
 	c.monWG.Add(1)
 	go func() { defer c.monWG.Done(); c.candidate() }()
@@ -169,34 +175,74 @@ func (c *coordinator) offer(version uint64, owners []string) {
 // placement receives the placement updates sent to the host's client.
 func (c *coordinator) placement(u *transport.PlacementUpdate) { c.offer(u.Version, u.Owners) }
 
-// follow applies the newest placement: on every update, on a manager that
-// ended, and after every poll of the stored record.
+// follow applies the newest placement: on every update (through the
+// transport or from storage), and when a manager ended.
 func (c *coordinator) follow() {
-	tick := time.NewTicker(placementPoll)
-	defer tick.Stop()
-	c.poll()
 	for {
 		c.reconcile()
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-c.kick:
-		case <-tick.C:
-			c.poll()
 		}
 	}
 }
 
-// poll reads the stored record (the backstop for lost updates).
+// pollLoop reads the stored record every placementPoll: the backstop for
+// lost updates, and the host's check that it reaches its storage.
+func (c *coordinator) pollLoop() {
+	tick := time.NewTicker(placementPoll)
+	defer tick.Stop()
+	for {
+		c.poll()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// poll reads the stored record. A host that cannot read it for HostTimeout
+// is cut off from the task hub's storage: its partitions cannot run here
+// (their leases lapse), so it leaves the placement (its reports say
+// Stopping, and the monitor places its partitions on the other hosts)
+// until it reaches storage again.
 func (c *coordinator) poll() {
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
 	rec, err := c.ms.readRecord(ctx)
+	now := time.Now()
 	if err != nil {
-		if c.ctx.Err() == nil {
-			c.log.Warn("reading the load monitor's record", slog.Any("error", err))
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("reading the load monitor's record", slog.Any("error", err))
+		c.mu.Lock()
+		leave := !c.cut && now.Sub(c.storageOK) >= c.timeout
+		if leave {
+			c.cut = true
+		}
+		since := c.storageOK
+		c.mu.Unlock()
+		if leave {
+			c.log.Error("the task hub's storage is unreachable: the host leaves the placement until it is back",
+				slog.Time("since", since), slog.Any("error", err))
+			if err := c.report(false); err != nil {
+				c.log.Warn("sending a load report", slog.Any("error", err))
+			}
 		}
 		return
+	}
+	c.mu.Lock()
+	back := c.cut
+	c.cut, c.storageOK = false, now
+	c.mu.Unlock()
+	if back {
+		c.log.Warn("the task hub's storage is reachable again: the host rejoins the placement")
+		if err := c.report(false); err != nil {
+			c.log.Warn("sending a load report", slog.Any("error", err))
+		}
 	}
 	if rec != nil {
 		c.offer(rec.Version, rec.Owners)
@@ -282,6 +328,7 @@ func (c *coordinator) report(stopping bool) error {
 	now := time.Now()
 	rep := &transport.LoadReport{Host: c.id, ClientID: c.h.client.id, At: now.UTC(), Stopping: stopping}
 	c.mu.Lock()
+	rep.Stopping = rep.Stopping || c.cut
 	for p, m := range c.active {
 		if inc := m.running(); inc != nil {
 			rep.Partitions = append(rep.Partitions, partitionLoad(p, inc.part, now))

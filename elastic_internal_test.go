@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/partitions"
 	"github.com/netherite-go/netherite/transport"
 )
@@ -140,4 +141,131 @@ func TestElasticLeaseLostPlacementDecides(t *testing.T) {
 	if ls.opens != 2 {
 		t.Fatalf("partition 0 opened %d times, want 2", ls.opens)
 	}
+}
+
+// cuttableStore cuts a host from its storage on demand: the record cannot
+// be read, the partitions' leases are lost, opens hang; heal ends it.
+type cuttableStore struct {
+	taskHubStore
+	cutCh  chan struct{}
+	healCh chan struct{}
+}
+
+func (s *cuttableStore) isCut() bool {
+	select {
+	case <-s.healCh:
+		return false
+	default:
+	}
+	select {
+	case <-s.cutCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *cuttableStore) monitor() (monitorStore, error) {
+	ms, err := s.taskHubStore.monitor()
+	if err != nil {
+		return nil, err
+	}
+	return &cuttableMonitor{monitorStore: ms, s: s}, nil
+}
+
+type cuttableMonitor struct {
+	monitorStore
+	s *cuttableStore
+}
+
+func (m *cuttableMonitor) readRecord(ctx context.Context) (*loadmonitor.Record, error) {
+	if m.s.isCut() {
+		return nil, errors.New("test: storage unreachable")
+	}
+	return m.monitorStore.readRecord(ctx)
+}
+
+func (s *cuttableStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
+	if s.isCut() {
+		select {
+		case <-s.healCh:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	ps, st, err := s.taskHubStore.openPartition(ctx, i, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case <-s.healCh:
+		return ps, st, nil
+	default:
+		return &lossyPartition{partitionStorage: ps, lost: s.cutCh}, st, nil
+	}
+}
+
+// An elastic host cut off from the task hub's storage leaves the
+// placement (its partitions go to the other hosts) and rejoins once it
+// reaches storage again.
+func TestElasticHostCutFromStorage(t *testing.T) {
+	tr := transport.NewMemory(4)
+	defer tr.Close()
+	dir := t.TempDir()
+	opts := func(id string) Options {
+		return Options{Elastic: true, HostID: id, SharedTransport: tr, Storage: dir, PartitionCount: 4,
+			LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
+	running := func(h *Host) int {
+		n := 0
+		for _, s := range h.Partitions() {
+			if s.State == PartitionOK {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor := func(what string, within time.Duration, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v", what, within)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b, err := Start(context.Background(), opts("b"), durable.NewRegistry()) // b runs the monitor
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(context.Background())
+	waitFor("b runs all", 10*time.Second, func() bool { return running(b) == 4 })
+	cs := &cuttableStore{cutCh: make(chan struct{}), healCh: make(chan struct{})}
+	testWrapStore = func(s taskHubStore) taskHubStore { cs.taskHubStore = s; return cs }
+	a, err := Start(context.Background(), opts("a"), durable.NewRegistry())
+	testWrapStore = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(context.Background())
+	waitFor("2/2", 10*time.Second, func() bool { return running(a) == 2 && running(b) == 2 })
+
+	close(cs.cutCh)
+	cutAt := time.Now()
+	waitFor("a's partitions on b", time.Second+5*time.Second, func() bool { return running(a) == 0 && running(b) == 4 })
+	t.Logf("cut host's partitions moved after %v", time.Since(cutAt).Round(time.Millisecond))
+	rec, err := b.Scale(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range rec.Hosts {
+		if h.ID == "a" && h.Live {
+			t.Fatalf("the cut host is live in the record: %+v", rec.Hosts)
+		}
+	}
+
+	close(cs.healCh)
+	waitFor("a back", 10*time.Second, func() bool { return running(a) == 2 && running(b) == 2 })
 }
