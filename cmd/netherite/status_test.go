@@ -49,7 +49,9 @@ func TestTaskHubStatusTable(t *testing.T) {
 	var gotOpts netherite.Options
 	withStatus(t, func(_ context.Context, o netherite.Options) (*loadmonitor.Record, error) {
 		gotOpts = o
-		return statusRecord(), nil
+		rec := statusRecord()
+		rec.Loads[1].NextTimer = time.Now().Add(time.Hour) // the command prints it relative to its clock
+		return rec, nil
 	})
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"taskhub", "status", "-storage", "/tmp/x", "-taskhub", "hub1"}, &out, &errb); code != 0 {
