@@ -103,7 +103,7 @@ func (b *blobStore) deleteTaskHub(ctx context.Context, p *TaskHubParameters) err
 // over (partitionOpen.wait) polls its lease this often, so that a
 // released lease changes hands at once (the load monitor's candidates:
 // monitorLeasePoll).
-const waitLeasePoll = 150 * time.Millisecond
+const waitLeasePoll = 100 * time.Millisecond
 
 func (b *blobStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
 	lopts := leaseOptions(o.lease)
