@@ -31,6 +31,15 @@ type client struct {
 	closeFn func()
 	closed  chan struct{}
 	once    sync.Once
+	// placement, if set, receives the load monitor's placement updates
+	// (elastic hosts).
+	placement atomic.Pointer[func(*transport.PlacementUpdate)]
+	// rearm: partitions may move to other hosts (a shared transport), and
+	// a partition forgets its waiting clients when it stops; so waits are
+	// re-armed (see clientWaitRearm).
+	rearm   bool
+	movesMu sync.Mutex
+	moves   map[int]chan struct{} // closed when partition p moved
 }
 
 var _ durable.Client = (*client)(nil)
@@ -39,6 +48,7 @@ func newClient(t transport.Transport, opts Options, conv durable.Converter) (*cl
 	c := &client{
 		id: durable.NewUUID(), t: t, count: opts.PartitionCount, conv: conv, maxPayload: opts.MaxPayloadBytes,
 		pending: map[uint64]chan *transport.ClientResponse{}, closed: make(chan struct{}),
+		rearm: opts.Elastic || opts.SharedTransport != nil || IsEventHubsConnection(opts.Transport), moves: map[int]chan struct{}{},
 	}
 	ch, closeFn, err := t.ListenClient(c.id)
 	if err != nil {
@@ -53,6 +63,12 @@ func (c *client) dispatch(ch <-chan *transport.Packet) {
 	for {
 		select {
 		case pk := <-ch:
+			if pk.Placement != nil {
+				if f := c.placement.Load(); f != nil {
+					(*f)(pk.Placement)
+				}
+				continue
+			}
 			if pk.Response == nil {
 				continue
 			}
@@ -69,6 +85,33 @@ func (c *client) dispatch(ch <-chan *transport.Packet) {
 	}
 }
 
+// moved tells the waits on partition p that it moves to another host: they
+// are re-armed soon, on the new owner.
+func (c *client) moved(p int) {
+	c.movesMu.Lock()
+	defer c.movesMu.Unlock()
+	if ch := c.moves[p]; ch != nil {
+		close(ch)
+		delete(c.moves, p)
+	}
+}
+
+// movedChan is closed when partition p next moves.
+func (c *client) movedChan(p int) <-chan struct{} {
+	c.movesMu.Lock()
+	defer c.movesMu.Unlock()
+	ch := c.moves[p]
+	if ch == nil {
+		ch = make(chan struct{})
+		c.moves[p] = ch
+	}
+	return ch
+}
+
+// onPlacement hooks the client's listener: the placement updates sent to
+// this client go to f.
+func (c *client) onPlacement(f func(*transport.PlacementUpdate)) { c.placement.Store(&f) }
+
 func (c *client) close() {
 	c.once.Do(func() {
 		close(c.closed)
@@ -84,7 +127,15 @@ var errClientClosed = errors.New("netherite: client is closed (host stopped)")
 // answer within its attempt timeout is sent again, the timeout doubling
 // each time, until ctx ends. Waits (for start or completion) are only
 // re-sent after a failed send: they may rightly take long.
+//
+// A partition keeps its waiting clients in memory only: when it stops (it
+// moved to another host, or failed and recovered), they are gone. So where
+// partitions can move, a client re-arms each wait (a cancel and the same
+// wait again, in one send, so that the partition keeps one) every
+// clientWaitRearm, and clientMoveRearm after it hears the partition moved.
 var (
+	clientWaitRearm         = 30 * time.Second
+	clientMoveRearm         = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second}
 	clientAttemptTimeout    = 10 * time.Second
 	clientAttemptTimeoutMax = 2 * time.Minute
 	clientSendRetryMin      = 50 * time.Millisecond
@@ -162,6 +213,43 @@ func (c *client) start(ctx context.Context, partition int, req *transport.Client
 // (same request id) when an attempt times out.
 func (c *client) await(ctx context.Context, partition int, req *transport.ClientRequest, w chan *transport.ClientResponse) (*transport.ClientResponse, error) {
 	attempt := clientAttemptTimeout
+	var rearmC <-chan time.Time
+	var movedC <-chan struct{}
+	var steps []time.Duration // the next re-arm delays after a move
+	if isWait(req.Kind) && c.rearm {
+		rearm := time.NewTimer(clientWaitRearm)
+		defer rearm.Stop()
+		rearmC, movedC = rearm.C, c.movedChan(partition)
+		next := func() {
+			d := clientWaitRearm
+			if len(steps) > 0 {
+				d, steps = steps[0], steps[1:]
+			}
+			rearm.Reset(d)
+		}
+		for {
+			select {
+			case r := <-w:
+				return r, responseError(r)
+			case <-ctx.Done():
+				c.forget(req.RequestID)
+				return nil, ctx.Err()
+			case <-c.closed:
+				return nil, errClientClosed
+			case <-movedC:
+				movedC = c.movedChan(partition)
+				steps = clientMoveRearm
+				next()
+			case <-rearmC:
+				cancel := &transport.ClientRequest{Kind: transport.RequestCancel, ClientID: c.id, RequestID: req.RequestID, InstanceID: req.InstanceID}
+				if err := c.t.SendToPartition(partition, &transport.Packet{Request: cancel}, &transport.Packet{Request: req}); errors.Is(err, transport.ErrClosed) {
+					c.forget(req.RequestID)
+					return nil, fmt.Errorf("netherite: re-arm %s request: %w", req.Kind, err)
+				}
+				next()
+			}
+		}
+	}
 	for {
 		var timer *time.Timer
 		var timeout <-chan time.Time

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/netherite-go/netherite/faster"
+	"github.com/netherite-go/netherite/loadmonitor"
 )
 
 // SetTestLogDevice wraps the commit-log device of every partition opened
@@ -16,4 +17,39 @@ func SetClientAttemptTimeout(d time.Duration) (restore func()) {
 	old := clientAttemptTimeout
 	clientAttemptTimeout = d
 	return func() { clientAttemptTimeout = old }
+}
+
+// Kill stops the host at once, as if its process died (see kill).
+func (h *Host) Kill() { h.kill() }
+
+// TuneMonitor tunes the load monitor of the hosts started from now on;
+// the returned function removes tune.
+func TuneMonitor(tune func(*loadmonitor.Config)) (restore func()) {
+	old := testMonitorConfig
+	testMonitorConfig = tune
+	return func() { testMonitorConfig = old }
+}
+
+// SetPartitionEvents observes partition moves of elastic hosts ("release"
+// and "running"); the returned function removes f.
+func SetPartitionEvents(f func(host string, partition int, event string, at time.Time)) (restore func()) {
+	old := partitionEvents.Swap(&f)
+	return func() { partitionEvents.Store(old) }
+}
+
+// Waiters counts the clients waiting on partition p of this host (0 if it
+// does not run it).
+func (h *Host) Waiters(p int) int {
+	h.mu.Lock()
+	m := h.owned[p]
+	h.mu.Unlock()
+	if m == nil {
+		return 0
+	}
+	if inc := m.running(); inc != nil {
+		if w, ok := inc.part.(interface{ Waiters() int }); ok {
+			return w.Waiters()
+		}
+	}
+	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netherite-go/netherite/eventhubs"
@@ -28,7 +29,9 @@ const (
 	PartitionFailed PartitionState = "failed"
 	// PartitionNotOwned: the host does not run the partition: it is not in
 	// Options.Partitions, the host has stopped, or the lease was lost and
-	// the host waits to take it back.
+	// the host waits to take it back; with Options.Elastic, the partition
+	// is placed on another host, or placed here and waiting for its
+	// previous owner to let it go.
 	PartitionNotOwned PartitionState = "not owned"
 )
 
@@ -71,7 +74,11 @@ type partitionEnv struct {
 	store    taskHubStore
 	spec     *partitions.SpecMemory
 	cache    int64 // state cache bytes of one partition
-	log      *slog.Logger
+	// cacheShare, if set, gives the state cache bytes of a partition
+	// opened now (elastic: the budget divided by the partitions placed
+	// here).
+	cacheShare func() int64
+	log        *slog.Logger
 	// fatal reports a failure that no restart repairs.
 	fatal func(partition int, err error)
 }
@@ -125,13 +132,20 @@ type partitionManager struct {
 	stopCtx context.Context // Stop's context, for the last stop
 	stopErr error
 	done    chan struct{}
+	// killing: the manager stops as if the process died (tests).
+	killing atomic.Bool
+	created time.Time
 }
 
 func newPartitionManager(env *partitionEnv, index int) *partitionManager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &partitionManager{index: index, env: env, log: env.log.With(slog.Int("partition", index)),
+	log := env.log.With(slog.Int("partition", index))
+	if env.opts.Elastic {
+		log = log.With(slog.String("host", env.opts.HostID)) // partitions move between hosts
+	}
+	return &partitionManager{index: index, env: env, log: log,
 		status: PartitionStatus{Partition: index, State: PartitionRecovering, Since: time.Now()},
-		ctx:    ctx, cancel: cancel, done: make(chan struct{})}
+		ctx:    ctx, cancel: cancel, done: make(chan struct{}), created: time.Now()}
 }
 
 func (m *partitionManager) setState(s PartitionState, err error) {
@@ -158,8 +172,15 @@ func (m *partitionManager) Status() PartitionStatus {
 func (m *partitionManager) open(ctx context.Context) (*incarnation, error) {
 	e := m.env
 	owned := func() { m.setState(PartitionRecovering, nil) }
-	ps, st, err := e.store.openPartition(ctx, m.index, partitionOpen{count: e.opts.PartitionCount, cache: e.cache,
-		lease: e.opts.LeaseDuration, memoryDelay: e.opts.MemoryCommitDelay, owned: owned})
+	cache := e.cache
+	if e.cacheShare != nil {
+		cache = e.cacheShare()
+	}
+	// Elastic: the previous owner may be handing the partition over; wait
+	// for its release (or its lease's expiry) until the placement moves
+	// the partition away (ctx).
+	ps, st, err := e.store.openPartition(ctx, m.index, partitionOpen{count: e.opts.PartitionCount, cache: cache,
+		lease: e.opts.LeaseDuration, memoryDelay: e.opts.MemoryCommitDelay, owned: owned, wait: e.opts.Elastic})
 	if err != nil {
 		return nil, err
 	}
@@ -216,12 +237,26 @@ func (m *partitionManager) start(ctx context.Context) error {
 	return nil
 }
 
+// startElastic takes the partition in the background (elastic placement):
+// the acquire waits for the previous owner until the partition runs, or
+// release cancels it.
+func (m *partitionManager) startElastic() {
+	// Not owned until the lock or lease is taken (then: recovering).
+	m.setState(PartitionNotOwned, nil)
+	go m.run(nil)
+}
+
 // install makes inc the running incarnation.
 func (m *partitionManager) install(inc *incarnation) {
 	m.mu.Lock()
 	m.cur = inc
 	m.mu.Unlock()
 	m.setState(PartitionOK, nil)
+	if m.env.opts.Elastic {
+		now := time.Now()
+		partitionEvent(m.env.opts.HostID, m.index, "running", now)
+		m.log.Info("partition running", slog.Duration("sinceAssigned", now.Sub(m.created)))
+	}
 }
 
 // run supervises the partition until the host stops it.
@@ -254,7 +289,20 @@ func (m *partitionManager) run(inc *incarnation) {
 		leaseLost := false
 		select {
 		case <-m.ctx.Done():
-			// The host stops: stop gracefully (checkpoint), release.
+			if m.killing.Load() {
+				// As if the process died: nothing checkpointed, the lease
+				// left to expire.
+				inc.cancel()
+				<-inc.part.Done()
+				m.retire(inc)
+				if err := inc.storage.abandon(); err != nil {
+					m.log.Warn("abandoning the storage of a killed partition", slog.Any("error", err))
+				}
+				m.setState(PartitionNotOwned, nil)
+				return
+			}
+			// The host stops or the placement moved the partition:
+			// stop gracefully (checkpoint), release.
 			err := inc.part.Stop(m.stopCtx)
 			m.retire(inc)
 			m.stopErr = errors.Join(err, inc.closeStorage())
@@ -289,6 +337,14 @@ func (m *partitionManager) run(inc *incarnation) {
 		if m.ctx.Err() != nil {
 			// Stopped by the host while it failed (or by abort).
 			m.setState(PartitionNotOwned, nil)
+			return
+		}
+		if leaseLost && m.env.opts.Elastic {
+			// The placement decides: if the partition is still placed
+			// here, the coordinator starts a new manager, which waits
+			// for the lease.
+			m.log.Warn("partition lost to another owner (lease or input queue); partition stopped", slog.Any("error", failure))
+			m.setState(PartitionNotOwned, failure)
 			return
 		}
 		m.mu.Lock()
@@ -364,6 +420,43 @@ func (m *partitionManager) stop(ctx context.Context) error {
 	m.cancel()
 	<-m.done
 	return m.stopErr
+}
+
+// release stops the partition gracefully (checkpoint), closes its storage
+// (which releases its lock or lease) and ends the manager: the partition
+// was placed elsewhere, or the host stops. An acquire still waiting is
+// cancelled.
+func (m *partitionManager) release(ctx context.Context) error {
+	return m.stop(ctx)
+}
+
+// kill stops the partition at once, as if the process died: no
+// checkpoint, and the lease is not released (tests).
+func (m *partitionManager) kill() {
+	m.killing.Store(true)
+	m.cancel()
+	<-m.done
+}
+
+// ended reports whether the manager has ended (released, stopped, or, in
+// elastic mode, its lease was lost).
+func (m *partitionManager) ended() bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// running returns the incarnation if the partition runs, else nil.
+func (m *partitionManager) running() *incarnation {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.status.State != PartitionOK {
+		return nil
+	}
+	return m.cur
 }
 
 // abort stops the partition at once, without a checkpoint, and releases its

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,7 +40,7 @@ type Options struct {
 	// Partitions lists the partitions this host runs; nil means all, an
 	// empty (non-nil) list none (a client-only host). Hosts that share a
 	// transport (Event Hubs, or one SharedTransport) each run a disjoint
-	// subset; placement is static.
+	// subset; placement is static (Elastic places them instead).
 	Partitions []int
 	// Storage is where partition state lives: a local directory (default
 	// "./netherite-data/<TaskHub>"); an Azure Storage account, given as a
@@ -135,6 +136,25 @@ type Options struct {
 	// AzureStorage tunes the "azstorage" backend; ignored otherwise.
 	AzureStorage AzureStorageOptions
 
+	// Elastic places the partitions over the hosts that share the task
+	// hub, by the load monitor (DESIGN.md §7): hosts join and leave, and
+	// partitions follow. It needs a transport that every host shares
+	// (Options.SharedTransport, or Event Hubs) and storage that every host
+	// reaches (a directory or Azure Storage); Options.Partitions must be
+	// nil, and the "azstorage" backend has no elastic mode.
+	Elastic bool
+	// HostID names the host to the load monitor (default
+	// "<hostname>-<pid>-<4 random hex digits>"). Every host of a task hub
+	// needs its own.
+	HostID string
+	// LoadReportInterval is how often an elastic host reports its load
+	// and its liveness to the load monitor (default 2 s).
+	LoadReportInterval time.Duration
+	// HostTimeout: an elastic host that has not reported for this long is
+	// dead, and its partitions are placed elsewhere (default 10 s; at least
+	// two LoadReportIntervals).
+	HostTimeout time.Duration
+
 	// Logger receives host and user log lines; slog.Default() if nil.
 	Logger *slog.Logger
 }
@@ -218,6 +238,9 @@ func (o *Options) normalize() error {
 			return fmt.Errorf("netherite: Options.%s must not be negative (0 means the default), got %d", c.name, c.v)
 		}
 	}
+	if err := o.normalizeElastic(); err != nil {
+		return err
+	}
 	seen := map[int]bool{}
 	for _, p := range o.Partitions {
 		if seen[p] {
@@ -246,6 +269,7 @@ func (o *Options) parse() (taskHubStore, transportSpec, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	setStoreLeaseDuration(store, o.LeaseDuration)
 	tspec, err := parseTransport(o)
 	if err != nil {
 		return nil, nil, err
@@ -255,6 +279,15 @@ func (o *Options) parse() (taskHubStore, transportSpec, error) {
 	}
 	if _, inMemory := store.(*memoryStore); inMemory && o.PartitionCount == 0 {
 		o.PartitionCount = DefaultPartitionCount
+	}
+	if o.Elastic {
+		if !tspec.crossProcess() {
+			return nil, nil, fmt.Errorf("netherite: Options.Elastic needs a transport that every host of the task hub shares: " +
+				"Options.SharedTransport (hosts in one process) or an Event Hubs Options.Transport")
+		}
+		if !store.shared() {
+			return nil, nil, noMonitorStore(store)
+		}
 	}
 	if tspec.crossProcess() && o.SharedTransport == nil && !store.shared() {
 		return nil, nil, fmt.Errorf("netherite: the %s transport needs storage that every host of the task hub reaches "+
@@ -352,15 +385,24 @@ func (o *Options) defaults() {
 // partition manager, which restarts it after a failure and stops it when
 // its lease is lost (see Partitions).
 type Host struct {
-	opts     Options
-	t        transport.Transport
-	closeT   func() error         // closes t
-	eh       *eventhubs.Transport // t, when it is Event Hubs
-	cursors  *partitions.CursorCache
-	hub      *TaskHubParameters
-	store    taskHubStore
+	opts    Options
+	t       transport.Transport
+	closeT  func() error         // closes t
+	eh      *eventhubs.Transport // t, when it is Event Hubs
+	cursors *partitions.CursorCache
+	hub     *TaskHubParameters
+	store   taskHubStore
+	env     *partitionEnv
+	// mu guards managers and owned, which change while an elastic host
+	// runs.
+	mu sync.Mutex
+	// managers are every partition manager the host started (the elastic
+	// host's ended ones too: their statistics count); owned the newest
+	// of each partition.
 	managers []*partitionManager
 	owned    map[int]*partitionManager
+	// coord places the partitions of an elastic host (nil otherwise).
+	coord    *coordinator
 	client   *client
 	executor *durable.Executor
 	registry *durable.Registry
@@ -378,7 +420,9 @@ type Host struct {
 
 // Start starts a host that runs the functions of r. It returns once every
 // partition it owns runs; ctx bounds that wait (for leases held by another
-// host, too). A start that fails releases whatever it took.
+// host, too). A start that fails releases whatever it took. An elastic
+// host returns once it has joined the task hub (its first load report is
+// sent): its partitions start as the load monitor places them.
 func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error) {
 	if r == nil {
 		return nil, errors.New("netherite: Start needs a registry")
@@ -386,6 +430,9 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	store, tspec, err := opts.parse()
 	if err != nil {
 		return nil, err
+	}
+	if testWrapStore != nil {
+		store = testWrapStore(store)
 	}
 	opts.defaults()
 	if err := ctx.Err(); err != nil {
@@ -412,7 +459,9 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	h.executor = durable.NewExecutor(r, durable.ExecutorOptions{Logger: opts.Logger})
 	h.cursors = partitions.NewCursorCache(opts.InstanceCacheBytes)
 	list := opts.Partitions
-	if list == nil {
+	if opts.Elastic {
+		list = []int{} // the load monitor places them
+	} else if list == nil {
 		for i := 0; i < opts.PartitionCount; i++ {
 			list = append(list, i)
 		}
@@ -432,6 +481,15 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 	if len(list) > 0 {
 		// The budget is shared by the partitions this host runs.
 		env.cache = opts.StateCacheBytes / int64(len(list))
+	}
+	h.env = env
+	var ms monitorStore
+	if opts.Elastic {
+		if ms, err = store.monitor(); err != nil {
+			h.closeT()
+			return nil, err
+		}
+		env.cacheShare = func() int64 { return opts.StateCacheBytes / int64(max(1, h.coord.placedHere())) }
 	}
 	// Open (and recover) the partitions in parallel.
 	errs := make([]error, len(list))
@@ -457,17 +515,30 @@ func Start(ctx context.Context, opts Options, r *durable.Registry) (*Host, error
 		return nil, err
 	}
 	h.client = c
+	if opts.Elastic {
+		h.coord = newCoordinator(h, ms)
+		c.onPlacement(h.coord.placement)
+		if err := h.coord.start(); err != nil {
+			c.close()
+			h.abort()
+			return nil, err
+		}
+	}
 	opts.Logger.Debug("netherite host started", slog.String("taskHub", opts.TaskHub),
 		slog.Int("partitions", opts.PartitionCount), slog.Any("owned", list), slog.String("storage", RedactStorage(opts.Storage)),
 		slog.String("transport", RedactTransport(opts.Transport)))
 	return h, nil
 }
 
+// testWrapStore, set only by tests, wraps the storage of the hosts
+// started (to inject faults).
+var testWrapStore func(taskHubStore) taskHubStore
+
 // abort undoes a start that failed: partitions stop at once, storage,
 // locks and leases are released.
 func (h *Host) abort() {
 	var wg sync.WaitGroup
-	for _, m := range h.managers {
+	for _, m := range h.allManagers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -497,6 +568,8 @@ func (h *Host) Partitions() []PartitionStatus {
 		return nil
 	}
 	out := make([]PartitionStatus, h.opts.PartitionCount)
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for i := range out {
 		if m := h.owned[i]; m != nil {
 			out[i] = m.Status()
@@ -532,7 +605,7 @@ func (h *Host) fail(partition int, err error) {
 
 // Stats reports storage activity: commit-log writes and events logged.
 func (h *Host) Stats() (logWrites, eventsLogged int64) {
-	for _, m := range h.managers {
+	for _, m := range h.allManagers() {
 		a, e := m.logStats()
 		logWrites += a
 		eventsLogged += e
@@ -544,7 +617,7 @@ func (h *Host) Stats() (logWrites, eventsLogged int64) {
 // now (commits, bytes, flush and commit time histograms); zero in memory.
 func (h *Host) CommitStats() faster.CommitStats {
 	var st faster.CommitStats
-	for _, m := range h.managers {
+	for _, m := range h.allManagers() {
 		st.Merge(m.commitStats())
 	}
 	return st
@@ -553,7 +626,7 @@ func (h *Host) CommitStats() faster.CommitStats {
 // StateStats sums the partitions' state-memory statistics: bytes of
 // instances resident, instances read back from storage, and evicted.
 func (h *Host) StateStats() (resident, loads, evictions int64) {
-	for _, m := range h.managers {
+	for _, m := range h.allManagers() {
 		r, l, e := m.stateStats()
 		resident, loads, evictions = resident+r, loads+l, evictions+e
 	}
@@ -564,7 +637,7 @@ func (h *Host) StateStats() (resident, loads, evictions int64) {
 // synchronously on their event loops (zero: loads are prefetched).
 func (h *Host) SyncLoads() int64 {
 	var n int64
-	for _, m := range h.managers {
+	for _, m := range h.allManagers() {
 		if inc := m.current(); inc != nil {
 			n += inc.part.SyncLoads()
 		}
@@ -586,7 +659,10 @@ func (h *Host) TaskHub() *TaskHubParameters { return h.hub }
 
 // Stop stops the host gracefully: running work items finish (until ctx is
 // done), partitions stop and checkpoint, their storage and leases are
-// released, cached executions are released.
+// released, cached executions are released. An elastic host first tells
+// the load monitor that it stops, releases its partitions in parallel (the
+// hosts they are placed on take them at once), and gives the load
+// monitor's lease up last.
 func (h *Host) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() {
 		if h.az != nil {
@@ -594,9 +670,16 @@ func (h *Host) Stop(ctx context.Context) error {
 			h.doneOnce.Do(func() { close(h.done) })
 			return
 		}
+		if h.coord != nil {
+			h.stopErr = h.coord.stop(ctx)
+		}
 		var wg sync.WaitGroup
-		errs := make([]error, len(h.managers))
-		for k, m := range h.managers {
+		managers := h.allManagers()
+		if h.coord != nil {
+			managers = nil // released by the coordinator
+		}
+		errs := make([]error, len(managers))
+		for k, m := range managers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -604,7 +687,7 @@ func (h *Host) Stop(ctx context.Context) error {
 			}()
 		}
 		wg.Wait()
-		h.stopErr = errors.Join(errs...)
+		h.stopErr = errors.Join(h.stopErr, errors.Join(errs...))
 		h.client.close()
 		h.cursors.Clear()
 		if err := h.closeT(); err != nil {
@@ -613,6 +696,57 @@ func (h *Host) Stop(ctx context.Context) error {
 		h.doneOnce.Do(func() { close(h.done) })
 	})
 	return h.stopErr
+}
+
+// allManagers returns every partition manager the host started.
+func (h *Host) allManagers() []*partitionManager {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.managers)
+}
+
+// newManager makes the manager of partition p (elastic: placed here).
+func (h *Host) newManager(p int) *partitionManager {
+	m := newPartitionManager(h.env, p)
+	h.mu.Lock()
+	h.managers = append(h.managers, m)
+	h.owned[p] = m
+	h.mu.Unlock()
+	return m
+}
+
+// disown forgets partition p's manager m once it has ended (elastic: the
+// partition was released), unless a newer manager took its place.
+func (h *Host) disown(p int, m *partitionManager) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.owned[p] == m {
+		delete(h.owned, p)
+	}
+}
+
+// kill stops the host at once, as if its process died: partitions stop
+// without a checkpoint, leases are not released, an elastic host sends no
+// goodbye report (tests).
+func (h *Host) kill() {
+	h.stopOnce.Do(func() {
+		if h.coord != nil {
+			h.coord.kill()
+		}
+		var wg sync.WaitGroup
+		for _, m := range h.allManagers() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.kill()
+			}()
+		}
+		wg.Wait()
+		h.client.close()
+		h.cursors.Clear()
+		h.closeT()
+		h.doneOnce.Do(func() { close(h.done) })
+	})
 }
 
 // RedactStorage returns Options.Storage fit for logs and output: the
@@ -656,7 +790,7 @@ func RedactStorage(s string) string {
 // opened its partitions: events applied after the checkpoints, and their
 // bytes (0 with memory storage).
 func (h *Host) Replayed() (events, bytes int64) {
-	for _, m := range h.managers {
+	for _, m := range h.allManagers() {
 		if inc := m.current(); inc != nil && inc.storage.durableStore() != nil {
 			e, b := inc.storage.durableStore().Replayed()
 			events, bytes = events+e, bytes+b

@@ -2,8 +2,10 @@ package netherite
 
 import (
 	"context"
+	"time"
 
 	"github.com/netherite-go/netherite/partitions"
+	"github.com/netherite-go/netherite/transport"
 )
 
 // runningPartition is what the partition manager needs of a running
@@ -20,6 +22,9 @@ type runningPartition interface {
 	Stop(ctx context.Context) error
 	StateStats() (resident, loads, evictions int64)
 	SyncLoads() int64
+	// LoadSample measures the partition's load for the load monitor
+	// (elastic hosts); each call ends a report period.
+	LoadSample(now time.Time) transport.PartitionLoad
 }
 
 // startPartition starts a partition on state; cancelling ctx stops it at

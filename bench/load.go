@@ -159,6 +159,9 @@ func (r *recorder) stats() stats {
 type openLoop struct {
 	n    int
 	rate float64 // ops per second
+	// start, if set, is the schedule's origin (default: when run begins),
+	// so that a caller can line other events up with it.
+	start time.Time
 	// now and sleepUntil default to the wall clock; tests replace them.
 	now        func() time.Time
 	sleepUntil func(ctx context.Context, t time.Time) error
@@ -180,6 +183,9 @@ func (l *openLoop) run(ctx context.Context, o op) (*recorder, time.Time) {
 	rec := newRecorder(now)
 	var wg sync.WaitGroup
 	t0 := now()
+	if !l.start.IsZero() {
+		t0 = l.start
+	}
 	for i := 0; i < l.n; i++ {
 		due := l.due(t0, i)
 		if err := sleep(ctx, due); err != nil {

@@ -151,7 +151,7 @@ func WriteMetrics(w io.Writer, rec *loadmonitor.Record, host *HostMetrics, now t
 	if rec == nil {
 		return
 	}
-	p.gauge("netherite_recommended_hosts", "Hosts the load monitor recommends for the task hub.", float64(rec.Recommendation.Hosts))
+	p.gauge("netherite_recommended_hosts", "Hosts the load monitor recommends for the task hub.", float64(rec.RecommendationAt(now, 0).Hosts))
 	p.gauge("netherite_placement_version", "Version of the load monitor's placement of partitions on hosts.", float64(rec.Version))
 	live := 0
 	for _, h := range rec.Hosts {

@@ -87,13 +87,16 @@ func scaleLoad(l transport.PartitionLoad) ScalePartitionLoad {
 		CacheBytes: l.CacheBytes, Instances: l.Instances, Latency: l.Latency}
 }
 
-// NewScaleStatus renders a record. The partitions are those of Owners
-// (with the load reported for each, if any); a host's Partitions are
-// those Owners gives it.
-func NewScaleStatus(rec *loadmonitor.Record) *ScaleStatus {
+// NewScaleStatus renders a record as of now. The partitions are those of
+// Owners (with the load reported for each, if any); a host's Partitions
+// are those Owners gives it. The recommendation is the record's as of now
+// (Record.RecommendationAt): a stored 0 becomes 1 once a stored timer
+// comes due, for a reader that serves the record while no host runs.
+func NewScaleStatus(rec *loadmonitor.Record, now time.Time) *ScaleStatus {
+	recm := rec.RecommendationAt(now, 0)
 	s := &ScaleStatus{
-		RecommendedHosts: rec.Recommendation.Hosts,
-		Recommendation:   ScaleDecision{Hosts: rec.Recommendation.Hosts, Reason: rec.Recommendation.Reason},
+		RecommendedHosts: recm.Hosts,
+		Recommendation:   ScaleDecision{Hosts: recm.Hosts, Reason: recm.Reason},
 		PlacementVersion: rec.Version, Monitor: rec.Monitor, Updated: formatTime(rec.Updated),
 		Hosts: []ScaleHost{}, Partitions: []ScalePartition{},
 	}
@@ -170,7 +173,7 @@ func ScaleHandler(src ScaleSource) http.Handler {
 		case rec == nil:
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no load monitor record yet: no elastic host has run the load monitor of this task hub"})
 		default:
-			writeJSON(w, http.StatusOK, NewScaleStatus(rec))
+			writeJSON(w, http.StatusOK, NewScaleStatus(rec, time.Now()))
 		}
 	})
 }

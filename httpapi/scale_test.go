@@ -270,3 +270,23 @@ func TestParseExpositionRejects(t *testing.T) {
 		}
 	}
 }
+
+// A stored recommendation of 0 (every host gone) becomes 1 once a stored
+// timer is due within a minute: KEDA starts a host to fire it.
+func TestScaleStatusTimerWakes(t *testing.T) {
+	rec := &loadmonitor.Record{Version: 2, Owners: []string{"a", "a"},
+		Loads: []transport.PartitionLoad{{Partition: 0, Latency: "IIIII"},
+			{Partition: 1, Timers: 1, NextTimer: scaleT0.Add(10 * time.Minute), Latency: "IIIII"}},
+		Recommendation: loadmonitor.Recommendation{Hosts: 0, Reason: "idle"}}
+	if s := NewScaleStatus(rec, scaleT0); s.RecommendedHosts != 0 || s.Recommendation.Reason != "idle" {
+		t.Fatalf("ten minutes before the timer: %+v", s.Recommendation)
+	}
+	if s := NewScaleStatus(rec, scaleT0.Add(9*time.Minute+30*time.Second)); s.RecommendedHosts != 1 || s.Recommendation.Hosts != 1 {
+		t.Fatalf("30 s before the timer: %+v", s.Recommendation)
+	}
+	var b strings.Builder
+	WriteMetrics(&b, rec, nil, scaleT0.Add(9*time.Minute+30*time.Second))
+	if got := mustParseExposition(t, b.String())["netherite_recommended_hosts"]; got != 1 {
+		t.Fatalf("netherite_recommended_hosts = %v, want 1", got)
+	}
+}

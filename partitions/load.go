@@ -15,16 +15,31 @@ import (
 // sample shows them as of the previous one. Nothing here changes the
 // partition's state or the order of its events.
 
-// The latency trend's thresholds: the longest wait in a period below
-// LatencyLow is L, below LatencyHigh M, else H (doc/scaling.md).
+// The latency trend: one letter per report period, oldest first, at most
+// LatencyTrendLen of them: I idle (nothing processed, nothing waiting),
+// else by the longest wait of the period: L below LatencyLow, M below
+// LatencyHigh, H beyond. The load monitor reads them (doc/scaling.md;
+// loadmonitor's MediumWait, HighWait and TrendLength must agree, which its
+// tests check).
 const (
-	LatencyLow  = 100 * time.Millisecond
-	LatencyHigh = time.Second
-	// LatencyTrendLen is the number of periods a trend shows.
+	LatencyLow      = 100 * time.Millisecond
+	LatencyHigh     = time.Second
 	LatencyTrendLen = 5
 	// sampleRefreshMin spaces the loop's scans for the costly counts.
 	sampleRefreshMin = 250 * time.Millisecond
 )
+
+// LatencyLetter classifies the longest wait of a period in which work was
+// processed or waited.
+func LatencyLetter(wait time.Duration) byte {
+	switch {
+	case wait < LatencyLow:
+		return 'L'
+	case wait < LatencyHigh:
+		return 'M'
+	}
+	return 'H'
+}
 
 // loadStats is the partition's side of load reporting.
 type loadStats struct {
@@ -53,7 +68,7 @@ type loadStats struct {
 	// The sampler's period state.
 	mu         sync.Mutex
 	lastEvents int64
-	trend      []byte
+	trend      string
 }
 
 func (l *loadStats) init(inputPos uint64) {
@@ -71,18 +86,6 @@ func (l *loadStats) waited(d time.Duration) {
 			return
 		}
 	}
-}
-
-// LatencyLetter classifies the longest wait of a period in which work was
-// processed or waited (see LatencyLow, LatencyHigh).
-func LatencyLetter(wait time.Duration) byte {
-	switch {
-	case wait < LatencyLow:
-		return 'L'
-	case wait < LatencyHigh:
-		return 'M'
-	}
-	return 'H'
 }
 
 // LoadSample reports the partition's load, and closes one report period
@@ -138,11 +141,11 @@ func (p *Partition) LoadSample(now time.Time) transport.PartitionLoad {
 	if processed || waiting {
 		letter = LatencyLetter(wait)
 	}
-	l.trend = append(l.trend, letter)
+	l.trend += string(rune(letter))
 	if len(l.trend) > LatencyTrendLen {
-		l.trend = append(l.trend[:0], l.trend[len(l.trend)-LatencyTrendLen:]...)
+		l.trend = l.trend[len(l.trend)-LatencyTrendLen:]
 	}
-	ld.Latency = string(l.trend)
+	ld.Latency = l.trend
 	return ld
 }
 

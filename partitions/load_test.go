@@ -207,6 +207,24 @@ func TestLoadSampleActivities(t *testing.T) {
 	})
 }
 
+// With a backing store most instances are not resident: the count still
+// covers them all (a scan the loop does when a sample asks), and the
+// cache bytes are the resident ones.
+func TestLoadSampleBackedInstances(t *testing.T) {
+	r := newPrefetchRig(t)
+	const n = 40
+	for i := 0; i < n; i++ {
+		r.response(r.signal(fmt.Sprintf("@counter@k%d", i)))
+	}
+	eventually(t, "40 instances counted", func() (bool, string) {
+		l := r.p.LoadSample(time.Now())
+		return l.Instances == n && l.CacheBytes > 0 && l.CacheBytes <= 6000+4096, fmt.Sprintf("%+v", l)
+	})
+	if res, _, ev := r.p.StateStats(); ev == 0 {
+		t.Fatalf("nothing was evicted (resident %d): the test does not exercise the scan", res)
+	}
+}
+
 func TestLatencyLetter(t *testing.T) {
 	for _, tc := range []struct {
 		d    time.Duration

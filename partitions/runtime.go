@@ -510,10 +510,12 @@ func (p *Partition) handle(it intakeItem) {
 		p.inputSeen = it.inputPos
 	}
 	if it.update != nil || it.read != nil {
+		// Processed: it counts, and so does its wait (internal items
+		// such as checkpoint requests do not).
 		p.loadStats.handled++
-	}
-	if !it.at.IsZero() {
-		p.loadStats.waited(time.Since(it.at))
+		if !it.at.IsZero() {
+			p.loadStats.waited(time.Since(it.at))
+		}
 	}
 	switch {
 	case it.drain:

@@ -64,6 +64,7 @@ type Series struct {
 	Name string
 	X, Y []float64
 	// Step draws the series as a staircase (a step after each point).
+	// A NaN Y breaks the line.
 	Step bool
 	// Colour is 1 + the index of the series' colour in Palette (0: by
 	// position), so that a configuration keeps its colour across charts.
@@ -88,10 +89,12 @@ const (
 
 // LineChart is a chart of lines.
 type LineChart struct {
-	Title         string
-	X, Y          Axis
-	Series        []Series
-	Legend        int
+	Title  string
+	X, Y   Axis
+	Series []Series
+	Legend int
+	// Marks are labelled vertical lines (events on the x axis).
+	Marks         []Mark
 	Width, Height int
 }
 
@@ -420,6 +423,13 @@ func (lc *LineChart) Render() *image.RGBA {
 		var px, py float64
 		first := true
 		for j := range min(len(s.X), len(s.Y)) {
+			if math.IsNaN(s.Y[j]) { // a gap: the line breaks (a step holds until here)
+				if !first && s.Step {
+					c.line(px, py, c.x.px(s.X[j]), py, col)
+				}
+				first = true
+				continue
+			}
 			if (lc.X.Log && s.X[j] <= 0) || (lc.Y.Log && s.Y[j] <= 0) {
 				continue
 			}
@@ -437,6 +447,7 @@ func (lc *LineChart) Render() *image.RGBA {
 			px, py, first = x, y, false
 		}
 	}
+	c.marks(lc.Marks)
 	c.legend(names, cols, lc.Legend)
 	return c.img
 }

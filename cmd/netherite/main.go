@@ -49,6 +49,10 @@ commands:
                     -persist-first -cache-mb -timeout -seed -json
   bench compare     run the workloads on Netherite and on the Azure Storage
                     baseline; writes bench-report/ (see 'bench compare -h')
+  bench elastic     hello5 at a fixed rate while elastic hosts go 1 -> 3 -> 2 -> 1;
+                    writes bench-elastic/ with a PNG (see 'bench elastic -h')
+  bench handover    time graceful moves of one partition between two elastic
+                    hosts (see 'bench handover -h')
 
 run 'netherite <command> -h' for the flags of a command
 `, strings.Join(bench.Workloads, ", "))
@@ -97,8 +101,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "compare" {
-		return runCompare(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "compare":
+			return runCompare(ctx, args[1:], stdout, stderr)
+		case "elastic":
+			return runBenchElastic(ctx, args[1:], stdout, stderr)
+		case "handover":
+			return runBenchHandover(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -89,6 +89,7 @@ func serve(ctx context.Context, addr string, opts netherite.Options, r *durable.
 	mux := http.NewServeMux()
 	mux.Handle("/runtime/webhooks/durabletask/", api)
 	mux.Handle("/healthz", healthHandler(h.Partitions))
+	addScaleRoutes(mux, h)
 	var handler http.Handler = mux
 	if asFunctions {
 		handler = functions.NewHandler(mux, functions.Options{Logger: logger})

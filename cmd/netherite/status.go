@@ -17,14 +17,14 @@ import (
 // the recommendation, a table of hosts, and a table of partitions with
 // their owner and load.
 func printStatus(w io.Writer, taskHub string, rec *loadmonitor.Record, now time.Time) {
-	s := httpapi.NewScaleStatus(rec)
+	s := httpapi.NewScaleStatus(rec, now)
 	fmt.Fprintf(w, "task hub %q: placement version %d, load monitor on %s", taskHub, rec.Version, orDash(rec.Monitor))
 	if !rec.Updated.IsZero() {
 		fmt.Fprintf(w, " (record written %s, %s ago)", rec.Updated.UTC().Format(time.RFC3339), ago(now, rec.Updated))
 	}
-	fmt.Fprintf(w, "\nrecommendation: %d host%s", rec.Recommendation.Hosts, plural(rec.Recommendation.Hosts))
-	if rec.Recommendation.Reason != "" {
-		fmt.Fprintf(w, " (%s)", rec.Recommendation.Reason)
+	fmt.Fprintf(w, "\nrecommendation: %d host%s", s.RecommendedHosts, plural(s.RecommendedHosts))
+	if s.Recommendation.Reason != "" {
+		fmt.Fprintf(w, " (%s)", s.Recommendation.Reason)
 	}
 	fmt.Fprintf(w, "\n\n")
 
@@ -71,8 +71,8 @@ func printStatus(w io.Writer, taskHub string, rec *loadmonitor.Record, now time.
 
 // printStatusJSON prints what GET /runtime/webhooks/durabletask/scale
 // answers.
-func printStatusJSON(w io.Writer, rec *loadmonitor.Record) {
-	b, _ := json.MarshalIndent(httpapi.NewScaleStatus(rec), "", "  ")
+func printStatusJSON(w io.Writer, rec *loadmonitor.Record, now time.Time) {
+	b, _ := json.MarshalIndent(httpapi.NewScaleStatus(rec, now), "", "  ")
 	fmt.Fprintln(w, string(b))
 }
 

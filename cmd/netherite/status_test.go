@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +152,59 @@ func TestRanges(t *testing.T) {
 			t.Errorf("ranges(%v) = %q, want %q", ps, got, want)
 		}
 	}
+}
+
+// serve answers /metrics (its partitions, and that there is no load
+// monitor record) and /scale (503: no elastic host ran) on a fixed host.
+func TestServeScaleRoutes(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-addr", addr, "-storage", t.TempDir(), "-partitions", "3"}, &out, &errb)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exit %d: %s", code, errb.String())
+		}
+	}()
+	base := "http://" + addr
+	var body string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if resp.StatusCode == 200 && regexp.MustCompile(`(?m)^netherite_host_partitions_running\{host="[^"]*"\} 3$`).MatchString(body) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics never showed 3 partitions running: %v\n%s\n%s", err, body, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(body, "# TYPE netherite_scale_record_available gauge\nnetherite_scale_record_available 0\n") {
+		t.Errorf("/metrics of a host without a load monitor record:\n%s", body)
+	}
+	resp, err := http.Get(base + "/runtime/webhooks/durabletask/scale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e map[string]string
+	err = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || err != nil || e["error"] == "" {
+		t.Fatalf("/scale without a record: %d %v %v", resp.StatusCode, e, err)
+	}
+	// The Durable Functions API is still served next to /scale.
+	resp, err = http.Get(base + "/runtime/webhooks/durabletask/instances/nosuch")
+	if err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET instance: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

@@ -90,7 +90,7 @@ func taskHubStatusCmd(ctx context.Context, opts netherite.Options, asJSON bool, 
 		return 1
 	}
 	if asJSON {
-		printStatusJSON(stdout, rec)
+		printStatusJSON(stdout, rec, time.Now())
 		return 0
 	}
 	name := opts.TaskHub

@@ -1,0 +1,271 @@
+package netherite
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netherite-go/netherite/durable"
+	"github.com/netherite-go/netherite/loadmonitor"
+	"github.com/netherite-go/netherite/partitions"
+	"github.com/netherite-go/netherite/transport"
+)
+
+// An elastic acquire waits while another host holds the partition, and
+// release cancels it at once (the placement moved the partition away
+// before it was taken); the holder keeps running it.
+func TestElasticAcquireCancelled(t *testing.T) {
+	tr := transport.NewMemory(2)
+	defer tr.Close()
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Partitions()[0].State != PartitionOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("partition 0 not running: %+v", h.Partitions()[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A second manager of partition 0 (as another host's would be): its
+	// acquire waits on the lock the first one holds.
+	m := newPartitionManager(h.env, 0)
+	m.startElastic()
+	time.Sleep(300 * time.Millisecond) // several lock polls
+	if s := m.Status(); s.State == PartitionOK || m.ended() {
+		t.Fatalf("second manager took a held partition: %+v (ended %v)", s, m.ended())
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.release(ctx); err != nil {
+		t.Fatalf("release of a waiting acquire: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("release of a waiting acquire took %v", took)
+	}
+	if !m.ended() || m.Status().State != PartitionNotOwned {
+		t.Fatalf("after release: ended %v, %+v", m.ended(), m.Status())
+	}
+	if s := h.Partitions()[0]; s.State != PartitionOK {
+		t.Fatalf("the holder lost partition 0: %+v", s)
+	}
+}
+
+// lossyStore loses the lease of partition 0 once, on demand.
+type lossyStore struct {
+	taskHubStore
+	mu    sync.Mutex
+	opens int
+	lose  chan struct{}
+}
+
+type lossyPartition struct {
+	partitionStorage
+	lost <-chan struct{}
+}
+
+func (p *lossyPartition) lease() (<-chan struct{}, func() error) {
+	return p.lost, func() error { return errors.New("test: lease lost") }
+}
+
+func (s *lossyStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
+	ps, st, err := s.taskHubStore.openPartition(ctx, i, o)
+	if err != nil || i != 0 {
+		return ps, st, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opens++
+	if s.opens == 1 {
+		return &lossyPartition{partitionStorage: ps, lost: s.lose}, st, nil
+	}
+	return ps, st, nil
+}
+
+// In elastic mode a lost lease ends the partition's manager; the
+// placement decides: still placed here, the partition is taken again by a
+// new manager.
+func TestElasticLeaseLostPlacementDecides(t *testing.T) {
+	ls := &lossyStore{lose: make(chan struct{})}
+	testWrapStore = func(s taskHubStore) taskHubStore { ls.taskHubStore = s; return ls }
+	defer func() { testWrapStore = nil }()
+	tr := transport.NewMemory(2)
+	defer tr.Close()
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	waitState := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: partition 0 is %+v", what, h.Partitions()[0])
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitState("first run", func() bool { return h.Partitions()[0].State == PartitionOK })
+	h.mu.Lock()
+	first := h.owned[0]
+	h.mu.Unlock()
+	close(ls.lose)
+	select {
+	case <-first.done: // the manager ended on the lost lease
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the manager did not end when its lease was lost: %+v", first.Status())
+	}
+	if s := first.Status(); s.State != PartitionNotOwned || s.Err == nil || s.Restarts != 0 {
+		t.Fatalf("manager after its lease was lost: %+v", s)
+	}
+	waitState("taken again", func() bool {
+		h.mu.Lock()
+		m := h.owned[0]
+		h.mu.Unlock()
+		return m != nil && m != first && m.Status().State == PartitionOK
+	})
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.opens != 2 {
+		t.Fatalf("partition 0 opened %d times, want 2", ls.opens)
+	}
+}
+
+// cuttableStore cuts a host from its storage on demand: the record cannot
+// be read, the partitions' leases are lost, opens hang; heal ends it.
+type cuttableStore struct {
+	taskHubStore
+	cutCh  chan struct{}
+	healCh chan struct{}
+}
+
+func (s *cuttableStore) isCut() bool {
+	select {
+	case <-s.healCh:
+		return false
+	default:
+	}
+	select {
+	case <-s.cutCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *cuttableStore) monitor() (monitorStore, error) {
+	ms, err := s.taskHubStore.monitor()
+	if err != nil {
+		return nil, err
+	}
+	return &cuttableMonitor{monitorStore: ms, s: s}, nil
+}
+
+type cuttableMonitor struct {
+	monitorStore
+	s *cuttableStore
+}
+
+func (m *cuttableMonitor) readRecord(ctx context.Context) (*loadmonitor.Record, error) {
+	if m.s.isCut() {
+		return nil, errors.New("test: storage unreachable")
+	}
+	return m.monitorStore.readRecord(ctx)
+}
+
+func (s *cuttableStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {
+	if s.isCut() {
+		select {
+		case <-s.healCh:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	ps, st, err := s.taskHubStore.openPartition(ctx, i, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case <-s.healCh:
+		return ps, st, nil
+	default:
+		return &lossyPartition{partitionStorage: ps, lost: s.cutCh}, st, nil
+	}
+}
+
+// An elastic host cut off from the task hub's storage leaves the
+// placement (its partitions go to the other hosts) and rejoins once it
+// reaches storage again.
+func TestElasticHostCutFromStorage(t *testing.T) {
+	tr := transport.NewMemory(4)
+	defer tr.Close()
+	dir := t.TempDir()
+	opts := func(id string) Options {
+		return Options{Elastic: true, HostID: id, SharedTransport: tr, Storage: dir, PartitionCount: 4,
+			LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
+	running := func(h *Host) int {
+		n := 0
+		for _, s := range h.Partitions() {
+			if s.State == PartitionOK {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor := func(what string, within time.Duration, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v", what, within)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	b, err := Start(context.Background(), opts("b"), durable.NewRegistry()) // b runs the monitor
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(context.Background())
+	waitFor("b runs all", 10*time.Second, func() bool { return running(b) == 4 })
+	cs := &cuttableStore{cutCh: make(chan struct{}), healCh: make(chan struct{})}
+	testWrapStore = func(s taskHubStore) taskHubStore { cs.taskHubStore = s; return cs }
+	a, err := Start(context.Background(), opts("a"), durable.NewRegistry())
+	testWrapStore = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop(context.Background())
+	waitFor("2/2", 10*time.Second, func() bool { return running(a) == 2 && running(b) == 2 })
+
+	close(cs.cutCh)
+	cutAt := time.Now()
+	waitFor("a's partitions on b", time.Second+5*time.Second, func() bool { return running(a) == 0 && running(b) == 4 })
+	t.Logf("cut host's partitions moved after %v", time.Since(cutAt).Round(time.Millisecond))
+	rec, err := b.Scale(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range rec.Hosts {
+		if h.ID == "a" && h.Live {
+			t.Fatalf("the cut host is live in the record: %+v", rec.Hosts)
+		}
+	}
+
+	close(cs.healCh)
+	waitFor("a back", 10*time.Second, func() bool { return running(a) == 2 && running(b) == 2 })
+}
