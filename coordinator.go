@@ -530,7 +530,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // partitionEvents, set only by tests, observes partition moves: "release"
-// when a host starts releasing a partition, "running" when one runs it.
+// when a host starts releasing a partition, "running" when one runs it
+// (its lock or lease is held), "stopped" when it stopped running it (before
+// its lock or lease is let go).
 var partitionEvents atomic.Pointer[func(host string, partition int, event string, at time.Time)]
 
 func partitionEvent(host string, p int, event string, at time.Time) {
