@@ -266,6 +266,9 @@ func (c *coordinator) reconcile() {
 			if c.leaving[p] != nil {
 				continue // taken again once released
 			}
+			if m != nil {
+				c.h.disown(p, m) // its lease was lost
+			}
 			m = c.h.newManager(p)
 			c.active[p] = m
 			m.startElastic()

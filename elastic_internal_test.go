@@ -3,6 +3,7 @@ package netherite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/partitions"
+	"github.com/netherite-go/netherite/samples"
 	"github.com/netherite-go/netherite/transport"
 )
 
@@ -268,4 +270,58 @@ func TestElasticHostCutFromStorage(t *testing.T) {
 
 	close(cs.healCh)
 	waitFor("a back", 10*time.Second, func() bool { return running(a) == 2 && running(b) == 2 })
+}
+
+// An elastic host forgets the managers of partitions that moved away (a
+// long-lived host sees many moves), and keeps their statistics.
+func TestElasticMovesForgetEndedManagers(t *testing.T) {
+	tr := transport.NewMemory(2)
+	defer tr.Close()
+	r := durable.NewRegistry()
+	samples.Register(r)
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	waitState := func(what string, want PartitionState) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Partitions()[0].State != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitState("first run", PartitionOK)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, err := h.Client().StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID("stats!0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Client().WaitForCompletion(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	writes, events := h.Stats()
+	if writes == 0 || events == 0 {
+		t.Fatalf("no log statistics after an orchestration: %d writes, %d events", writes, events)
+	}
+	// Versions far above the monitor's: these placements win.
+	for i := range 10 {
+		v := uint64(1_000_000 + 2*i)
+		h.coord.offer(v, []string{"elsewhere", "a"})
+		waitState(fmt.Sprintf("move %d away", i), PartitionNotOwned)
+		h.coord.offer(v+1, []string{"a", "a"})
+		waitState(fmt.Sprintf("move %d back", i), PartitionOK)
+	}
+	if n := len(h.allManagers()); n > 3 {
+		t.Errorf("%d partition managers kept after 10 moves of one partition of 2, want at most 3", n)
+	}
+	if w, e := h.Stats(); w < writes || e < events {
+		t.Errorf("statistics went back after the moves: %d writes, %d events; before %d, %d", w, e, writes, events)
+	}
 }
