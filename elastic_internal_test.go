@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -323,5 +324,72 @@ func TestElasticMovesForgetEndedManagers(t *testing.T) {
 	}
 	if w, e := h.Stats(); w < writes || e < events {
 		t.Errorf("statistics went back after the moves: %d writes, %d events; before %d, %d", w, e, writes, events)
+	}
+}
+
+// afterStop records the log lines a host writes after its Stop returned.
+type afterStop struct {
+	slog.Handler
+	mu      sync.Mutex
+	stopped bool
+	late    []string
+}
+
+func (a *afterStop) Handle(ctx context.Context, r slog.Record) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		a.late = append(a.late, r.Message)
+	}
+	return nil
+}
+
+func (a *afterStop) WithAttrs([]slog.Attr) slog.Handler { return a }
+func (a *afterStop) WithGroup(string) slog.Handler      { return a }
+
+// Stop returns only once the releases under way have ended: nothing of
+// the host runs (or logs) after it.
+func TestElasticStopWaitsForReleases(t *testing.T) {
+	tr := transport.NewMemory(4)
+	defer tr.Close()
+	for i := range 5 {
+		as := &afterStop{Handler: slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})}
+		h, err := Start(context.Background(), Options{Elastic: true, HostID: fmt.Sprintf("a%d", i), SharedTransport: tr,
+			Storage: t.TempDir(), PartitionCount: 4, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+			Logger: slog.New(as)}, durable.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Partitions()[3].State != PartitionOK {
+			if time.Now().After(deadline) {
+				t.Fatalf("not running: %+v", h.Partitions())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// Move every partition away, and stop while they are released.
+		h.coord.offer(1_000_000, []string{"x", "x", "x", "x"})
+		for {
+			h.coord.mu.Lock()
+			n := len(h.coord.leaving)
+			h.coord.mu.Unlock()
+			if n > 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := h.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		as.mu.Lock()
+		as.stopped = true
+		as.mu.Unlock()
+		time.Sleep(100 * time.Millisecond) // what still runs would log now
+		as.mu.Lock()
+		late := slices.Clone(as.late)
+		as.mu.Unlock()
+		if len(late) > 0 {
+			t.Fatalf("the host logged after Stop returned: %q", late)
+		}
 	}
 }
