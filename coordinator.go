@@ -96,9 +96,12 @@ type coordinator struct {
 	monCtx    context.Context // the monitor candidate: ends after the partitions are released
 	monCancel context.CancelFunc
 	monWG     sync.WaitGroup
-	kick      chan struct{}
-	runMon    func(ctx context.Context, r monitorRun) error
-	tune      func(*loadmonitor.Config)
+	// bg counts the goroutines that release partitions or watch managers
+	// end: stop and kill wait for them.
+	bg     sync.WaitGroup
+	kick   chan struct{}
+	runMon func(ctx context.Context, r monitorRun) error
+	tune   func(*loadmonitor.Config)
 
 	mu       sync.Mutex
 	applied  bool // a placement was applied
@@ -266,10 +269,15 @@ func (c *coordinator) reconcile() {
 			if c.leaving[p] != nil {
 				continue // taken again once released
 			}
+			if m != nil {
+				c.h.disown(p, m) // its lease was lost
+			}
 			m = c.h.newManager(p)
 			c.active[p] = m
 			m.startElastic()
+			c.bg.Add(1)
 			go func() {
+				defer c.bg.Done()
 				<-m.done
 				c.poke()
 			}()
@@ -280,7 +288,11 @@ func (c *coordinator) reconcile() {
 				continue
 			}
 			c.leaving[p] = m
-			go c.release(p, m)
+			c.bg.Add(1)
+			go func() {
+				defer c.bg.Done()
+				c.release(p, m)
+			}()
 		}
 	}
 }
@@ -459,10 +471,6 @@ func (c *coordinator) stop(ctx context.Context) error {
 	c.mu.Lock()
 	active := c.active
 	c.active = map[int]*partitionManager{}
-	var leaving []*partitionManager
-	for _, m := range c.leaving {
-		leaving = append(leaving, m)
-	}
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -480,9 +488,7 @@ func (c *coordinator) stop(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	for _, m := range leaving {
-		<-m.done
-	}
+	c.bg.Wait() // the releases under way
 	c.monCancel()
 	c.monWG.Wait()
 	return errors.Join(errs...)
@@ -516,6 +522,7 @@ func (c *coordinator) kill() {
 		}()
 	}
 	wg.Wait()
+	c.bg.Wait()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -530,7 +537,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // partitionEvents, set only by tests, observes partition moves: "release"
-// when a host starts releasing a partition, "running" when one runs it.
+// when a host starts releasing a partition, "running" when one runs it
+// (its lock or lease is held), "stopped" when it stopped running it (before
+// its lock or lease is let go).
 var partitionEvents atomic.Pointer[func(host string, partition int, event string, at time.Time)]
 
 func partitionEvent(host string, p int, event string, at time.Time) {

@@ -3,8 +3,10 @@ package netherite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/loadmonitor"
 	"github.com/netherite-go/netherite/partitions"
+	"github.com/netherite-go/netherite/samples"
 	"github.com/netherite-go/netherite/transport"
 )
 
@@ -268,4 +271,125 @@ func TestElasticHostCutFromStorage(t *testing.T) {
 
 	close(cs.healCh)
 	waitFor("a back", 10*time.Second, func() bool { return running(a) == 2 && running(b) == 2 })
+}
+
+// An elastic host forgets the managers of partitions that moved away (a
+// long-lived host sees many moves), and keeps their statistics.
+func TestElasticMovesForgetEndedManagers(t *testing.T) {
+	tr := transport.NewMemory(2)
+	defer tr.Close()
+	r := durable.NewRegistry()
+	samples.Register(r)
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	waitState := func(what string, want PartitionState) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Partitions()[0].State != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitState("first run", PartitionOK)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, err := h.Client().StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID("stats!0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Client().WaitForCompletion(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	writes, events := h.Stats()
+	if writes == 0 || events == 0 {
+		t.Fatalf("no log statistics after an orchestration: %d writes, %d events", writes, events)
+	}
+	// Versions far above the monitor's: these placements win.
+	for i := range 10 {
+		v := uint64(1_000_000 + 2*i)
+		h.coord.offer(v, []string{"elsewhere", "a"})
+		waitState(fmt.Sprintf("move %d away", i), PartitionNotOwned)
+		h.coord.offer(v+1, []string{"a", "a"})
+		waitState(fmt.Sprintf("move %d back", i), PartitionOK)
+	}
+	if n := len(h.allManagers()); n > 3 {
+		t.Errorf("%d partition managers kept after 10 moves of one partition of 2, want at most 3", n)
+	}
+	if w, e := h.Stats(); w < writes || e < events {
+		t.Errorf("statistics went back after the moves: %d writes, %d events; before %d, %d", w, e, writes, events)
+	}
+}
+
+// afterStop records the log lines a host writes after its Stop returned.
+type afterStop struct {
+	slog.Handler
+	mu      sync.Mutex
+	stopped bool
+	late    []string
+}
+
+func (a *afterStop) Handle(ctx context.Context, r slog.Record) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopped {
+		a.late = append(a.late, r.Message)
+	}
+	return nil
+}
+
+func (a *afterStop) WithAttrs([]slog.Attr) slog.Handler { return a }
+func (a *afterStop) WithGroup(string) slog.Handler      { return a }
+
+// Stop returns only once the releases under way have ended: nothing of
+// the host runs (or logs) after it.
+func TestElasticStopWaitsForReleases(t *testing.T) {
+	tr := transport.NewMemory(4)
+	defer tr.Close()
+	for i := range 5 {
+		as := &afterStop{Handler: slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})}
+		h, err := Start(context.Background(), Options{Elastic: true, HostID: fmt.Sprintf("a%d", i), SharedTransport: tr,
+			Storage: t.TempDir(), PartitionCount: 4, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+			Logger: slog.New(as)}, durable.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Partitions()[3].State != PartitionOK {
+			if time.Now().After(deadline) {
+				t.Fatalf("not running: %+v", h.Partitions())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// Move every partition away, and stop while they are released.
+		h.coord.offer(1_000_000, []string{"x", "x", "x", "x"})
+		for {
+			h.coord.mu.Lock()
+			n := len(h.coord.leaving)
+			h.coord.mu.Unlock()
+			if n > 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := h.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		as.mu.Lock()
+		as.stopped = true
+		as.mu.Unlock()
+		time.Sleep(100 * time.Millisecond) // what still runs would log now
+		as.mu.Lock()
+		late := slices.Clone(as.late)
+		as.mu.Unlock()
+		if len(late) > 0 {
+			t.Fatalf("the host logged after Stop returned: %q", late)
+		}
+	}
 }
