@@ -116,6 +116,9 @@ type coordinator struct {
 	// not for HostTimeout (see poll).
 	storageOK time.Time
 	cut       bool
+	// formatLogged is when poll last logged a record of another format
+	// (poll's own).
+	formatLogged time.Time
 }
 
 func newCoordinator(h *Host, ms monitorStore) *coordinator {
@@ -216,6 +219,17 @@ func (c *coordinator) poll() {
 	defer cancel()
 	rec, err := c.ms.readRecord(ctx)
 	now := time.Now()
+	if errors.Is(err, loadmonitor.ErrFormatVersion) {
+		// Storage answered, so the host is not cut off from it; the record
+		// is another build's (a rolling upgrade), so placements come
+		// through the transport only.
+		if now.Sub(c.formatLogged) >= time.Minute {
+			c.formatLogged = now
+			c.log.Error("the load monitor's record is of a format this build does not read; "+
+				"the hosts of one task hub must run one netherite version", slog.Any("error", err))
+		}
+		err = nil
+	}
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return

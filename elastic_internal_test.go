@@ -393,3 +393,48 @@ func TestElasticStopWaitsForReleases(t *testing.T) {
 		}
 	}
 }
+
+// otherFormatStore's load monitor record is of a format this build does
+// not read (another netherite version wrote it).
+type otherFormatStore struct{ taskHubStore }
+
+func (s *otherFormatStore) monitor() (monitorStore, error) {
+	ms, err := s.taskHubStore.monitor()
+	if err != nil {
+		return nil, err
+	}
+	return otherFormatMonitor{ms}, nil
+}
+
+type otherFormatMonitor struct{ monitorStore }
+
+func (otherFormatMonitor) readRecord(context.Context) (*loadmonitor.Record, error) {
+	return nil, fmt.Errorf("netherite: the load monitor's record: %w 99 (this build reads %d)",
+		loadmonitor.ErrFormatVersion, loadmonitor.FormatVersion)
+}
+
+// A host that reads a record of another format reached its storage: it
+// does not leave the placement as if it were cut off.
+func TestElasticOtherRecordFormatIsNotCut(t *testing.T) {
+	testWrapStore = func(s taskHubStore) taskHubStore { return &otherFormatStore{s} }
+	defer func() { testWrapStore = nil }()
+	tr := transport.NewMemory(2)
+	defer tr.Close()
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	c := h.coord
+	c.mu.Lock()
+	c.storageOK = time.Now().Add(-2 * c.timeout) // the record has been unreadable for long
+	c.mu.Unlock()
+	c.poll()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cut {
+		t.Fatal("a host that reads a record of another format left the placement as if cut off from storage")
+	}
+}
