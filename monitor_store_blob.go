@@ -25,10 +25,11 @@ func (b *blobStore) monitor() (monitorStore, error) {
 }
 
 // monitorLeasePoll is how often a host waiting for the load monitor's
-// lease tries it: a released lease changes hands within it. Every host
-// but the holder waits, all the time: each costs 5 lease requests a
-// second.
-const monitorLeasePoll = 200 * time.Millisecond
+// lease tries it: a released lease changes hands within it. Every host but
+// the holder waits, all the time, so each costs one lease request per poll;
+// a second keeps that cheap, and a monitor that is away for a second
+// changes nothing for the partitions, which keep running where they are.
+const monitorLeasePoll = time.Second
 
 // blobMonitor keeps the load monitor's lease and record in the task hub's
 // container.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/netherite-go/netherite/faster"
 	"github.com/netherite-go/netherite/loadmonitor"
@@ -40,14 +41,18 @@ type dirMonitor struct {
 	dir string // <dir>/<task hub GUID>
 }
 
-// acquireMonitor takes the lock file, trying again every lockPollEvery
+// monitorLockPoll is how often a host waiting for the load monitor's
+// lock file tries it (every host but the holder waits, all the time).
+const monitorLockPoll = 100 * time.Millisecond
+
+// acquireMonitor takes the lock file, trying again every monitorLockPoll
 // while another host holds it. The lock is never lost while held: the
 // process holding it lives (the OS drops the lock of one that dies).
 func (m *dirMonitor) acquireMonitor(ctx context.Context, hostID string) (monitorLease, error) {
 	if err := os.MkdirAll(m.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("netherite: load monitor: %w", err)
 	}
-	f, err := lockPath(ctx, filepath.Join(m.dir, monitorLockName), true)
+	f, err := lockPath(ctx, filepath.Join(m.dir, monitorLockName), monitorLockPoll)
 	if err != nil {
 		return nil, fmt.Errorf("netherite: load monitor lock in %s: %w", m.dir, err)
 	}
@@ -111,7 +116,7 @@ func (l *dirMonitorLease) writeRecord(_ context.Context, rec *loadmonitor.Record
 }
 
 // release unlocks: a host waiting in acquireMonitor takes it within
-// lockPollEvery.
+// monitorLockPoll.
 func (l *dirMonitorLease) release() error { return l.drop("released") }
 
 // abandon is release for a killed host: a dead process's lock is dropped

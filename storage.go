@@ -188,18 +188,20 @@ type localPartition struct {
 	meta  *abandonableMeta
 }
 
-// lockPollEvery is how often a waiting opener tries a lock file again.
-const lockPollEvery = 100 * time.Millisecond
+// lockPollEvery is how often an opener waiting for a partition another
+// host hands over (partitionOpen.wait) tries its lock file again: a
+// local open and flock, cheap, and the handover's main delay.
+const lockPollEvery = 20 * time.Millisecond
 
 // errLockBusy is wrapped when another host (or another open in this
 // process: flock locks belong to open files) holds a lock file.
 var errLockBusy = errors.New("held by another host")
 
 // lockPath opens (creating) and locks the lock file path. If another
-// holds it, it fails at once wrapping errLockBusy, or with wait tries
-// again every lockPollEvery until it gets it or ctx ends. The lock lasts
-// until the file is closed, or the process ends.
-func lockPath(ctx context.Context, path string, wait bool) (*os.File, error) {
+// holds it, it fails at once wrapping errLockBusy, or with poll > 0 tries
+// again every poll until it gets it or ctx ends. The lock lasts until the
+// file is closed, or the process ends.
+func lockPath(ctx context.Context, path string, poll time.Duration) (*os.File, error) {
 	for {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
@@ -211,10 +213,10 @@ func lockPath(ctx context.Context, path string, wait bool) (*os.File, error) {
 		}
 		// Reopened each time: a deleted and recreated file is a new lock.
 		f.Close()
-		if !wait {
+		if poll <= 0 {
 			return nil, fmt.Errorf("%w (%v)", errLockBusy, lerr)
 		}
-		t := time.NewTimer(lockPollEvery)
+		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -231,7 +233,11 @@ func openLocalPartition(ctx context.Context, dir string, hub *TaskHubParameters,
 			return nil, nil, fmt.Errorf("netherite: partition %d: %w", i, err)
 		}
 	}
-	lock, err := lockPath(ctx, filepath.Join(pdir, "LOCK"), wait)
+	var poll time.Duration
+	if wait {
+		poll = lockPollEvery
+	}
+	lock, err := lockPath(ctx, filepath.Join(pdir, "LOCK"), poll)
 	if errors.Is(err, errLockBusy) {
 		return nil, nil, fmt.Errorf("netherite: partition %d in %s is in use by another host: %w", i, pdir, err)
 	}

@@ -101,8 +101,9 @@ func (b *blobStore) deleteTaskHub(ctx context.Context, p *TaskHubParameters) err
 
 // waitLeasePoll: an opener waiting for a partition another host hands
 // over (partitionOpen.wait) polls its lease this often, so that a
-// released lease changes hands at once (the load monitor's candidates:
-// monitorLeasePoll).
+// released lease changes hands at once; each poll is a request (waiting
+// for a dead host's lease to expire costs duration/poll of them). The load
+// monitor's candidates: monitorLeasePoll.
 const waitLeasePoll = 150 * time.Millisecond
 
 func (b *blobStore) openPartition(ctx context.Context, i int, o partitionOpen) (partitionStorage, *partitions.State, error) {

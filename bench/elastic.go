@@ -94,6 +94,9 @@ type ElasticReport struct {
 	Stall       Stall          `json:"longest_stall"`
 	Handovers   []Handover     `json:"handovers"`
 	HostEvents  []HostEvent    `json:"host_events"`
+	// Outages are the stretches in which a partition ran on no host,
+	// longest first.
+	Outages []Outage `json:"outages"`
 	// Conflicts counts (sample, partition) pairs where more than one
 	// host said it ran the partition.
 	Conflicts int           `json:"conflicts"`
@@ -145,6 +148,18 @@ type Stall struct {
 	ToS     float64 `json:"to_s"`
 }
 
+// Outage is a stretch of samples in which a partition, once running,
+// ran on no host: from its last sample on a host to its next one (or the
+// run's end), so an upper bound at the sampling resolution.
+type Outage struct {
+	Partition int     `json:"partition"`
+	FromS     float64 `json:"from_s"`
+	ToS       float64 `json:"to_s"`
+	Seconds   float64 `json:"seconds"`
+	// Ended: the partition ran again before the run ended.
+	Ended bool `json:"ended"`
+}
+
 // Handover is a partition seen on one host and next on another. GapS is
 // an upper bound of the time no host ran it: from the last sample on the
 // old host to the first on the new one.
@@ -182,6 +197,7 @@ func (r *ElasticRun) Analyze() *ElasticReport {
 	rep.Windows = r.windows()
 	rep.Stall = r.longestStall()
 	rep.Handovers, rep.Conflicts = r.handovers()
+	rep.Outages = r.outages()
 	rep.HostEvents = r.Events
 	return rep
 }
@@ -447,6 +463,37 @@ func (r *ElasticRun) handovers() ([]Handover, int) {
 	return hs, conflicts
 }
 
+// outages finds, for each partition, the stretches of samples with no
+// owner after it first had one.
+func (r *ElasticRun) outages() []Outage {
+	var out []Outage
+	for p := 0; p < r.Partitions; p++ {
+		owned := false
+		var last time.Duration
+		down := false
+		for _, s := range r.Samples {
+			if p >= len(s.Owners) {
+				continue
+			}
+			switch {
+			case s.Owners[p] != "" && down:
+				out = append(out, Outage{Partition: p, FromS: secs(last), ToS: secs(s.At), Seconds: secs(s.At - last), Ended: true})
+				down = false
+				last = s.At
+			case s.Owners[p] != "":
+				owned, last = true, s.At
+			case owned:
+				down = true
+			}
+		}
+		if down {
+			out = append(out, Outage{Partition: p, FromS: secs(last), ToS: secs(r.End), Seconds: secs(r.End - last)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Seconds > out[j].Seconds })
+	return out
+}
+
 // Text is the report for people.
 func (rep *ElasticReport) Text() string {
 	var b strings.Builder
@@ -504,6 +551,21 @@ func (rep *ElasticReport) Text() string {
 			gaps[i] = time.Duration(h.GapS * float64(time.Second))
 		}
 		p("  %d handovers; gap p50 ≤ %.0fms, max ≤ %.0fms (sampling resolution %.0fms)\n", len(gaps), percentile(gaps, 50), percentile(gaps, 100), rep.WindowS*1000)
+	}
+	p("\npartitions running nowhere (from the last sample on a host to the next; longest first):\n")
+	if len(rep.Outages) == 0 {
+		p("  none\n")
+	}
+	for i, o := range rep.Outages {
+		if i == 5 {
+			p("  ... %d more\n", len(rep.Outages)-i)
+			break
+		}
+		end := "ran again"
+		if !o.Ended {
+			end = "still nowhere at the end"
+		}
+		p("  p%-2d %.2fs from %.2fs to %.2fs (%s)\n", o.Partition, o.Seconds, o.FromS, o.ToS, end)
 	}
 	p("samples where two hosts said they ran one partition: %d\n", rep.Conflicts)
 	return b.String()
