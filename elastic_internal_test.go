@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -436,5 +437,106 @@ func TestElasticOtherRecordFormatIsNotCut(t *testing.T) {
 	defer c.mu.Unlock()
 	if c.cut {
 		t.Fatal("a host that reads a record of another format left the placement as if cut off from storage")
+	}
+}
+
+// messages records the messages logged at Error.
+type messages struct {
+	slog.Handler
+	mu   sync.Mutex
+	errs []string
+}
+
+func (m *messages) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		m.mu.Lock()
+		m.errs = append(m.errs, r.Message)
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+func (m *messages) WithAttrs([]slog.Attr) slog.Handler { return m }
+func (m *messages) WithGroup(string) slog.Handler      { return m }
+
+func (m *messages) all() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.errs)
+}
+
+func (m *messages) has(sub string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.errs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// Two hosts given the same HostID are told (the load monitor takes them
+// for one host).
+func TestElasticDuplicateHostID(t *testing.T) {
+	tr := transport.NewMemory(2)
+	defer tr.Close()
+	dir := t.TempDir()
+	logs := &messages{Handler: slog.NewTextHandler(io.Discard, nil)}
+	for range 2 {
+		h, err := Start(context.Background(), Options{Elastic: true, HostID: "twin", SharedTransport: tr, Storage: dir,
+			PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+			Logger: slog.New(logs)}, durable.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Stop(context.Background())
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !logs.has("Options.HostID") {
+		if time.Now().After(deadline) {
+			t.Fatalf("two hosts with one id ran 15 s, and neither said so; errors logged: %q", logs.all())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A host restarted with its id (Options.HostID set) is not taken for a
+// twin: the record's entry of its previous process is replaced by its
+// own reports.
+func TestElasticRestartSameHostIDIsNotTwin(t *testing.T) {
+	tr := transport.NewMemory(2)
+	defer tr.Close()
+	dir := t.TempDir()
+	logs := &messages{Handler: slog.NewTextHandler(io.Discard, nil)}
+	opts := Options{Elastic: true, HostID: "same", SharedTransport: tr, Storage: dir,
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second, Logger: slog.New(logs)}
+	first, err := Start(context.Background(), opts, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for first.Partitions()[1].State != PartitionOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("first: %+v", first.Partitions())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first.kill()
+	second, err := Start(context.Background(), opts, durable.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop(context.Background())
+	// Polls over three host timeouts (the check starts after one).
+	for range 3 {
+		c := second.coord
+		for start := time.Now(); time.Since(start) < time.Second; {
+			c.poll()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if logs.has("Options.HostID") {
+		t.Fatalf("a restarted host was taken for a twin: %q", logs.all())
 	}
 }
