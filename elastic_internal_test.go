@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -538,5 +539,76 @@ func TestElasticRestartSameHostIDIsNotTwin(t *testing.T) {
 	}
 	if logs.has("Options.HostID") {
 		t.Fatalf("a restarted host was taken for a twin: %q", logs.all())
+	}
+}
+
+// A request in flight when its partition moves is sent again soon after
+// the move, not an attempt timeout later: the partition may have taken it
+// in and stopped before its answer went out.
+func TestElasticRequestResentAfterMove(t *testing.T) {
+	old := clientAttemptTimeout
+	clientAttemptTimeout = time.Minute
+	defer func() { clientAttemptTimeout = old }()
+	mem := transport.NewMemory(2)
+	defer mem.Close()
+	var dropped sync.Once
+	var drops atomic.Int32
+	tr := transport.NewFaulty(mem, transport.FaultConfig{Clients: true, Script: func(dest int, pk *transport.Packet) transport.Fault {
+		fault := transport.FaultNone
+		if dest == -1 && pk.Response != nil {
+			dropped.Do(func() { fault = transport.FaultDrop; drops.Add(1) }) // the first answer is lost
+		}
+		return fault
+	}})
+	r := durable.NewRegistry()
+	samples.Register(r)
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	// The placement is given here (the faulty transport has no load
+	// monitor queue); versions far above any monitor's.
+	waitState := func(what string, want PartitionState) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Partitions()[0].State != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	h.coord.offer(1_000_000, []string{"a", "a"})
+	waitState("placed", PartitionOK)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	started := make(chan error, 1)
+	go func() {
+		_, err := h.Client().StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID("moved!0"))
+		started <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for drops.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the start's answer never went out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The partition moves away and back.
+	h.coord.offer(1_000_001, []string{"b", "a"})
+	waitState("moved away", PartitionNotOwned)
+	h.coord.offer(1_000_002, []string{"a", "a"})
+	begin := time.Now()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("answered %v after the partition came back", time.Since(begin).Round(time.Millisecond))
+	case <-time.After(15 * time.Second):
+		t.Fatal("a start whose answer was lost in a move was not answered within 15 s of the move (attempt timeout 1 min)")
 	}
 }
