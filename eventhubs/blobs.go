@@ -143,8 +143,9 @@ func (d DirBlobStore) Delete(_ context.Context, name string) error {
 
 // Sweep deletes the blobs under prefix (a folder, e.g. a task hub's id)
 // last written before cutoff, and returns how many (see
-// blobstore.PayloadStore.Sweep).
-func (d DirBlobStore) Sweep(prefix string, cutoff time.Time) (int, error) {
+// blobstore.PayloadStore.Sweep). Temporary files of writes a crash cut
+// short go too, once as old.
+func (d DirBlobStore) Sweep(ctx context.Context, prefix string, cutoff time.Time) (int, error) {
 	root, err := d.path(strings.TrimSuffix(prefix, "/"))
 	if err != nil {
 		return 0, err
@@ -155,6 +156,9 @@ func (d DirBlobStore) Sweep(prefix string, cutoff time.Time) (int, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if e.IsDir() {

@@ -87,8 +87,11 @@
 // says the packet is durably applied; a response's blob is deleted by the
 // client's listener once fetched. Blobs of packets nobody reads (a crash
 // between apply and trim, responses for departed clients) stay behind
-// until swept: blobstore.PayloadStore.Sweep deletes those older than the
-// hubs' retention, which no event left can reference.
+// until swept: the transport reading partition 0 sweeps (see Sweeper) the
+// blobs of its task hub written before the hubs' retention
+// (Options.PayloadRetention) and a margin, which no event left can
+// reference, soon after it takes partition 0 and then every
+// Options.SweepInterval (an hour).
 //
 // # Clients
 //

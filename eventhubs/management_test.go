@@ -148,16 +148,16 @@ func TestDirBlobStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := d.Sweep("hub/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+	if n, err := d.Sweep(ctx, "hub/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
 		t.Fatalf("sweep with an old cutoff: %d %v", n, err)
 	}
-	if n, err := d.Sweep("hub/", time.Now().Add(time.Hour)); err != nil || n != 2 {
+	if n, err := d.Sweep(ctx, "hub/", time.Now().Add(time.Hour)); err != nil || n != 2 {
 		t.Fatalf("sweep: %d %v", n, err)
 	}
 	if _, err := d.Get(ctx, "other/p00/3"); err != nil {
 		t.Fatalf("another hub's blob: %v", err)
 	}
-	if n, err := d.Sweep("nosuch/", time.Now()); err != nil || n != 0 {
+	if n, err := d.Sweep(ctx, "nosuch/", time.Now()); err != nil || n != 0 {
 		t.Fatalf("sweep of a missing folder: %d %v", n, err)
 	}
 }

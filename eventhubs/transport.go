@@ -93,6 +93,13 @@ type Options struct {
 	// FlushTimeout bounds how long Close waits for queued packets to go
 	// out (default 5 s).
 	FlushTimeout time.Duration
+	// PayloadRetention is the longest retention of the task hub's hubs
+	// (default DefaultPayloadRetention): blobs of large packets written
+	// longer ago than it (plus a margin) are swept (see Sweeper).
+	PayloadRetention time.Duration
+	// SweepInterval is how often the owner of partition 0 sweeps, when
+	// Blobs is a Sweeper (default DefaultSweepInterval; negative: never).
+	SweepInterval time.Duration
 }
 
 // BlobStore keeps large payloads. Names are paths of '/'-separated
@@ -129,6 +136,10 @@ type Stats struct {
 	SendRetries int64
 	// ReceiveRetries counts failed receives (each is retried).
 	ReceiveRetries int64
+	// Sweeps counts the sweeps of old blobs this transport made (as the
+	// owner of partition 0), BlobsSwept the blobs they deleted.
+	Sweeps     int64
+	BlobsSwept int64
 }
 
 // EventsPerBatch is the mean number of events per Event Hubs batch sent.
@@ -153,6 +164,7 @@ type counters struct {
 	strays, undecodable, clientDropped, duplicates  atomic.Int64
 	blobsSent, blobsReceived, blobsDeleted          atomic.Int64
 	sendRetries, receiveRetries                     atomic.Int64
+	sweeps, blobsSwept                              atomic.Int64
 }
 
 // Transport is a transport.Transport over Event Hubs. See the package
@@ -182,6 +194,13 @@ type Transport struct {
 
 	blobMu   sync.Mutex
 	blobRefs map[int][]blobAt // large packets read, by partition and position
+
+	// The credential of a namespace given by host name (nil: use the
+	// connection string), for the clients made later (props.go).
+	namespace string
+	cred      azcore.TokenCredential
+	propsMu   sync.Mutex
+	props     map[string]*azeventhubs.ConsumerClient // by hub: partition properties only
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -253,6 +272,12 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.PayloadRetention <= 0 {
+		o.PayloadRetention = DefaultPayloadRetention
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
 	t := &Transport{
 		o:          o,
 		log:        o.Logger.With("component", "eventhubs"),
@@ -266,12 +291,14 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 		deletes:    make(chan string, 4096),
 		queueLimit: defaultQueueLimit,
 		blobRefs:   map[int][]blobAt{},
+		props:      map[string]*azeventhubs.ConsumerClient{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	namespace, cred, err := credentialFor(o.Connection, o.Credential)
 	if err != nil {
 		return nil, err
 	}
+	t.namespace, t.cred = namespace, cred
 	for _, h := range t.names.All(o.PartitionCount) {
 		var p *azeventhubs.ProducerClient
 		var c *azeventhubs.ConsumerClient
@@ -311,6 +338,10 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 	}
 	t.wg.Add(1)
 	go t.deleter()
+	if s, ok := o.Blobs.(Sweeper); ok && o.SweepInterval > 0 {
+		t.wg.Add(1)
+		go t.sweeper(s)
+	}
 	return t, nil
 }
 
@@ -350,6 +381,7 @@ func (t *Transport) closeClients() {
 	for _, c := range t.consumers {
 		c.Close(ctx)
 	}
+	t.closePropsClients(ctx)
 }
 
 // Close stops the transport: queued packets are sent for up to
@@ -414,6 +446,7 @@ func (t *Transport) Stats() Stats {
 		StraysDropped: c.strays.Load(), Undecodable: c.undecodable.Load(), ClientDropped: c.clientDropped.Load(), Duplicates: c.duplicates.Load(),
 		BlobsSent: c.blobsSent.Load(), BlobsReceived: c.blobsReceived.Load(), BlobsDeleted: c.blobsDeleted.Load(),
 		SendRetries: c.sendRetries.Load(), ReceiveRetries: c.receiveRetries.Load(),
+		Sweeps: c.sweeps.Load(), BlobsSwept: c.blobsSwept.Load(),
 	}
 }
 
