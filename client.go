@@ -132,7 +132,9 @@ var errClientClosed = errors.New("netherite: client is closed (host stopped)")
 // moved to another host, or failed and recovered), they are gone. So where
 // partitions can move, a client re-arms each wait (a cancel and the same
 // wait again, in one send, so that the partition keeps one) every
-// clientWaitRearm, and clientMoveRearm after it hears the partition moved.
+// clientWaitRearm, and clientMoveRearm after it hears the partition moved;
+// any other request in flight is sent again at the same times after a move
+// (the old owner may have taken it in and stopped before it answered).
 var (
 	clientWaitRearm         = 30 * time.Second
 	clientMoveRearm         = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second}
