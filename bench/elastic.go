@@ -94,6 +94,9 @@ type ElasticReport struct {
 	Stall       Stall          `json:"longest_stall"`
 	Handovers   []Handover     `json:"handovers"`
 	HostEvents  []HostEvent    `json:"host_events"`
+	// Slowest are the completions with the longest latencies (at most
+	// 10), slowest first: when they were due and when they completed.
+	Slowest []SlowOp `json:"slowest"`
 	// Outages are the stretches in which a partition ran on no host,
 	// longest first.
 	Outages []Outage `json:"outages"`
@@ -148,6 +151,13 @@ type Stall struct {
 	ToS     float64 `json:"to_s"`
 }
 
+// SlowOp is one of the slowest completions.
+type SlowOp struct {
+	DueS      float64 `json:"due_s"`
+	EndS      float64 `json:"end_s"`
+	LatencyMs float64 `json:"latency_ms"`
+}
+
 // Outage is a stretch of samples in which a partition, once running,
 // ran on no host: from its last sample on a host to its next one (or the
 // run's end), so an upper bound at the sampling resolution.
@@ -198,6 +208,7 @@ func (r *ElasticRun) Analyze() *ElasticReport {
 	rep.Stall = r.longestStall()
 	rep.Handovers, rep.Conflicts = r.handovers()
 	rep.Outages = r.outages()
+	rep.Slowest = r.slowest(10)
 	rep.HostEvents = r.Events
 	return rep
 }
@@ -463,6 +474,18 @@ func (r *ElasticRun) handovers() ([]Handover, int) {
 	return hs, conflicts
 }
 
+// slowest are the n completions with the longest latencies.
+func (r *ElasticRun) slowest(n int) []SlowOp {
+	var out []SlowOp
+	for _, o := range r.Ops {
+		if o.Issued && o.OK && o.EndAt >= 0 {
+			out = append(out, SlowOp{DueS: secs(o.Due), EndS: secs(o.EndAt), LatencyMs: ms(o.EndAt - o.Due)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].LatencyMs > out[j].LatencyMs })
+	return out[:min(n, len(out))]
+}
+
 // outages finds, for each partition, the stretches of samples with no
 // owner after it first had one.
 func (r *ElasticRun) outages() []Outage {
@@ -530,6 +553,16 @@ func (rep *ElasticReport) Text() string {
 			ph.AchievedPerS, ph.CompletedPerS, ph.P50Ms, ph.P99Ms, ph.MaxMs, ph.Failed, bal, ph.Placement)
 	}
 	p("\nlongest stall (no completion while work was outstanding): %.3fs, from %.2fs to %.2fs\n", rep.Stall.Seconds, rep.Stall.FromS, rep.Stall.ToS)
+	if len(rep.Slowest) > 0 {
+		p("\nslowest completions (due → completed: latency):")
+		for i, o := range rep.Slowest {
+			if i == 5 {
+				break
+			}
+			p(" %.2fs → %.2fs: %.0fms;", o.DueS, o.EndS, o.LatencyMs)
+		}
+		p("\n")
+	}
 	p("\nhost events:\n")
 	for _, e := range rep.HostEvents {
 		p("  %7.2fs %-5s %s (returned after %.3fs)", secs(e.At), e.Action, e.Host, secs(e.Took))

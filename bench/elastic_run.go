@@ -50,7 +50,7 @@ func RunElastic(ctx context.Context, cfg ElasticConfig) (*ElasticReport, error) 
 		return nil, fmt.Errorf("bench elastic: first host: %w", err)
 	}
 
-	run := &ElasticRun{Workload: "hello5", Storage: RedactStorageName(cfg.Storage), Partitions: cfg.Partitions, Rate: cfg.Rate, Window: cfg.Window}
+	run := &ElasticRun{Workload: "hello5", Storage: storageName(cfg.Storage), Partitions: cfg.Partitions, Rate: cfg.Rate, Window: cfg.Window}
 	if netherite.IsEventHubsConnection(cfg.Transport) {
 		run.Transport = "eventhubs(" + base.EventHubsPrefix + ")" // never the key
 	}
@@ -135,8 +135,8 @@ func RunElastic(ctx context.Context, cfg ElasticConfig) (*ElasticReport, error) 
 	return rep, nil
 }
 
-// RedactStorageName describes storage for a report: never a key.
-func RedactStorageName(s string) string {
+// storageName describes storage for a report: never a key.
+func storageName(s string) string {
 	if isAzure(s) {
 		return "azure-storage(" + blobEndpoint(s) + ")"
 	}

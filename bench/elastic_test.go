@@ -97,6 +97,10 @@ func TestElasticAnalyze(t *testing.T) {
 	if len(rep.Outages) != 1 || rep.Outages[0] != (Outage{Partition: 1, FromS: 2.25, ToS: 2.75, Seconds: 0.5, Ended: true}) {
 		t.Errorf("outages %+v", rep.Outages)
 	}
+	// The slowest: op 20 (due 2.0 s, done 3.2 s), then op 21.
+	if len(rep.Slowest) != 10 || rep.Slowest[0] != (SlowOp{DueS: 2, EndS: 3.2, LatencyMs: 1200}) || !near(rep.Slowest[1].DueS, 2.1) {
+		t.Errorf("slowest %+v", rep.Slowest)
+	}
 	if rep.Conflicts != 1 {
 		t.Errorf("conflicts %d, want 1", rep.Conflicts)
 	}

@@ -52,7 +52,7 @@ func (t *Transport) ListenClient(clientID string) (<-chan *transport.Packet, fun
 	hub := t.names.Clients[slot/ClientHubPartitions]
 	pid := strconv.Itoa(slot % ClientHubPartitions)
 	ctx, cancel := context.WithTimeout(t.ctx, time.Minute)
-	props, err := t.consumers[hub].GetPartitionProperties(ctx, pid, nil)
+	props, err := t.partitionProperties(ctx, hub, pid)
 	cancel()
 	if err != nil {
 		return nil, nil, fmt.Errorf("eventhubs: listen for client %s on %s/%s: %w", clientID, hub, pid, err)

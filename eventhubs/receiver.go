@@ -333,7 +333,7 @@ func (r *reader) serve(ctx context.Context, i int) ([]*transport.Packet, uint64,
 func (r *reader) open(ctx context.Context, seq int64) error {
 	r.closeLocked()
 	pid := strconv.Itoa(r.partition)
-	props, err := r.t.consumers[r.hub].GetPartitionProperties(ctx, pid, nil)
+	props, err := r.t.partitionProperties(ctx, r.hub, pid)
 	if err != nil {
 		return r.errorf("reading the partition's properties: %w", err)
 	}

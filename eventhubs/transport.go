@@ -194,6 +194,13 @@ type Transport struct {
 
 	blobMu   sync.Mutex
 	blobRefs map[int][]blobAt // large packets read, by partition and position
+
+	// The credential of a namespace given by host name (nil: use the
+	// connection string), for the clients made later (props.go).
+	namespace string
+	cred      azcore.TokenCredential
+	propsMu   sync.Mutex
+	props     map[string]*azeventhubs.ConsumerClient // by hub: partition properties only
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -284,12 +291,14 @@ func Open(ctx context.Context, o Options) (*Transport, error) {
 		deletes:    make(chan string, 4096),
 		queueLimit: defaultQueueLimit,
 		blobRefs:   map[int][]blobAt{},
+		props:      map[string]*azeventhubs.ConsumerClient{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	namespace, cred, err := credentialFor(o.Connection, o.Credential)
 	if err != nil {
 		return nil, err
 	}
+	t.namespace, t.cred = namespace, cred
 	for _, h := range t.names.All(o.PartitionCount) {
 		var p *azeventhubs.ProducerClient
 		var c *azeventhubs.ConsumerClient
@@ -372,6 +381,7 @@ func (t *Transport) closeClients() {
 	for _, c := range t.consumers {
 		c.Close(ctx)
 	}
+	t.closePropsClients(ctx)
 }
 
 // Close stops the transport: queued packets are sent for up to
