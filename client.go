@@ -215,12 +215,13 @@ func (c *client) await(ctx context.Context, partition int, req *transport.Client
 	attempt := clientAttemptTimeout
 	var rearmC <-chan time.Time
 	var movedC <-chan struct{}
-	var steps []time.Duration // the next re-arm delays after a move
+	var steps []time.Duration // the next re-arm or re-send delays after a move
+	var next func()           // arms the timer for the next re-arm or re-send
 	if isWait(req.Kind) && c.rearm {
 		rearm := time.NewTimer(clientWaitRearm)
 		defer rearm.Stop()
 		rearmC, movedC = rearm.C, c.movedChan(partition)
-		next := func() {
+		next = func() {
 			d := clientWaitRearm
 			if len(steps) > 0 {
 				d, steps = steps[0], steps[1:]
@@ -250,37 +251,48 @@ func (c *client) await(ctx context.Context, partition int, req *transport.Client
 			}
 		}
 	}
-	for {
-		var timer *time.Timer
-		var timeout <-chan time.Time
-		if !isWait(req.Kind) {
-			timer = time.NewTimer(attempt)
-			timeout = timer.C
+	var timeout <-chan time.Time
+	if !isWait(req.Kind) {
+		timer := time.NewTimer(attempt)
+		defer timer.Stop()
+		timeout = timer.C
+		if c.rearm {
+			// A partition that moves may have taken the request in and
+			// stopped before it answered: sent again soon after the move
+			// (the partition deduplicates it), not an attempt timeout later.
+			movedC = c.movedChan(partition)
 		}
+		next = func() {
+			d := attempt
+			if len(steps) > 0 {
+				d, steps = steps[0], steps[1:]
+			}
+			timer.Reset(d)
+		}
+	}
+	for {
 		select {
 		case r := <-w:
-			stopTimer(timer)
 			return r, responseError(r)
 		case <-ctx.Done():
-			stopTimer(timer)
 			c.forget(req.RequestID)
 			return nil, ctx.Err()
 		case <-c.closed:
-			stopTimer(timer)
 			return nil, errClientClosed
+		case <-movedC:
+			movedC = c.movedChan(partition)
+			steps = clientMoveRearm
+			next()
 		case <-timeout:
-			attempt = min(2*attempt, clientAttemptTimeoutMax)
+			if len(steps) == 0 {
+				attempt = min(2*attempt, clientAttemptTimeoutMax)
+			}
 			if err := c.send(ctx, partition, req); err != nil {
 				c.forget(req.RequestID)
 				return nil, err
 			}
+			next()
 		}
-	}
-}
-
-func stopTimer(t *time.Timer) {
-	if t != nil {
-		t.Stop()
 	}
 }
 

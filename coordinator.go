@@ -96,9 +96,12 @@ type coordinator struct {
 	monCtx    context.Context // the monitor candidate: ends after the partitions are released
 	monCancel context.CancelFunc
 	monWG     sync.WaitGroup
-	kick      chan struct{}
-	runMon    func(ctx context.Context, r monitorRun) error
-	tune      func(*loadmonitor.Config)
+	// bg counts the goroutines that release partitions or watch managers
+	// end: stop and kill wait for them.
+	bg     sync.WaitGroup
+	kick   chan struct{}
+	runMon func(ctx context.Context, r monitorRun) error
+	tune   func(*loadmonitor.Config)
 
 	mu       sync.Mutex
 	applied  bool // a placement was applied
@@ -113,6 +116,11 @@ type coordinator struct {
 	// not for HostTimeout (see poll).
 	storageOK time.Time
 	cut       bool
+	// formatLogged is when poll last logged a record of another format,
+	// twinLogged one that names another client under this host's id.
+	formatLogged time.Time
+	twinLogged   time.Time
+	started      time.Time
 }
 
 func newCoordinator(h *Host, ms monitorStore) *coordinator {
@@ -120,7 +128,8 @@ func newCoordinator(h *Host, ms monitorStore) *coordinator {
 		interval: h.opts.LoadReportInterval, timeout: h.opts.HostTimeout,
 		log:  h.opts.Logger.With(slog.String("host", h.opts.HostID)),
 		kick: make(chan struct{}, 1), runMon: runLoadMonitor, tune: testMonitorConfig, active: map[int]*partitionManager{}, leaving: map[int]*partitionManager{}}
-	c.storageOK = time.Now()
+	c.started = time.Now()
+	c.storageOK = c.started
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.monCtx, c.monCancel = context.WithCancel(context.Background())
 	return c
@@ -213,6 +222,16 @@ func (c *coordinator) poll() {
 	defer cancel()
 	rec, err := c.ms.readRecord(ctx)
 	now := time.Now()
+	if errors.Is(err, loadmonitor.ErrFormatVersion) {
+		// Storage answered, so the host is not cut off from it; the record
+		// is another build's (a rolling upgrade), so placements come
+		// through the transport only.
+		if c.logOnce(&c.formatLogged, now) {
+			c.log.Error("the load monitor's record is of a format this build does not read; "+
+				"the hosts of one task hub must run one netherite version", slog.Any("error", err))
+		}
+		err = nil
+	}
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return
@@ -245,7 +264,41 @@ func (c *coordinator) poll() {
 		}
 	}
 	if rec != nil {
+		c.checkTwin(rec, now)
 		c.offer(rec.Version, rec.Owners)
+	}
+}
+
+// logOnce reports whether a message last logged at *last may be logged
+// again (once a minute), and if so notes now.
+func (c *coordinator) logOnce(last *time.Time, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !last.IsZero() && now.Sub(*last) < time.Minute {
+		return false
+	}
+	*last = now
+	return true
+}
+
+// checkTwin logs an error if another host reports under this host's id
+// (two hosts given the same Options.HostID): the load monitor takes them
+// for one, so partitions placed on "it" go to either, and one's stop
+// moves the other's partitions. A HostTimeout after start, this host's
+// own reports have replaced those of an earlier process with its id.
+func (c *coordinator) checkTwin(rec *loadmonitor.Record, now time.Time) {
+	if now.Sub(c.started) < c.timeout {
+		return
+	}
+	for _, hi := range rec.Hosts {
+		if hi.ID == c.id && hi.ClientID != "" && hi.ClientID != c.h.client.id && hi.Live {
+			if !c.logOnce(&c.twinLogged, now) {
+				return
+			}
+			c.log.Error("another host reports to the load monitor under this host's id: every host of a task hub needs its own Options.HostID",
+				slog.String("hostID", c.id), slog.String("client", c.h.client.id), slog.String("otherClient", hi.ClientID))
+			return
+		}
 	}
 }
 
@@ -266,10 +319,15 @@ func (c *coordinator) reconcile() {
 			if c.leaving[p] != nil {
 				continue // taken again once released
 			}
+			if m != nil {
+				c.h.disown(p, m) // its lease was lost
+			}
 			m = c.h.newManager(p)
 			c.active[p] = m
 			m.startElastic()
+			c.bg.Add(1)
 			go func() {
+				defer c.bg.Done()
 				<-m.done
 				c.poke()
 			}()
@@ -280,7 +338,11 @@ func (c *coordinator) reconcile() {
 				continue
 			}
 			c.leaving[p] = m
-			go c.release(p, m)
+			c.bg.Add(1)
+			go func() {
+				defer c.bg.Done()
+				c.release(p, m)
+			}()
 		}
 	}
 }
@@ -459,10 +521,6 @@ func (c *coordinator) stop(ctx context.Context) error {
 	c.mu.Lock()
 	active := c.active
 	c.active = map[int]*partitionManager{}
-	var leaving []*partitionManager
-	for _, m := range c.leaving {
-		leaving = append(leaving, m)
-	}
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -480,9 +538,7 @@ func (c *coordinator) stop(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	for _, m := range leaving {
-		<-m.done
-	}
+	c.bg.Wait() // the releases under way
 	c.monCancel()
 	c.monWG.Wait()
 	return errors.Join(errs...)
@@ -516,6 +572,7 @@ func (c *coordinator) kill() {
 		}()
 	}
 	wg.Wait()
+	c.bg.Wait()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -530,7 +587,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // partitionEvents, set only by tests, observes partition moves: "release"
-// when a host starts releasing a partition, "running" when one runs it.
+// when a host starts releasing a partition, "running" when one runs it
+// (its lock or lease is held), "stopped" when it stopped running it (before
+// its lock or lease is let go).
 var partitionEvents atomic.Pointer[func(host string, partition int, event string, at time.Time)]
 
 func partitionEvent(host string, p int, event string, at time.Time) {

@@ -46,15 +46,26 @@ type elasticHub struct {
 	all  []*netherite.Host
 	// after runs once every host stopped.
 	after func()
+	// own checks that no two hosts ever run a partition at once; hv, if
+	// set, measures handovers.
+	own ownership
+	hv  atomic.Pointer[handovers]
 }
 
 func newElasticHub(t *testing.T) *elasticHub {
 	t.Cleanup(netherite.SetClientAttemptTimeout(2 * time.Second))
 	tr := transport.NewMemory(elasticPartitions)
-	e := &elasticHub{t: t, dir: t.TempDir()}
+	e := &elasticHub{t: t, dir: t.TempDir(), own: ownership{runner: map[int]string{}}}
 	e.base = netherite.Options{SharedTransport: tr, Storage: e.dir, PartitionCount: elasticPartitions}
 	t.Cleanup(tr.Close)
+	t.Cleanup(netherite.SetPartitionEvents(func(host string, p int, event string, at time.Time) {
+		e.own.observe(host, p, event)
+		if hv := e.hv.Load(); hv != nil {
+			hv.observe(p, event, at)
+		}
+	}))
 	t.Cleanup(func() {
+		defer e.own.check(t)
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		var wg sync.WaitGroup
@@ -329,22 +340,71 @@ type handovers struct {
 	took     []time.Duration
 }
 
-func watchHandovers(t *testing.T) *handovers {
+func (e *elasticHub) watchHandovers() *handovers {
 	hv := &handovers{released: map[int]time.Time{}}
-	t.Cleanup(netherite.SetPartitionEvents(func(host string, p int, event string, at time.Time) {
-		hv.mu.Lock()
-		defer hv.mu.Unlock()
-		switch event {
-		case "release":
-			hv.released[p] = at
-		case "running":
-			if r, ok := hv.released[p]; ok {
-				hv.took = append(hv.took, at.Sub(r))
-				delete(hv.released, p)
-			}
-		}
-	}))
+	e.hv.Store(hv)
 	return hv
+}
+
+func (hv *handovers) observe(p int, event string, at time.Time) {
+	hv.mu.Lock()
+	defer hv.mu.Unlock()
+	switch event {
+	case "release":
+		hv.released[p] = at
+	case "running":
+		if r, ok := hv.released[p]; ok {
+			hv.took = append(hv.took, at.Sub(r))
+			delete(hv.released, p)
+		}
+	}
+}
+
+// ownership follows which host runs each partition: a host says "running"
+// once it holds the partition's lock, and "stopped" before it lets the lock
+// go, so with exclusive ownership a partition is never "running" on a host
+// while another host has not said "stopped".
+type ownership struct {
+	mu       sync.Mutex
+	runner   map[int]string
+	overlaps []string
+	runs     int
+}
+
+func (o *ownership) observe(host string, p int, event string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch event {
+	case "running":
+		o.runs++
+		if r, ok := o.runner[p]; ok {
+			o.overlaps = append(o.overlaps, fmt.Sprintf("partition %d runs on %s while %s still runs it", p, host, r))
+		}
+		o.runner[p] = host
+	case "stopped":
+		if r := o.runner[p]; r == host {
+			delete(o.runner, p)
+		} else {
+			o.overlaps = append(o.overlaps, fmt.Sprintf("partition %d stopped on %s, but it ran on %q", p, host, r))
+		}
+	}
+}
+
+// check fails the test if two hosts ever ran a partition at once, or if
+// the events said nothing at all (the check would mean nothing).
+func (o *ownership) check(t *testing.T) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.runs == 0 {
+		t.Error("ownership check: no partition ever reported running")
+	}
+	for _, s := range o.overlaps {
+		t.Error("ownership: " + s)
+	}
+	if len(o.runner) != 0 {
+		t.Errorf("ownership: partitions still running after every host stopped: %v", o.runner)
+	}
 }
 
 // summary returns the handover times so far, and forgets them.
@@ -365,7 +425,7 @@ func (hv *handovers) summary() (n int, p50, worst time.Duration) {
 // back and gets its share.
 func TestElasticJoinAndLeave(t *testing.T) {
 	e := newElasticHub(t)
-	hv := watchHandovers(t)
+	hv := e.watchHandovers()
 	a := e.start("a")
 	waitCounts(t, 10*time.Second, "one host", []*netherite.Host{a}, 12)
 	l := startLoad(t, e.client())

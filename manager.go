@@ -385,8 +385,12 @@ func (m *partitionManager) run(inc *incarnation) {
 
 // retire adds the statistics of a finished incarnation to the totals, and
 // closes its Event Hubs receiver (the next one opens with the next
-// ownership's owner level).
+// ownership's owner level). The partition has stopped; its storage (lock
+// or lease) is closed or abandoned next.
 func (m *partitionManager) retire(inc *incarnation) {
+	if m.env.opts.Elastic {
+		partitionEvent(m.env.opts.HostID, m.index, "stopped", time.Now())
+	}
 	if m.env.eh != nil {
 		m.env.eh.ReleasePartition(m.index)
 	}

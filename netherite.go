@@ -396,11 +396,14 @@ type Host struct {
 	// mu guards managers and owned, which change while an elastic host
 	// runs.
 	mu sync.Mutex
-	// managers are every partition manager the host started (the elastic
-	// host's ended ones too: their statistics count); owned the newest
-	// of each partition.
+	// managers are the partition managers the host started (an elastic
+	// host forgets the ended ones, keeping their statistics in retired);
+	// owned the newest of each partition.
 	managers []*partitionManager
 	owned    map[int]*partitionManager
+	// retired sums the log statistics of the elastic host's managers that
+	// ended and were forgotten (a host that lives long sees many moves).
+	retired [2]int64
 	// coord places the partitions of an elastic host (nil otherwise).
 	coord    *coordinator
 	client   *client
@@ -605,6 +608,9 @@ func (h *Host) fail(partition int, err error) {
 
 // Stats reports storage activity: commit-log writes and events logged.
 func (h *Host) Stats() (logWrites, eventsLogged int64) {
+	h.mu.Lock()
+	logWrites, eventsLogged = h.retired[0], h.retired[1]
+	h.mu.Unlock()
 	for _, m := range h.allManagers() {
 		a, e := m.logStats()
 		logWrites += a
@@ -716,12 +722,22 @@ func (h *Host) newManager(p int) *partitionManager {
 }
 
 // disown forgets partition p's manager m once it has ended (elastic: the
-// partition was released), unless a newer manager took its place.
+// partition was released, or its lease lost), unless a newer manager took
+// its place; its statistics are kept.
 func (h *Host) disown(p int, m *partitionManager) {
+	if !m.ended() {
+		return
+	}
+	a, e := m.logStats() // final: the manager has ended
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.owned[p] == m {
 		delete(h.owned, p)
+	}
+	if i := slices.Index(h.managers, m); i >= 0 {
+		h.managers = slices.Delete(h.managers, i, i+1)
+		h.retired[0] += a
+		h.retired[1] += e
 	}
 }
 

@@ -94,6 +94,12 @@ type ElasticReport struct {
 	Stall       Stall          `json:"longest_stall"`
 	Handovers   []Handover     `json:"handovers"`
 	HostEvents  []HostEvent    `json:"host_events"`
+	// Slowest are the completions with the longest latencies (at most
+	// 10), slowest first: when they were due and when they completed.
+	Slowest []SlowOp `json:"slowest"`
+	// Outages are the stretches in which a partition ran on no host,
+	// longest first.
+	Outages []Outage `json:"outages"`
 	// Conflicts counts (sample, partition) pairs where more than one
 	// host said it ran the partition.
 	Conflicts int           `json:"conflicts"`
@@ -145,6 +151,25 @@ type Stall struct {
 	ToS     float64 `json:"to_s"`
 }
 
+// SlowOp is one of the slowest completions.
+type SlowOp struct {
+	DueS      float64 `json:"due_s"`
+	EndS      float64 `json:"end_s"`
+	LatencyMs float64 `json:"latency_ms"`
+}
+
+// Outage is a stretch of samples in which a partition, once running,
+// ran on no host: from its last sample on a host to its next one (or the
+// run's end), so an upper bound at the sampling resolution.
+type Outage struct {
+	Partition int     `json:"partition"`
+	FromS     float64 `json:"from_s"`
+	ToS       float64 `json:"to_s"`
+	Seconds   float64 `json:"seconds"`
+	// Ended: the partition ran again before the run ended.
+	Ended bool `json:"ended"`
+}
+
 // Handover is a partition seen on one host and next on another. GapS is
 // an upper bound of the time no host ran it: from the last sample on the
 // old host to the first on the new one.
@@ -182,6 +207,8 @@ func (r *ElasticRun) Analyze() *ElasticReport {
 	rep.Windows = r.windows()
 	rep.Stall = r.longestStall()
 	rep.Handovers, rep.Conflicts = r.handovers()
+	rep.Outages = r.outages()
+	rep.Slowest = r.slowest(10)
 	rep.HostEvents = r.Events
 	return rep
 }
@@ -447,6 +474,49 @@ func (r *ElasticRun) handovers() ([]Handover, int) {
 	return hs, conflicts
 }
 
+// slowest are the n completions with the longest latencies.
+func (r *ElasticRun) slowest(n int) []SlowOp {
+	var out []SlowOp
+	for _, o := range r.Ops {
+		if o.Issued && o.OK && o.EndAt >= 0 {
+			out = append(out, SlowOp{DueS: secs(o.Due), EndS: secs(o.EndAt), LatencyMs: ms(o.EndAt - o.Due)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].LatencyMs > out[j].LatencyMs })
+	return out[:min(n, len(out))]
+}
+
+// outages finds, for each partition, the stretches of samples with no
+// owner after it first had one.
+func (r *ElasticRun) outages() []Outage {
+	var out []Outage
+	for p := 0; p < r.Partitions; p++ {
+		owned := false
+		var last time.Duration
+		down := false
+		for _, s := range r.Samples {
+			if p >= len(s.Owners) {
+				continue
+			}
+			switch {
+			case s.Owners[p] != "" && down:
+				out = append(out, Outage{Partition: p, FromS: secs(last), ToS: secs(s.At), Seconds: secs(s.At - last), Ended: true})
+				down = false
+				last = s.At
+			case s.Owners[p] != "":
+				owned, last = true, s.At
+			case owned:
+				down = true
+			}
+		}
+		if down {
+			out = append(out, Outage{Partition: p, FromS: secs(last), ToS: secs(r.End), Seconds: secs(r.End - last)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Seconds > out[j].Seconds })
+	return out
+}
+
 // Text is the report for people.
 func (rep *ElasticReport) Text() string {
 	var b strings.Builder
@@ -483,6 +553,16 @@ func (rep *ElasticReport) Text() string {
 			ph.AchievedPerS, ph.CompletedPerS, ph.P50Ms, ph.P99Ms, ph.MaxMs, ph.Failed, bal, ph.Placement)
 	}
 	p("\nlongest stall (no completion while work was outstanding): %.3fs, from %.2fs to %.2fs\n", rep.Stall.Seconds, rep.Stall.FromS, rep.Stall.ToS)
+	if len(rep.Slowest) > 0 {
+		p("\nslowest completions (due → completed: latency):")
+		for i, o := range rep.Slowest {
+			if i == 5 {
+				break
+			}
+			p(" %.2fs → %.2fs: %.0fms;", o.DueS, o.EndS, o.LatencyMs)
+		}
+		p("\n")
+	}
 	p("\nhost events:\n")
 	for _, e := range rep.HostEvents {
 		p("  %7.2fs %-5s %s (returned after %.3fs)", secs(e.At), e.Action, e.Host, secs(e.Took))
@@ -504,6 +584,21 @@ func (rep *ElasticReport) Text() string {
 			gaps[i] = time.Duration(h.GapS * float64(time.Second))
 		}
 		p("  %d handovers; gap p50 ≤ %.0fms, max ≤ %.0fms (sampling resolution %.0fms)\n", len(gaps), percentile(gaps, 50), percentile(gaps, 100), rep.WindowS*1000)
+	}
+	p("\npartitions running nowhere (from the last sample on a host to the next; longest first):\n")
+	if len(rep.Outages) == 0 {
+		p("  none\n")
+	}
+	for i, o := range rep.Outages {
+		if i == 5 {
+			p("  ... %d more\n", len(rep.Outages)-i)
+			break
+		}
+		end := "ran again"
+		if !o.Ended {
+			end = "still nowhere at the end"
+		}
+		p("  p%-2d %.2fs from %.2fs to %.2fs (%s)\n", o.Partition, o.Seconds, o.FromS, o.ToS, end)
 	}
 	p("samples where two hosts said they ran one partition: %d\n", rep.Conflicts)
 	return b.String()

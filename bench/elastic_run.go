@@ -1,10 +1,7 @@
-//go:build elastic_wip
-
 package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,13 +14,6 @@ import (
 	"github.com/netherite-go/netherite/durable"
 	"github.com/netherite-go/netherite/transport"
 )
-
-// waitAttempt bounds one wait for an orchestration's completion; the
-// harness waits again after it. A partition that moves to another host
-// forgets the waits it held (they live in memory), so a wait that is
-// never answered must not hang the run: a completion shows up at most
-// this late.
-const waitAttempt = time.Second
 
 // RunElastic runs hello5 at cfg.Rate while elastic hosts sharing one task
 // hub follow cfg.Hosts, and reports what happened.
@@ -60,7 +50,7 @@ func RunElastic(ctx context.Context, cfg ElasticConfig) (*ElasticReport, error) 
 		return nil, fmt.Errorf("bench elastic: first host: %w", err)
 	}
 
-	run := &ElasticRun{Workload: "hello5", Storage: RedactStorageName(cfg.Storage), Partitions: cfg.Partitions, Rate: cfg.Rate, Window: cfg.Window}
+	run := &ElasticRun{Workload: "hello5", Storage: storageName(cfg.Storage), Partitions: cfg.Partitions, Rate: cfg.Rate, Window: cfg.Window}
 	if netherite.IsEventHubsConnection(cfg.Transport) {
 		run.Transport = "eventhubs(" + base.EventHubsPrefix + ")" // never the key
 	}
@@ -95,7 +85,9 @@ func RunElastic(ctx context.Context, cfg ElasticConfig) (*ElasticReport, error) 
 			}
 			o.AckAt = since()
 			acked()
-			if err := waitPolling(ctx, c, id); err != nil {
+			// The client's own wait: it re-arms waits that a moving
+			// partition forgets, so the harness adds no polling of its own.
+			if err := waitCompleted(ctx, c, id); err != nil {
 				return err
 			}
 			o.OK = true
@@ -143,8 +135,8 @@ func RunElastic(ctx context.Context, cfg ElasticConfig) (*ElasticReport, error) 
 	return rep, nil
 }
 
-// RedactStorageName describes storage for a report: never a key.
-func RedactStorageName(s string) string {
+// storageName describes storage for a report: never a key.
+func storageName(s string) string {
 	if isAzure(s) {
 		return "azure-storage(" + blobEndpoint(s) + ")"
 	}
@@ -190,22 +182,6 @@ func elasticOptions(cfg *ElasticConfig, prefix string) (netherite.Options, func(
 		}
 	}
 	return o, cleanup, nil
-}
-
-// waitPolling waits for instance id to complete, one bounded wait after
-// another (see waitAttempt), and fails unless it completed.
-func waitPolling(ctx context.Context, c durable.Client, id string) error {
-	for {
-		actx, cancel := context.WithTimeout(ctx, waitAttempt)
-		_, err := waitStatus(actx, c, id)
-		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			if err != nil && ctx.Err() != nil {
-				return fail("wait", ctx.Err())
-			}
-			return err
-		}
-	}
 }
 
 // waitRunning waits until h runs all n partitions.

@@ -1,5 +1,3 @@
-//go:build elastic_wip
-
 package bench
 
 import (
@@ -113,7 +111,7 @@ func contains(xs []string, x string) bool {
 // by stopping its host gracefully, and reports the p50 and p99 time from
 // the Stop call to the partition running on the other host:
 //
-//	go test -tags elastic_wip -run '^$' -bench Handover -benchtime 100x ./bench/
+//	go test -run '^$' -bench Handover -benchtime 100x ./bench/
 func BenchmarkHandover(b *testing.B) {
 	n := 10_000
 	if s := os.Getenv("NETHERITE_HANDOVER_INSTANCES"); s != "" {

@@ -92,6 +92,15 @@ func TestElasticAnalyze(t *testing.T) {
 	if h := rep.Handovers[0]; h.Partition != 1 || h.From != "a" || h.To != "b" || !near(h.LastSeenS, 2.25) || !near(h.OwnedS, 2.75) || !near(h.GapS, 0.5) {
 		t.Errorf("handover %+v", h)
 	}
+	// p1 ran nowhere at 2.5 s: from its last sample on a (2.25 s) to
+	// its first on b (2.75 s).
+	if len(rep.Outages) != 1 || rep.Outages[0] != (Outage{Partition: 1, FromS: 2.25, ToS: 2.75, Seconds: 0.5, Ended: true}) {
+		t.Errorf("outages %+v", rep.Outages)
+	}
+	// The slowest: op 20 (due 2.0 s, done 3.2 s), then op 21.
+	if len(rep.Slowest) != 10 || rep.Slowest[0] != (SlowOp{DueS: 2, EndS: 3.2, LatencyMs: 1200}) || !near(rep.Slowest[1].DueS, 2.1) {
+		t.Errorf("slowest %+v", rep.Slowest)
+	}
 	if rep.Conflicts != 1 {
 		t.Errorf("conflicts %d, want 1", rep.Conflicts)
 	}
@@ -114,7 +123,7 @@ func TestElasticAnalyze(t *testing.T) {
 		t.Errorf("window 9: %+v", w)
 	}
 	txt := rep.Text()
-	for _, want := range []string{"longest stall", "1.050s", "p1  a → b at 2.75s (gap ≤ 0.50s)", "2 hosts", "drain", "failures: start: canceled ×1, status: Failed ×1", "two hosts said they ran one partition: 1"} {
+	for _, want := range []string{"longest stall", "1.050s", "p1  a → b at 2.75s (gap ≤ 0.50s)", "2 hosts", "drain", "failures: start: canceled ×1, status: Failed ×1", "two hosts said they ran one partition: 1", "p1  0.50s from 2.25s to 2.75s (ran again)"} {
 		if !strings.Contains(txt, want) {
 			t.Errorf("report lacks %q:\n%s", want, txt)
 		}
@@ -135,6 +144,20 @@ func TestElasticStallEdges(t *testing.T) {
 	r.End = 8 * time.Second
 	if s := r.longestStall(); !near(s.Seconds, 3) || !near(s.FromS, 2) {
 		t.Errorf("stall %+v, want 3 s from 2 s (ended by the failure)", s)
+	}
+}
+
+// A partition that stops running and never comes back is an outage to
+// the run's end; one never seen running is not.
+func TestElasticOutageToTheEnd(t *testing.T) {
+	r := &ElasticRun{Partitions: 2, End: 3 * time.Second, Samples: []OwnerSample{
+		{At: 0, Owners: []string{"a", ""}},
+		{At: time.Second, Owners: []string{"", ""}},
+		{At: 2 * time.Second, Owners: []string{"", ""}},
+	}}
+	got := r.outages()
+	if len(got) != 1 || got[0] != (Outage{Partition: 0, FromS: 0, ToS: 3, Seconds: 3}) {
+		t.Errorf("outages %+v", got)
 	}
 }
 

@@ -1,5 +1,3 @@
-//go:build elastic_wip
-
 package bench
 
 import (

@@ -6,3 +6,6 @@ func StopRenewals(l *Lease) {
 	l.stopOnce.Do(func() { close(l.stop) })
 	<-l.done
 }
+
+// AcquireGrace is acquireGrace, for tests.
+const AcquireGrace = acquireGrace

@@ -135,12 +135,28 @@ func AcquireLease(ctx context.Context, c *Container, name string, opts LeaseOpti
 		return nil, fmt.Errorf("blobstore: lease %s: creating the lease blob: %w", l.where(), err)
 	}
 
+	// uncertain: the last Acquire Lease request got no answer from the
+	// service (the caller gave up, the connection failed, the attempt timed
+	// out), so the service may have granted the lease unseen. Giving up
+	// then releases it by its id, or it would block every other owner until
+	// it expires.
+	uncertain := false
+	fail := func(err error) (*Lease, error) {
+		if uncertain {
+			if rerr := l.releaseUnseen(); rerr != nil {
+				err = fmt.Errorf("%w (the service may have granted the lease unseen, and releasing it failed: %s; it expires within %v)", err, describe(rerr), o.Duration)
+			}
+		}
+		return nil, err
+	}
 	waited := false
 	for {
 		start := time.Now()
 		var busy bool
 		err := l.retry.do(ctx, nil, func(ctx context.Context) error {
-			_, err := l.lc.AcquireLease(ctx, int32(o.Duration/time.Second), nil)
+			busy = false
+			err := l.acquireOnce(ctx, int32(o.Duration/time.Second))
+			uncertain = err != nil && !answered(err)
 			if bloberror.HasCode(err, bloberror.LeaseAlreadyPresent, bloberror.LeaseIsBreakingAndCannotBeAcquired) {
 				busy = true
 				return nil
@@ -149,11 +165,17 @@ func AcquireLease(ctx context.Context, c *Container, name string, opts LeaseOpti
 		})
 		if err != nil {
 			if waited && ctx.Err() != nil {
-				return nil, fmt.Errorf("blobstore: lease %s is held by another owner; gave up waiting for its release or expiry: %w", l.where(), ctx.Err())
+				return fail(fmt.Errorf("blobstore: lease %s is held by another owner; gave up waiting for its release or expiry: %w", l.where(), ctx.Err()))
 			}
-			return nil, fmt.Errorf("blobstore: lease %s: acquire: %w", l.where(), err)
+			return fail(fmt.Errorf("blobstore: lease %s: acquire: %w", l.where(), err))
 		}
 		if !busy {
+			if ctx.Err() != nil {
+				// Granted, but the caller has given up meanwhile: let
+				// the next owner in at once.
+				uncertain = true
+				return fail(fmt.Errorf("blobstore: lease %s: acquired after the caller gave up; released: %w", l.where(), ctx.Err()))
+			}
 			l.renewedAt = start
 			break
 		}
@@ -168,6 +190,57 @@ func AcquireLease(ctx context.Context, c *Container, name string, opts LeaseOpti
 	}
 	go l.renewLoop()
 	return l, nil
+}
+
+// acquireGrace: once the caller of AcquireLease gives up, how long an
+// Acquire Lease request already sent may still take to answer. Its answer
+// tells whether the service granted the lease (to be released then); a
+// request cancelled at once would leave that unknown.
+const acquireGrace = 3 * time.Second
+
+// acquireOnce sends one Acquire Lease request. The end of ctx does not
+// abort it at once (acquireGrace).
+func (l *Lease) acquireOnce(ctx context.Context, seconds int32) error {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(acquireGrace, cancel)
+		context.AfterFunc(rctx, func() { t.Stop() })
+	})
+	defer stop()
+	_, err := l.lc.AcquireLease(rctx, seconds, nil)
+	if err != nil && ctx.Err() != nil && rctx.Err() != nil {
+		// Cut short after the grace: report the caller's reason.
+		return fmt.Errorf("%w (no answer within %v after the caller gave up: %s)", ctx.Err(), acquireGrace, describe(err))
+	}
+	return err
+}
+
+// answered reports whether err is the service's answer to a request
+// (which then was not applied, except for server errors), rather than a
+// request whose fate is unknown.
+func answered(err error) bool {
+	re, ok := errors.AsType[*azcore.ResponseError](err)
+	if !ok {
+		return false
+	}
+	return re.StatusCode < 500 || re.ErrorCode == string(bloberror.ServerBusy)
+}
+
+// releaseUnseen releases the lease by its id when AcquireLease gives up
+// after a request whose answer it did not see: the service may hold the
+// lease for this id. A lease with another id, or none, is left alone (the
+// service refuses the release).
+func (l *Lease) releaseUnseen() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return l.retry.do(ctx, nil, func(ctx context.Context) error {
+		_, err := l.lc.ReleaseLease(ctx, nil)
+		if bloberror.HasCode(err, bloberror.LeaseIDMismatchWithLeaseOperation, bloberror.LeaseNotPresentWithLeaseOperation) {
+			return nil // not ours: nothing to release
+		}
+		return err
+	})
 }
 
 func (l *Lease) where() string { return l.c.name + "/" + l.name }

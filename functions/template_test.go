@@ -73,7 +73,7 @@ func functionDirs(t *testing.T, root string) []string {
 // triggers whose public routes the default prefixes map into the app, and
 // the output binding the adapter writes.
 func TestTemplates(t *testing.T) {
-	want := []string{"DurableEntities", "DurableInstances", "DurableOrchestrators", "Healthz"}
+	want := []string{"DurableEntities", "DurableInstances", "DurableOrchestrators", "DurableScale", "Healthz"}
 	h := NewHandler(http.NotFoundHandler(), Options{}).(*handler)
 	for _, root := range []string{"template", "sample"} {
 		t.Run(root, func(t *testing.T) {

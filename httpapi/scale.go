@@ -156,6 +156,17 @@ const scaleTimeout = 10 * time.Second
 // ScaleHandler answers GET ScalePath with the ScaleStatus of src's record:
 // 200 with the record, 503 with {"error": ...} while there is none (no
 // load monitor ran yet, or reading it failed), 405 for other methods.
+//
+// KEDA's metrics-api scaler reads it as a metric of target value 1 per
+// host (desired replicas = recommendedHosts):
+//
+//	triggers:
+//	- type: metrics-api
+//	  metadata:
+//	    url: "http://netherite-probe:7071/runtime/webhooks/durabletask/scale"
+//	    valueLocation: "recommendedHosts"
+//	    targetValue: "1"
+//	    activationTargetValue: "0"
 func ScaleHandler(src ScaleSource) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")

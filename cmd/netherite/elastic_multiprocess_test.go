@@ -1,5 +1,3 @@
-//go:build elasticdraft
-
 package main
 
 // The elastic multi-process test: three `netherite serve -elastic`
@@ -16,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand"
 	"net/http"
 	"slices"
@@ -89,6 +88,9 @@ func describe(s *httpapi.ScaleStatus) string {
 	return fmt.Sprintf("version %d, monitor %s, recommendation %+v: %s", s.PlacementVersion, s.Monitor, s.Recommendation, strings.Join(parts, "; "))
 }
 
+// elProcs are the host processes, for their logs in failure messages.
+var elProcs []*proc
+
 // waitScale polls p's /scale every 100 ms until cond holds, and returns
 // how long that took; it fails the test after limit.
 func waitScale(t *testing.T, p *proc, what string, limit time.Duration, cond func(*httpapi.ScaleStatus) bool) time.Duration {
@@ -104,8 +106,39 @@ func waitScale(t *testing.T, p *proc, what string, limit time.Duration, cond fun
 		last, lastErr = s, err
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s: not within %v (last /scale of %s: %s, %v)", what, limit, p.name, describe(last), lastErr)
+	var logs strings.Builder
+	for _, q := range elProcs {
+		fmt.Fprintf(&logs, "\n--- %s:\n%s", q.name, q.logs)
+	}
+	t.Fatalf("%s: not within %v (last /scale of %s: %s, %v)%s", what, limit, p.name, describe(last), lastErr, logs.String())
 	return 0
+}
+
+// waitMetrics polls p's /metrics until it has lines starting with each
+// of prefixes.
+func waitMetrics(t *testing.T, p *proc, prefixes ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var text string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.addr + httpapi.MetricsPath)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			text = string(b)
+			missing := false
+			for _, pre := range prefixes {
+				if !strings.Contains("\n"+text, "\n"+pre) {
+					missing = true
+				}
+			}
+			if !missing {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("/metrics of %s lacks %q:\n%s", p.name, prefixes, text)
 }
 
 // terminate sends SIGTERM and returns the process's exit, once it exits.
@@ -200,9 +233,12 @@ func TestMultiProcessElastic(t *testing.T) {
 		t.Fatalf("taskhub status before any elastic host: exit %d: %s%s", code, out.String(), errb.String())
 	}
 
+	elProcs = nil
 	host := func(id string) *proc {
-		return startServe(t, id, append([]string{"-elastic", "-host-id", id, "-lease", elLease.String(),
+		p := startServe(t, id, append([]string{"-elastic", "-host-id", id, "-lease", elLease.String(),
 			"-load-report-interval", "250ms"}, common...)...)
+		elProcs = append(elProcs, p)
+		return p
 	}
 	a := host("host-a")
 	waitScale(t, a, "host-a runs all partitions", 60*time.Second, spread("host-a"))
@@ -259,10 +295,25 @@ func TestMultiProcessElastic(t *testing.T) {
 		}()
 	}
 
+	defer func() {
+		stopLoad()
+		load.Wait()
+	}()
+
 	// Two more hosts join: 4/4/4.
 	b, cc := host("host-b"), host("host-c")
 	d := waitScale(t, a, "4/4/4 over three hosts", 10*time.Second, spread("host-a", "host-b", "host-c"))
 	t.Logf("host-b and host-c joined: partitions spread 4/4/4 %v after both served", d.Round(time.Millisecond))
+	if resp, err := http.Get("http://" + a.addr + httpapi.ScalePath); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("GET /scale of host-a: %s", body)
+	}
+	// Each host's /metrics: its own partitions, and the task hub's
+	// recommendation.
+	for _, p := range []*proc{a, b, cc} {
+		waitMetrics(t, p, fmt.Sprintf(`netherite_host_partitions_running{host=%q} 4`, p.name), `netherite_recommended_hosts `)
+	}
 
 	// host-b stops gracefully: its partitions run elsewhere within 2 s.
 	s, _ := scaleOf(a)

@@ -38,7 +38,10 @@ commands:
                     counter entity, bank transfers) on an embedded host
   serve             run a host with the sample functions and the Durable
                     Functions HTTP API on -addr (default 127.0.0.1:7071);
-                    -functions runs it as an Azure Functions custom handler
+                    -functions runs it as an Azure Functions custom handler;
+                    -elastic lets hosts join and leave (the load monitor places
+                    partitions); GET /runtime/webhooks/durabletask/scale and
+                    /metrics tell the load and how many hosts to run
   taskhub create|delete|info   manage a task hub (-storage, -taskhub, -partitions;
                     with -transport also its Event Hubs hubs)
   taskhub status    the load monitor's view of an elastic task hub: hosts,

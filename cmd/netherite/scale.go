@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/netherite-go/netherite"
@@ -10,21 +9,17 @@ import (
 	"github.com/netherite-go/netherite/loadmonitor"
 )
 
-// scaler is what the scale surfaces need of a host (netherite.Host in
-// elastic builds).
-type scaler interface {
-	ID() string
-	Scale(ctx context.Context) (*loadmonitor.Record, error)
-}
-
 // scaleSource returns where a host's /scale and /metrics read the load
-// monitor's record.
-func scaleSource(h any) httpapi.ScaleSource {
-	if s, ok := h.(scaler); ok {
-		return s.Scale
+// monitor's record: the host's own view if it is elastic, else the task
+// hub's storage (so that a host that runs no partition, such as
+// `serve -partitions-owned none`, can answer KEDA while no elastic host
+// runs).
+func scaleSource(h *netherite.Host, opts netherite.Options) httpapi.ScaleSource {
+	if h.Options().Elastic {
+		return h.Scale
 	}
-	return func(context.Context) (*loadmonitor.Record, error) {
-		return nil, errors.New("this host has no load monitor (not an elastic build)")
+	return func(ctx context.Context) (*loadmonitor.Record, error) {
+		return netherite.TaskHubStatus(ctx, opts)
 	}
 }
 
@@ -46,12 +41,8 @@ func hostMetrics(id string, partitions func() []netherite.PartitionStatus) func(
 
 // addScaleRoutes serves GET /runtime/webhooks/durabletask/scale and
 // /metrics for h on mux.
-func addScaleRoutes(mux *http.ServeMux, h *netherite.Host) {
-	id := ""
-	if s, ok := any(h).(scaler); ok {
-		id = s.ID()
-	}
-	src := scaleSource(h)
+func addScaleRoutes(mux *http.ServeMux, h *netherite.Host, opts netherite.Options) {
+	src := scaleSource(h, opts)
 	mux.Handle(httpapi.ScalePath, httpapi.ScaleHandler(src))
-	mux.Handle(httpapi.MetricsPath, httpapi.MetricsHandler(src, hostMetrics(id, h.Partitions)))
+	mux.Handle(httpapi.MetricsPath, httpapi.MetricsHandler(src, hostMetrics(h.ID(), h.Partitions)))
 }

@@ -304,14 +304,14 @@ func TestServeBadStorageHidesKey(t *testing.T) {
 }
 
 // TestServeFunctionsReadsEventHubsConnection: under -functions the
-// EventHubsConnection app setting selects the Event Hubs transport, which
-// refuses "memory" storage (the hosts of a task hub must share it), without
-// printing the key.
+// EventHubsConnection app setting selects the Event Hubs transport (and
+// elastic placement), which refuses "memory" storage (the hosts of a task
+// hub must share it), without printing the key.
 func TestServeFunctionsReadsEventHubsConnection(t *testing.T) {
 	t.Setenv("EventHubsConnection", "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0")
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"serve", "-functions", "-storage", "memory", "-addr", freeAddr(t)}, &out, &errb)
-	if code != 1 || !strings.Contains(errb.String(), "Event Hubs transport needs storage") || strings.Contains(errb.String()+out.String(), "c2VjcmV0") {
+	if code != 1 || !strings.Contains(errb.String(), "needs storage that every host") || strings.Contains(errb.String()+out.String(), "c2VjcmV0") {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }

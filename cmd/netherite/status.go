@@ -13,6 +13,11 @@ import (
 	"github.com/netherite-go/netherite/loadmonitor"
 )
 
+// staleRecord is the age beyond which a record is not a running
+// monitor's (it rewrites the record with the hosts' reports, every few
+// seconds).
+const staleRecord = time.Minute
+
 // printStatus prints a load monitor record for people: the placement and
 // the recommendation, a table of hosts, and a table of partitions with
 // their owner and load.
@@ -21,6 +26,10 @@ func printStatus(w io.Writer, taskHub string, rec *loadmonitor.Record, now time.
 	fmt.Fprintf(w, "task hub %q: placement version %d, load monitor on %s", taskHub, rec.Version, orDash(rec.Monitor))
 	if !rec.Updated.IsZero() {
 		fmt.Fprintf(w, " (record written %s, %s ago)", rec.Updated.UTC().Format(time.RFC3339), ago(now, rec.Updated))
+		if now.Sub(rec.Updated) > staleRecord {
+			// A running monitor rewrites it with every report.
+			fmt.Fprintf(w, "\nthe record is stale: no load monitor has written it for %s; no elastic host may be running", ago(now, rec.Updated))
+		}
 	}
 	fmt.Fprintf(w, "\nrecommendation: %d host%s", s.RecommendedHosts, plural(s.RecommendedHosts))
 	if s.Recommendation.Reason != "" {

@@ -49,7 +49,9 @@ func TestTaskHubStatusTable(t *testing.T) {
 	var gotOpts netherite.Options
 	withStatus(t, func(_ context.Context, o netherite.Options) (*loadmonitor.Record, error) {
 		gotOpts = o
-		return statusRecord(), nil
+		rec := statusRecord()
+		rec.Loads[1].NextTimer = time.Now().Add(time.Hour) // the command prints it relative to its clock
+		return rec, nil
 	})
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"taskhub", "status", "-storage", "/tmp/x", "-taskhub", "hub1"}, &out, &errb); code != 0 {
@@ -142,6 +144,20 @@ func TestTaskHubStatusNoMonitor(t *testing.T) {
 	}
 }
 
+// A record that no monitor rewrote for long is said to be stale.
+func TestTaskHubStatusStale(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, "hub", statusRecord(), statusT0.Add(10*time.Second))
+	if strings.Contains(b.String(), "stale") {
+		t.Fatalf("a fresh record called stale:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, "hub", statusRecord(), statusT0.Add(5*time.Minute))
+	if !strings.Contains(b.String(), "the record is stale: no load monitor has written it for 5m0s") {
+		t.Fatalf("a 5 minutes old record:\n%s", b.String())
+	}
+}
+
 func TestRanges(t *testing.T) {
 	for in, want := range map[string]string{"": "-", "0": "0", "0 1 2 3": "0-3", "0 1 3 5 6": "0-1,3,5-6"} {
 		var ps []int
@@ -207,4 +223,25 @@ func TestServeScaleRoutes(t *testing.T) {
 		t.Fatalf("GET instance: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+func TestServeElasticFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-elastic", "-partitions-owned", "0-3"}, 2, "excludes -partitions-owned"},
+		{[]string{"-load-report-interval", "1s"}, 2, "apply to -elastic only"},
+		{[]string{"-host-timeout", "10s"}, 2, "apply to -elastic only"},
+		{[]string{"-elastic", "-load-report-interval", "-1s"}, 2, "must not be negative"},
+		// Elastic hosts share storage and a transport across processes.
+		{[]string{"-elastic", "-storage", "memory"}, 1, "Elastic"},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"serve", "-addr", "127.0.0.1:0"}, tc.args...)
+		if code := run(context.Background(), args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("serve %v: exit %d (want %d), stderr %q (want %q)", tc.args, code, tc.code, errb.String(), tc.want)
+		}
+	}
 }
