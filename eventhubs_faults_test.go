@@ -67,7 +67,7 @@ func TestEventHubsElasticFaults(t *testing.T) {
 	step := func(what string, fault func()) {
 		t.Helper()
 		want := l.count() + every
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for l.count() < want {
 			if time.Now().After(deadline) {
 				t.Fatalf("before %s: the load stalled at %d acknowledged orchestrations", what, l.count())
