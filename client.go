@@ -40,6 +40,7 @@ type client struct {
 	rearm   bool
 	movesMu sync.Mutex
 	moves   map[int]chan struct{} // closed when partition p moved
+	movedAt map[int]time.Time     // when partition p last moved
 }
 
 var _ durable.Client = (*client)(nil)
@@ -48,7 +49,7 @@ func newClient(t transport.Transport, opts Options, conv durable.Converter) (*cl
 	c := &client{
 		id: durable.NewUUID(), t: t, count: opts.PartitionCount, conv: conv, maxPayload: opts.MaxPayloadBytes,
 		pending: map[uint64]chan *transport.ClientResponse{}, closed: make(chan struct{}),
-		rearm: opts.Elastic || opts.SharedTransport != nil || IsEventHubsConnection(opts.Transport), moves: map[int]chan struct{}{},
+		rearm: opts.Elastic || opts.SharedTransport != nil || IsEventHubsConnection(opts.Transport), moves: map[int]chan struct{}{}, movedAt: map[int]time.Time{},
 	}
 	ch, closeFn, err := t.ListenClient(c.id)
 	if err != nil {
@@ -90,6 +91,7 @@ func (c *client) dispatch(ch <-chan *transport.Packet) {
 func (c *client) moved(p int) {
 	c.movesMu.Lock()
 	defer c.movesMu.Unlock()
+	c.movedAt[p] = time.Now()
 	if ch := c.moves[p]; ch != nil {
 		close(ch)
 		delete(c.moves, p)
@@ -106,6 +108,24 @@ func (c *client) movedChan(p int) <-chan struct{} {
 		c.moves[p] = ch
 	}
 	return ch
+}
+
+// movingSteps returns the re-arm (or re-send) delays for a request sent
+// now to partition p: clientMoveRearm if p moved less than their sum ago
+// (the request may reach the old owner as it stops, and be forgotten),
+// else none.
+func (c *client) movingSteps(p int) []time.Duration {
+	c.movesMu.Lock()
+	at, ok := c.movedAt[p]
+	c.movesMu.Unlock()
+	var window time.Duration
+	for _, d := range clientMoveRearm {
+		window += d
+	}
+	if ok && time.Since(at) < window {
+		return clientMoveRearm
+	}
+	return nil
 }
 
 // onPlacement hooks the client's listener: the placement updates sent to
@@ -132,7 +152,9 @@ var errClientClosed = errors.New("netherite: client is closed (host stopped)")
 // moved to another host, or failed and recovered), they are gone. So where
 // partitions can move, a client re-arms each wait (a cancel and the same
 // wait again, in one send, so that the partition keeps one) every
-// clientWaitRearm, and clientMoveRearm after it hears the partition moved.
+// clientWaitRearm, and clientMoveRearm after it hears the partition moved;
+// any other request in flight is sent again at the same times after a move
+// (the old owner may have taken it in and stopped before it answered).
 var (
 	clientWaitRearm         = 30 * time.Second
 	clientMoveRearm         = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second}
@@ -228,6 +250,9 @@ func (c *client) await(ctx context.Context, partition int, req *transport.Client
 			}
 			rearm.Reset(d)
 		}
+		if steps = c.movingSteps(partition); steps != nil {
+			next() // sent while its partition moves
+		}
 		for {
 			select {
 			case r := <-w:
@@ -256,18 +281,21 @@ func (c *client) await(ctx context.Context, partition int, req *transport.Client
 		timer := time.NewTimer(attempt)
 		defer timer.Stop()
 		timeout = timer.C
-		if c.rearm {
-			// A partition that moves may have taken the request in and
-			// stopped before it answered: sent again soon after the move
-			// (the partition deduplicates it), not an attempt timeout later.
-			movedC = c.movedChan(partition)
-		}
 		next = func() {
 			d := attempt
 			if len(steps) > 0 {
 				d, steps = steps[0], steps[1:]
 			}
 			timer.Reset(d)
+		}
+		if c.rearm {
+			// A partition that moves may have taken the request in and
+			// stopped before it answered: sent again soon after the move
+			// (the partition deduplicates it), not an attempt timeout later.
+			movedC = c.movedChan(partition)
+			if steps = c.movingSteps(partition); steps != nil {
+				next() // sent while its partition moves
+			}
 		}
 	}
 	for {

@@ -19,6 +19,9 @@ import (
 const (
 	DefaultLoadReportInterval = 2 * time.Second
 	DefaultHostTimeout        = 10 * time.Second
+	// MinLoadReportInterval: every host sends a report per interval (to
+	// Event Hubs, a message): a unit slip (2 for 2 s) must not flood it.
+	MinLoadReportInterval = 10 * time.Millisecond
 )
 
 // normalizeElastic checks and defaults HostID, Elastic, LoadReportInterval
@@ -46,6 +49,10 @@ func (o *Options) normalizeElastic() error {
 	}
 	if o.LoadReportInterval == 0 {
 		o.LoadReportInterval = DefaultLoadReportInterval
+	}
+	if o.LoadReportInterval < MinLoadReportInterval {
+		return fmt.Errorf("netherite: Options.LoadReportInterval must be at least %v, got %v (a time.Duration: 2*time.Second, not 2)",
+			MinLoadReportInterval, o.LoadReportInterval)
 	}
 	if o.HostTimeout == 0 {
 		o.HostTimeout = max(DefaultHostTimeout, 2*o.LoadReportInterval)

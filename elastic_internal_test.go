@@ -612,3 +612,78 @@ func TestElasticRequestResentAfterMove(t *testing.T) {
 		t.Fatal("a start whose answer was lost in a move was not answered within 15 s of the move (attempt timeout 1 min)")
 	}
 }
+
+// A wait sent just after its partition moved (so perhaps to the old owner
+// as it stops, which forgets it) is re-armed 1, 3 and 8 s later, not only
+// after clientWaitRearm (30 s).
+func TestElasticWaitSentDuringMoveRearmed(t *testing.T) {
+	mem := transport.NewMemory(2)
+	defer mem.Close()
+	var lost sync.Once
+	var drops atomic.Int32
+	var dropWaits atomic.Bool
+	tr := transport.NewFaulty(mem, transport.FaultConfig{Clients: true, Script: func(dest int, pk *transport.Packet) transport.Fault {
+		fault := transport.FaultNone
+		if dest == 0 && dropWaits.Load() && pk.Request != nil && pk.Request.Kind == transport.RequestWaitCompletion {
+			lost.Do(func() { fault = transport.FaultDrop; drops.Add(1) }) // the first wait is lost in the move
+		}
+		return fault
+	}})
+	r := durable.NewRegistry()
+	samples.Register(r)
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop(context.Background())
+	waitState := func(what string, want PartitionState) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Partitions()[0].State != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	h.coord.offer(1_000_000, []string{"a", "a"})
+	waitState("placed", PartitionOK)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := "waiter!0"
+	c := h.Client()
+	if _, err := c.StartOrchestration(ctx, samples.WaitForEvent, nil, durable.WithStartInstanceID(id)); err != nil {
+		t.Fatal(err)
+	}
+	// The partition moves away and back; then the wait is sent, and lost.
+	h.coord.offer(1_000_001, []string{"b", "a"})
+	waitState("moved away", PartitionNotOwned)
+	h.coord.offer(1_000_002, []string{"a", "a"})
+	waitState("back", PartitionOK)
+	dropWaits.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.WaitForCompletion(ctx, id)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for drops.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the wait was never sent")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.RaiseEvent(ctx, id, "Approval", "approved"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a wait lost just after its partition moved was not re-armed within 10 s")
+	}
+}

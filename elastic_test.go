@@ -539,6 +539,7 @@ func TestElasticOptions(t *testing.T) {
 		{netherite.Options{Storage: dir, LoadReportInterval: time.Second}, "Options.Elastic"},
 		{netherite.Options{Storage: dir, HostTimeout: time.Second}, "Options.Elastic"},
 		{netherite.Options{Elastic: true, Storage: dir, SharedTransport: tr, PartitionCount: 4, LoadReportInterval: -1}, "Options.LoadReportInterval"},
+		{netherite.Options{Elastic: true, Storage: dir, SharedTransport: tr, PartitionCount: 4, LoadReportInterval: 2}, "at least 10ms"},
 		{netherite.Options{Elastic: true, Storage: dir, SharedTransport: tr, PartitionCount: 4,
 			LoadReportInterval: time.Second, HostTimeout: 1500 * time.Millisecond}, "Options.HostTimeout"},
 	} {

@@ -51,8 +51,9 @@ func newEventHubsElasticHub(t *testing.T) (*elasticHub, *emulator.Emulator) {
 
 // TestEventHubsElasticFaults: two elastic hosts on the Event Hubs
 // transport keep hello5 and bank transfers going, exactly once, through
-// dropped and closed connections, detached links, rejected sends and an
-// emulator restart.
+// dropped and closed connections, detached links, rejected sends, an
+// emulator restart, and a host leaving after it (its partitions reopen on
+// the other host's clients).
 func TestEventHubsElasticFaults(t *testing.T) {
 	e, em := newEventHubsElasticHub(t)
 	a, b := e.start("a"), e.start("b")
@@ -66,7 +67,7 @@ func TestEventHubsElasticFaults(t *testing.T) {
 	step := func(what string, fault func()) {
 		t.Helper()
 		want := l.count() + every
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for l.count() < want {
 			if time.Now().After(deadline) {
 				t.Fatalf("before %s: the load stalled at %d acknowledged orchestrations", what, l.count())
@@ -86,6 +87,16 @@ func TestEventHubsElasticFaults(t *testing.T) {
 		if err := em.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
+	})
+	// b leaves: a opens readers for b's partitions on clients that lived
+	// through the restart.
+	step("stop b", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := b.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitCounts(t, 10*time.Second, "b stopped", []*netherite.Host{a}, ehFaultPartitions)
 	})
 	step("detach links", func() { em.DetachLinks(nil, "") })
 	step("drop connections", func() { em.DropConnections() })

@@ -148,7 +148,7 @@ type Options struct {
 	// needs its own.
 	HostID string
 	// LoadReportInterval is how often an elastic host reports its load
-	// and its liveness to the load monitor (default 2 s).
+	// and its liveness to the load monitor (default 2 s, at least 10 ms).
 	LoadReportInterval time.Duration
 	// HostTimeout: an elastic host that has not reported for this long is
 	// dead, and its partitions are placed elsewhere (default 10 s; at least
