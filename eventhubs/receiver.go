@@ -158,7 +158,7 @@ func (t *Transport) ReceiveLoadMonitor(ctx context.Context, from uint64) ([]*tra
 	if !errors.Is(err, transport.ErrPositionGone) {
 		return pks, next, err
 	}
-	props, perr := t.consumers[r.hub].GetPartitionProperties(ctx, "0", nil)
+	props, perr := t.partitionProperties(ctx, r.hub, "0")
 	if perr != nil {
 		return nil, from, errors.Join(err, fmt.Errorf("eventhubs: load monitor: reading the queue's end: %w", perr))
 	}
