@@ -282,6 +282,23 @@ func crashRun(t *testing.T, kills, minMs, spreadMs int) {
 			t.Fatalf("%s: %v", id, err)
 		}
 	}
+	// Creations a killed child made but did not get to acknowledge run too:
+	// a transfer among them moves money while the accounts are summed.
+	// Wait until nothing runs.
+	for {
+		page, err := c.Query(ctx, durable.InstanceQuery{Statuses: []core.RuntimeStatus{core.StatusRunning, core.StatusPending}, PageSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Instances) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("instance %s still %s", page.Instances[0].InstanceID, page.Instances[0].RuntimeStatus)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	total := 0
 	for i := 0; i < crashAccounts; i++ {
 		m, err := c.GetEntity(ctx, core.NewEntityID(samples.Account, crashAccount(i)), true)
