@@ -53,3 +53,11 @@ func (h *Host) Waiters(p int) int {
 	}
 	return 0
 }
+
+// SetClientMoveRearm sets when a client re-sends a request in flight after
+// its partition moved, and returns a function that restores it.
+func SetClientMoveRearm(steps []time.Duration) (restore func()) {
+	old := clientMoveRearm
+	clientMoveRearm = steps
+	return func() { clientMoveRearm = old }
+}

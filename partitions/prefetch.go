@@ -133,7 +133,7 @@ func (p *Partition) loadResults() chan loadResult {
 // arrive takes an item from intake: handled now, or parked.
 func (p *Partition) arrive(it intakeItem) {
 	pf := p.pf
-	if pf == nil || it.drain || it.checkpoint != nil {
+	if pf == nil || it.drain || it.checkpoint != nil || it.released != nil {
 		p.handle(it)
 		return
 	}

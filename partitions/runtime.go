@@ -175,6 +175,9 @@ type intakeItem struct {
 	confirm *transport.Confirm
 	// flushed is closed once everything logged so far is written.
 	flushed chan struct{}
+	// released is closed once what the log made durable so far has been
+	// released and sent (Stop's last step before it cancels the loop).
+	released chan struct{}
 	// at is when the item was handed to the loop (its wait is measured
 	// for the latency trend).
 	at time.Time
@@ -506,6 +509,13 @@ func (p *Partition) loop() {
 }
 
 func (p *Partition) handle(it intakeItem) {
+	if p.draining && it.update != nil && it.inputPos > 0 {
+		// A stopping partition applies no more input: what it did not
+		// apply stays in its queue (not trimmed) for the next owner,
+		// which answers it. Applied now, it could become durable after
+		// Stop's last release of answers, and its answer be lost.
+		return
+	}
 	if it.inputPos > p.inputSeen {
 		p.inputSeen = it.inputPos
 	}
@@ -529,6 +539,18 @@ func (p *Partition) handle(it intakeItem) {
 	case it.flushed != nil:
 		p.flushLog()
 		p.toLog(logItem{flushed: it.flushed})
+	case it.released != nil:
+		// The durable signal may still be waiting for the loop: take
+		// the position the log worker reached, so that what it
+		// released leaves before Stop cancels (the loop sends nothing
+		// once cancelled). Same release as on the signal: only the
+		// moment differs, not what is applied.
+		p.durableMu.Lock()
+		d := p.durableMsg
+		p.durableMu.Unlock()
+		p.onDurable(d)
+		p.pump()
+		close(it.released)
 	case it.read != nil:
 		p.read(it.read)
 	case it.resend != nil:
@@ -1169,6 +1191,20 @@ func (p *Partition) Stop(ctx context.Context) error {
 			p.log.Warn("final checkpoint failed; retrying", slog.Duration("retryIn", backoff), slog.Any("error", err))
 			select {
 			case <-time.After(backoff):
+			case <-ctx.Done():
+			case <-p.stopped:
+			}
+		}
+	}
+	if p.failure() == nil {
+		// Answers (and messages) released by the last durable position
+		// are sent before the cancel: the checkpoint holds their
+		// requests, so the next owner would not answer them, and the
+		// clients would wait for their attempt timeout to re-send.
+		released := make(chan struct{})
+		if p.put(intakeItem{released: released}) {
+			select {
+			case <-released:
 			case <-ctx.Done():
 			case <-p.stopped:
 			}
