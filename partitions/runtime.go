@@ -1132,9 +1132,11 @@ func (p *Partition) submitTimers(ids []uint64) {
 // Stop stops the partition gracefully: no new work items or activities
 // start; queued activities are not run and running ones have their
 // context cancelled and their results discarded (they stay in the state,
-// for the next owner); running work items finish (until ctx is done); a
-// checkpoint is taken, so the next owner need not replay the log; then
-// everything stops. It returns the fatal error, if the partition failed.
+// for the next owner); no more input is applied (the next owner reads
+// it); running work items finish (until ctx is done); a checkpoint is
+// taken, so the next owner need not replay the log; what became durable
+// is sent (answers, messages, acks; until ctx is done); then everything
+// stops. It returns the fatal error, if the partition failed.
 func (p *Partition) Stop(ctx context.Context) error {
 	p.stopOnce.Do(func() {
 		close(p.stopping)
