@@ -280,26 +280,9 @@ func TestElasticHostCutFromStorage(t *testing.T) {
 func TestElasticMovesForgetEndedManagers(t *testing.T) {
 	tr := transport.NewMemory(2)
 	defer tr.Close()
-	r := durable.NewRegistry()
-	samples.Register(r)
-	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
-		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := startOneElasticHost(t, tr)
 	defer h.Stop(context.Background())
-	waitState := func(what string, want PartitionState) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for h.Partitions()[0].State != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitState("first run", PartitionOK)
+	waitPartition0(t, h, "first run", PartitionOK)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id, err := h.Client().StartOrchestration(ctx, samples.HelloSequence, nil, durable.WithStartInstanceID("stats!0"))
@@ -317,9 +300,9 @@ func TestElasticMovesForgetEndedManagers(t *testing.T) {
 	for i := range 10 {
 		v := uint64(1_000_000 + 2*i)
 		h.coord.offer(v, []string{"elsewhere", "a"})
-		waitState(fmt.Sprintf("move %d away", i), PartitionNotOwned)
+		waitPartition0(t, h, fmt.Sprintf("move %d away", i), PartitionNotOwned)
 		h.coord.offer(v+1, []string{"a", "a"})
-		waitState(fmt.Sprintf("move %d back", i), PartitionOK)
+		waitPartition0(t, h, fmt.Sprintf("move %d back", i), PartitionOK)
 	}
 	if n := len(h.allManagers()); n > 3 {
 		t.Errorf("%d partition managers kept after 10 moves of one partition of 2, want at most 3", n)
@@ -560,29 +543,12 @@ func TestElasticRequestResentAfterMove(t *testing.T) {
 		}
 		return fault
 	}})
-	r := durable.NewRegistry()
-	samples.Register(r)
-	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
-		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := startOneElasticHost(t, tr)
 	defer h.Stop(context.Background())
 	// The placement is given here (the faulty transport has no load
 	// monitor queue); versions far above any monitor's.
-	waitState := func(what string, want PartitionState) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for h.Partitions()[0].State != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 	h.coord.offer(1_000_000, []string{"a", "a"})
-	waitState("placed", PartitionOK)
+	waitPartition0(t, h, "placed", PartitionOK)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	started := make(chan error, 1)
@@ -599,7 +565,7 @@ func TestElasticRequestResentAfterMove(t *testing.T) {
 	}
 	// The partition moves away and back.
 	h.coord.offer(1_000_001, []string{"b", "a"})
-	waitState("moved away", PartitionNotOwned)
+	waitPartition0(t, h, "moved away", PartitionNotOwned)
 	h.coord.offer(1_000_002, []string{"a", "a"})
 	begin := time.Now()
 	select {
@@ -629,27 +595,10 @@ func TestElasticWaitSentDuringMoveRearmed(t *testing.T) {
 		}
 		return fault
 	}})
-	r := durable.NewRegistry()
-	samples.Register(r)
-	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
-		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := startOneElasticHost(t, tr)
 	defer h.Stop(context.Background())
-	waitState := func(what string, want PartitionState) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for h.Partitions()[0].State != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 	h.coord.offer(1_000_000, []string{"a", "a"})
-	waitState("placed", PartitionOK)
+	waitPartition0(t, h, "placed", PartitionOK)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	id := "waiter!0"
@@ -659,9 +608,9 @@ func TestElasticWaitSentDuringMoveRearmed(t *testing.T) {
 	}
 	// The partition moves away and back; then the wait is sent, and lost.
 	h.coord.offer(1_000_001, []string{"b", "a"})
-	waitState("moved away", PartitionNotOwned)
+	waitPartition0(t, h, "moved away", PartitionNotOwned)
 	h.coord.offer(1_000_002, []string{"a", "a"})
-	waitState("back", PartitionOK)
+	waitPartition0(t, h, "back", PartitionOK)
 	dropWaits.Store(true)
 	done := make(chan error, 1)
 	go func() {
@@ -685,5 +634,32 @@ func TestElasticWaitSentDuringMoveRearmed(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a wait lost just after its partition moved was not re-armed within 10 s")
+	}
+}
+
+// startOneElasticHost starts elastic host "a" alone on tr: 2 partitions in
+// a fresh directory, 100 ms load reports. The caller stops it.
+func startOneElasticHost(t *testing.T, tr transport.Transport) *Host {
+	t.Helper()
+	r := durable.NewRegistry()
+	samples.Register(r)
+	h, err := Start(context.Background(), Options{Elastic: true, HostID: "a", SharedTransport: tr, Storage: t.TempDir(),
+		PartitionCount: 2, LoadReportInterval: 100 * time.Millisecond, HostTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// waitPartition0 waits (10 s at most) until h's partition 0 is in state want.
+func waitPartition0(t *testing.T, h *Host, what string, want PartitionState) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Partitions()[0].State != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: partition 0 is %+v, want %s", what, h.Partitions()[0], want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
