@@ -9,6 +9,9 @@
 #   --location DIR   keep the data in DIR (default: in memory, lost on stop)
 #   --access-log     write Azurite's access log (one line per request) to the log file
 #   --timeout SEC    how long to wait for the port to answer (default 30)
+#   --gc / --no-gc   run the blob service's extent garbage collector or not
+#                    (default: off in memory, on with --location; see launch.js:
+#                    a sweep over a test run's data blocks Azurite for minutes)
 # Environment: AZURITE_BLOB_PORT (default 10000), AZURITE_QUEUE_PORT and
 # AZURITE_TABLE_PORT (default the blob port + 1 and + 2), AZURITE_DIR,
 # AZURITE_RUN_DIR (see common.sh). Run install.sh first.
@@ -18,13 +21,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 location=""
 silent=--silent
 timeout=30
+gc=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--location) location=${2:?--location needs a directory}; shift 2 ;;
 	--location=*) location=${1#--location=}; shift ;;
 	--access-log) silent=""; shift ;;
 	--timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
-	-h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+	--gc) gc=on; shift ;;
+	--no-gc) gc=off; shift ;;
+	-h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
 	*) echo "azurite start: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -58,17 +64,24 @@ if [ -n "$location" ]; then
 	location=$(cd "$location" && pwd)
 	args+=(--location "$location")
 	where="data in $location"
+	gc=${gc:-on}
 else
 	args+=(--inMemoryPersistence)
 	where="data in memory"
+	gc=${gc:-off}
+fi
+cmd=("$bin")
+if [ "$gc" = off ]; then
+	cmd=(node "$(dirname "${BASH_SOURCE[0]}")/launch.js" "$AZURITE_DIR/node_modules/azurite")
+	where="$where, blob GC off"
 fi
 
 : >"$AZURITE_LOG_FILE"
 # setsid: Azurite outlives this script and the shell's job control.
 if command -v setsid >/dev/null; then
-	setsid "$bin" "${args[@]}" >>"$AZURITE_LOG_FILE" 2>&1 </dev/null &
+	setsid "${cmd[@]}" "${args[@]}" >>"$AZURITE_LOG_FILE" 2>&1 </dev/null &
 else
-	nohup "$bin" "${args[@]}" >>"$AZURITE_LOG_FILE" 2>&1 </dev/null &
+	nohup "${cmd[@]}" "${args[@]}" >>"$AZURITE_LOG_FILE" 2>&1 </dev/null &
 fi
 pid=$!
 echo "$pid" >"$AZURITE_PID_FILE"
