@@ -106,8 +106,17 @@ func errNoRecord(taskHub string) error {
 
 // TaskHubStatus reads the load monitor's newest record of the task hub
 // that opts describe, from its storage, without starting a host.
+//
+// It is also what a platform that scales the task hub to zero hosts asks
+// while none runs: when the record is stale (no load monitor has written
+// it within Options.HostTimeout, so no host runs) and recommends 0 hosts,
+// its Recommendation is loadmonitor.Wake's, which is 1 when a partition's
+// input queue holds a request or message that no host has read, a timer is
+// due within a minute, or a partition was left with work. Looking into the
+// queues needs a transport that can (Event Hubs, or a SharedTransport that
+// is a transport.InputProber).
 func TaskHubStatus(ctx context.Context, opts Options) (*loadmonitor.Record, error) {
-	store, _, err := opts.parse()
+	store, tspec, err := opts.parse()
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +125,8 @@ func TaskHubStatus(ctx context.Context, opts Options) (*loadmonitor.Record, erro
 	}
 	// taskHubInfo also tells the storage which hub's record to read; it
 	// creates nothing.
-	if _, err := store.taskHubInfo(ctx, opts.TaskHub); err != nil {
+	hub, err := store.taskHubInfo(ctx, opts.TaskHub)
+	if err != nil {
 		return nil, err
 	}
 	ms, err := store.monitor()
@@ -130,7 +140,58 @@ func TaskHubStatus(ctx context.Context, opts Options) (*loadmonitor.Record, erro
 	if rec == nil {
 		return nil, errNoRecord(opts.TaskHub)
 	}
+	return wakeRecord(ctx, opts, tspec, hub, rec, time.Now())
+}
+
+// probeLimit bounds the packets TaskHubStatus looks at per partition: one
+// request is enough to wake a host.
+const probeLimit = 64
+
+// wakeRecord applies loadmonitor.Wake to a stale record that recommends
+// no host (see TaskHubStatus).
+func wakeRecord(ctx context.Context, opts Options, tspec transportSpec, hub *TaskHubParameters,
+	rec *loadmonitor.Record, now time.Time) (*loadmonitor.Record, error) {
+	timeout := opts.HostTimeout
+	if timeout <= 0 {
+		timeout = DefaultHostTimeout
+	}
+	if rec.Recommendation.Hosts > 0 || now.Sub(rec.Updated) <= timeout {
+		return rec, nil // a monitor is running (or hosts are wanted): its word stands
+	}
+	var prober transport.InputProber
+	switch ts := tspec.(type) {
+	case memoryTransport:
+		prober, _ = ts.shared.(transport.InputProber)
+	case eventHubsTransport:
+		t, err := openEventHubsProbe(ctx, opts, hub)
+		if err != nil {
+			return nil, err
+		}
+		defer t.Close()
+		prober = t
+	}
+	var unread []loadmonitor.Unread
+	if prober != nil {
+		for _, l := range rec.Loads {
+			n, err := prober.UnreadWork(ctx, l.Partition, l.InputPosition, probeLimit)
+			unread = append(unread, loadmonitor.Unread{Partition: l.Partition, Work: n, Err: err})
+		}
+	}
+	rec = cloneRecord(rec)
+	rec.Recommendation = loadmonitor.Wake(rec, unread, now, timerHorizon())
 	return rec, nil
+}
+
+// timerHorizon is the load monitor's TimerHorizon (tests tune it).
+func timerHorizon() time.Duration {
+	var cfg loadmonitor.Config
+	if testMonitorConfig != nil {
+		testMonitorConfig(&cfg)
+	}
+	if cfg.TimerHorizon > 0 {
+		return cfg.TimerHorizon
+	}
+	return loadmonitor.DefaultTimerHorizon
 }
 
 // cloneRecord copies a record, so that callers may keep it.

@@ -99,6 +99,9 @@ func elasticRegistry() *durable.Registry {
 		}
 		return sum, nil
 	})
+	durable.RegisterOrchestrator(r, "ZeroSleeper", func(ctx durable.OrchestrationContext, seconds int) (string, error) {
+		return "woke", ctx.CreateTimer(time.Duration(seconds) * time.Second).Await(nil)
+	})
 	return r
 }
 

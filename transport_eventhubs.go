@@ -67,6 +67,24 @@ func openEventHubs(ctx context.Context, o Options, hub *TaskHubParameters, store
 	return t, nil
 }
 
+// openEventHubsProbe opens the Event Hubs transport of a task hub for
+// looking into its partitions' queues (TaskHubStatus): it creates no hub,
+// sweeps no payload and reads no payload blob.
+func openEventHubsProbe(ctx context.Context, o Options, hub *TaskHubParameters) (*eventhubs.Transport, error) {
+	t, err := eventhubs.Open(ctx, eventhubs.Options{
+		Connection:     o.Transport,
+		HubPrefix:      o.EventHubsPrefix,
+		TaskHubID:      hub.TaskHubGUID,
+		PartitionCount: hub.PartitionCount,
+		SweepInterval:  -1,
+		Logger:         o.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netherite: Event Hubs transport %s: %w", RedactTransport(o.Transport), err)
+	}
+	return t, nil
+}
+
 // management returns the hub management of the Event Hubs namespace: the
 // emulator's admin API (Options.EventHubsAdminURL), or on Azure the
 // namespace's endpoint with the connection string's key, or with

@@ -124,7 +124,10 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("response %d missing", i)
 		}
 	}
-	if st := snd.Stats(); st.SendRetries < 3 {
+	// Three deliveries were rejected; the SDK retries a busy server up to
+	// twice itself (retryOptions), so the transport's own retries number
+	// one to three.
+	if st := snd.Stats(); st.SendRetries < 1 {
 		t.Fatalf("the rejected sends were not retried: %+v", st)
 	}
 	t.Logf("sender %+v", snd.Stats())

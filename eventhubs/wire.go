@@ -478,7 +478,8 @@ func loadToProto(l *transport.LoadReport) *eventhubspb.LoadReport {
 	for _, p := range l.Partitions {
 		pl := &eventhubspb.PartitionLoad{Partition: int64(p.Partition), WorkItems: int64(p.WorkItems),
 			Activities: int64(p.Activities), Timers: int64(p.Timers), Outbox: int64(p.Outbox), InputLag: p.InputLag,
-			Events: p.Events, CacheBytes: p.CacheBytes, Instances: p.Instances, Latency: text(p.Latency)}
+			Events: p.Events, CacheBytes: p.CacheBytes, Instances: p.Instances, Latency: text(p.Latency),
+			InputPosition: p.InputPosition}
 		if !p.NextTimer.IsZero() {
 			pl.NextTimer = timeToProto(p.NextTimer)
 		}
@@ -496,7 +497,8 @@ func loadFromProto(l *eventhubspb.LoadReport) (*transport.LoadReport, error) {
 	for _, p := range l.Partitions {
 		pl := transport.PartitionLoad{Partition: int(p.Partition), WorkItems: int(p.WorkItems),
 			Activities: int(p.Activities), Timers: int(p.Timers), Outbox: int(p.Outbox), InputLag: p.InputLag,
-			Events: p.Events, CacheBytes: p.CacheBytes, Instances: p.Instances, Latency: string(p.Latency)}
+			Events: p.Events, CacheBytes: p.CacheBytes, Instances: p.Instances, Latency: string(p.Latency),
+			InputPosition: p.InputPosition}
 		if p.NextTimer != nil {
 			if pl.NextTimer, err = timeFromProto("next timer", p.NextTimer); err != nil {
 				return nil, err

@@ -69,7 +69,7 @@ func samplePackets() []*transport.Packet {
 	out = append(out, &transport.Packet{Resend: &transport.ResendRequest{From: 6, After: 77}})
 	out = append(out, &transport.Packet{Load: &transport.LoadReport{Host: "host-a", ClientID: "client-a", At: t0, Stopping: true,
 		Partitions: []transport.PartitionLoad{{Partition: 2, WorkItems: 1, Activities: 2, Timers: 3, NextTimer: t0.Add(time.Minute),
-			Outbox: 4, InputLag: 5, Events: 6, CacheBytes: 7, Instances: 8, Latency: "ILMH"}, {Partition: 3}}}})
+			Outbox: 4, InputLag: 5, Events: 6, CacheBytes: 7, Instances: 8, Latency: "ILMH", InputPosition: 9}, {Partition: 3}}}})
 	out = append(out, &transport.Packet{Placement: &transport.PlacementUpdate{Version: 7, Owners: []string{"host-a", "", "host-b"}, Monitor: "host-b"}})
 	return out
 }

@@ -1,6 +1,7 @@
 package loadmonitor
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -342,6 +343,30 @@ func (d *ddRunner) run(c ddCase) string {
 		return ""
 	case "run":
 		return d.simulate(a)
+	case "wake":
+		// wake at=T [unread=P:N,...] [unreadable=P]: Wake over the
+		// newest record, with what the input queues hold.
+		var unread []Unread
+		if us := a.str("unread", ""); us != "" {
+			for _, s := range strings.Split(us, ",") {
+				ps, ns, _ := strings.Cut(s, ":")
+				p, err1 := strconv.Atoi(ps)
+				n, err2 := strconv.Atoi(ns)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("%s: bad unread %q", where, s)
+				}
+				unread = append(unread, Unread{Partition: p, Work: n})
+			}
+		}
+		if a.has("unreadable") {
+			unread = append(unread, Unread{Partition: a.int("unreadable", 0), Err: errors.New("receiver refused")})
+		}
+		horizon := d.cfg.TimerHorizon
+		if horizon == 0 {
+			horizon = DefaultTimerHorizon
+		}
+		w := Wake(d.m.Record(), unread, a.at(), horizon)
+		return fmt.Sprintf("wake: %d (%s)", w.Hosts, w.Reason)
 	}
 	t.Fatalf("%s: unknown command %q", where, fields[0])
 	return ""

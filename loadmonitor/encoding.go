@@ -115,7 +115,7 @@ func loadToProto(l *transport.PartitionLoad) *loadmonitorpb.PartitionLoad {
 		Partition: int64(l.Partition), WorkItems: int64(l.WorkItems), Activities: int64(l.Activities),
 		Timers: int64(l.Timers), NextTimer: timeToProto(l.NextTimer), Outbox: int64(l.Outbox),
 		InputLag: l.InputLag, Events: l.Events, CacheBytes: l.CacheBytes, Instances: l.Instances,
-		Latency: text(l.Latency),
+		Latency: text(l.Latency), InputPosition: l.InputPosition,
 	}
 }
 
@@ -128,6 +128,7 @@ func loadFromProto(field string, p *loadmonitorpb.PartitionLoad) (transport.Part
 		Partition: int(p.Partition), WorkItems: int(p.WorkItems), Activities: int(p.Activities),
 		Timers: int(p.Timers), NextTimer: next, Outbox: int(p.Outbox), InputLag: p.InputLag,
 		Events: p.Events, CacheBytes: p.CacheBytes, Instances: p.Instances, Latency: string(p.Latency),
+		InputPosition: p.InputPosition,
 	}, nil
 }
 

@@ -28,7 +28,7 @@ func sampleRecords() []*Record {
 			},
 			Loads: []transport.PartitionLoad{
 				{Partition: 0, WorkItems: 1, Activities: 2, Timers: 3, NextTimer: t0.Add(time.Minute), Outbox: 4,
-					InputLag: 5, Events: 1 << 40, CacheBytes: 7 << 30, Instances: 8, Latency: "IILMH"},
+					InputLag: 5, Events: 1 << 40, CacheBytes: 7 << 30, Instances: 8, Latency: "IILMH", InputPosition: 9 << 20},
 				{Partition: 1},
 				{Partition: 2, WorkItems: -1},
 			},

@@ -124,18 +124,20 @@ func (m *Monitor) computeRecommendation(live int, now time.Time) (Recommendation
 	if busy == "" {
 		busy = pr.unknown
 	}
-	if busy == "" && pr.active == "" {
-		if pr.timer == "" {
-			return Recommendation{Hosts: 0, Reason: fmt.Sprintf("idle: no work and no timer due within %v", m.cfg.TimerHorizon)}, true
+	// With no live host, recent activity that left no work needs no host:
+	// the hosts stopped (their partitions exchange acknowledgements while
+	// they do), and input that arrives later is loadmonitor.Wake's to see.
+	if busy == "" && (pr.active == "" || live == 0) {
+		if pr.timer != "" {
+			return Recommendation{Hosts: 1, Reason: pr.timer + ", and there is no other work"}, true
 		}
-		return Recommendation{Hosts: 1, Reason: pr.timer + ", and there is no other work"}, true
+		if pr.active != "" {
+			return Recommendation{Hosts: 0, Reason: fmt.Sprintf("idle: no live host, no work left and no timer due within %v", m.cfg.TimerHorizon)}, true
+		}
+		return Recommendation{Hosts: 0, Reason: fmt.Sprintf("idle: no work and no timer due within %v", m.cfg.TimerHorizon)}, true
 	}
 	if live == 0 {
-		why := busy
-		if why == "" {
-			why = pr.active
-		}
-		return Recommendation{Hosts: 1, Reason: "no live host, and " + why}, true
+		return Recommendation{Hosts: 1, Reason: "no live host, and " + busy}, true
 	}
 	per := int64(m.cfg.BacklogPerHost)
 	backlogWant := int((pr.backlog + per - 1) / per)

@@ -118,6 +118,7 @@ func (p *Partition) LoadSample(now time.Time) transport.PartitionLoad {
 		ld.CacheBytes = p.stats.resident.Load()
 	}
 	read := l.readPos.Load()
+	ld.InputPosition = read
 	if seen := l.inputSeen.Load(); read > seen {
 		ld.InputLag = int64(read - seen)
 	}

@@ -102,6 +102,27 @@ func (q *queue) lengthFrom(from uint64) int64 {
 	return int64(end - from)
 }
 
+// unreadWork counts the work packets (IsWork) among the first limit
+// packets at or after position from.
+func (q *queue) unreadWork(from uint64, limit int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	start := uint64(0)
+	if q.seen && from > q.base {
+		start = from - q.base
+	}
+	if start >= uint64(len(q.items)) {
+		return 0
+	}
+	n := 0
+	for _, pk := range q.items[start:min(uint64(len(q.items)), start+uint64(max(limit, 0)))] {
+		if IsWork(pk) {
+			n++
+		}
+	}
+	return n
+}
+
 func (q *queue) trim(upTo uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -164,6 +185,16 @@ func (m *Memory) PartitionQueueLength(p int, from uint64) (int64, bool) {
 		return 0, false
 	}
 	return q.lengthFrom(from), true
+}
+
+// UnreadWork counts the work packets in a partition's queue at or after
+// position from (InputProber).
+func (m *Memory) UnreadWork(_ context.Context, p int, from uint64, limit int) (int, error) {
+	q, err := m.partition(p)
+	if err != nil {
+		return 0, err
+	}
+	return q.unreadWork(from, limit), nil
 }
 
 // TrimPartition drops a partition queue's packets before upTo.

@@ -127,6 +127,11 @@ type PartitionLoad struct {
 	// InputLag counts packets in the partition's input queue that it has
 	// not yet read (as far as the transport can tell).
 	InputLag int64
+	// InputPosition is the input queue position after the last packet the
+	// partition read: what is at or after it, no host has read. With it,
+	// an InputProber tells whether a task hub with no host running has
+	// work waiting (scale from zero).
+	InputPosition uint64
 	// Events counts the events the partition processed since it started
 	// on this host (the monitor computes rates from it).
 	Events int64
@@ -329,4 +334,24 @@ type Transport interface {
 // and not yet handled). ok is false when the transport cannot tell.
 type QueueLengther interface {
 	PartitionQueueLength(partition int, from uint64) (n int64, ok bool)
+}
+
+// InputProber is implemented by transports that can look into a
+// partition's input queue without being its reader: what a platform that
+// scales a task hub down to zero hosts asks to know when to start one
+// again.
+type InputProber interface {
+	// UnreadWork counts the packets at or after position from in
+	// partition p's input queue that make work for it: client requests
+	// and messages from other partitions, not acknowledgements or
+	// speculation confirmations. It looks at no more than limit packets,
+	// and may count more than there are (a packet it cannot classify
+	// counts as work), never fewer.
+	UnreadWork(ctx context.Context, p int, from uint64, limit int) (int, error)
+}
+
+// IsWork reports whether a packet in a partition's input queue makes work
+// for the partition (see InputProber).
+func IsWork(pk *Packet) bool {
+	return pk == nil || pk.Request != nil || pk.Messages != nil
 }

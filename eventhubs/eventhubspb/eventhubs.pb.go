@@ -696,18 +696,20 @@ func (x *LoadReport) GetPartitions() []*PartitionLoad {
 
 // PartitionLoad mirrors transport.PartitionLoad.
 type PartitionLoad struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     int64                  `protobuf:"zigzag64,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	WorkItems     int64                  `protobuf:"zigzag64,2,opt,name=work_items,json=workItems,proto3" json:"work_items,omitempty"`
-	Activities    int64                  `protobuf:"zigzag64,3,opt,name=activities,proto3" json:"activities,omitempty"`
-	Timers        int64                  `protobuf:"zigzag64,4,opt,name=timers,proto3" json:"timers,omitempty"`
-	NextTimer     *Time                  `protobuf:"bytes,5,opt,name=next_timer,json=nextTimer,proto3" json:"next_timer,omitempty"`
-	Outbox        int64                  `protobuf:"zigzag64,6,opt,name=outbox,proto3" json:"outbox,omitempty"`
-	InputLag      int64                  `protobuf:"zigzag64,7,opt,name=input_lag,json=inputLag,proto3" json:"input_lag,omitempty"`
-	Events        int64                  `protobuf:"zigzag64,8,opt,name=events,proto3" json:"events,omitempty"`
-	CacheBytes    int64                  `protobuf:"zigzag64,9,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"`
-	Instances     int64                  `protobuf:"zigzag64,10,opt,name=instances,proto3" json:"instances,omitempty"`
-	Latency       []byte                 `protobuf:"bytes,11,opt,name=latency,proto3" json:"latency,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partition  int64                  `protobuf:"zigzag64,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	WorkItems  int64                  `protobuf:"zigzag64,2,opt,name=work_items,json=workItems,proto3" json:"work_items,omitempty"`
+	Activities int64                  `protobuf:"zigzag64,3,opt,name=activities,proto3" json:"activities,omitempty"`
+	Timers     int64                  `protobuf:"zigzag64,4,opt,name=timers,proto3" json:"timers,omitempty"`
+	NextTimer  *Time                  `protobuf:"bytes,5,opt,name=next_timer,json=nextTimer,proto3" json:"next_timer,omitempty"`
+	Outbox     int64                  `protobuf:"zigzag64,6,opt,name=outbox,proto3" json:"outbox,omitempty"`
+	InputLag   int64                  `protobuf:"zigzag64,7,opt,name=input_lag,json=inputLag,proto3" json:"input_lag,omitempty"`
+	Events     int64                  `protobuf:"zigzag64,8,opt,name=events,proto3" json:"events,omitempty"`
+	CacheBytes int64                  `protobuf:"zigzag64,9,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"`
+	Instances  int64                  `protobuf:"zigzag64,10,opt,name=instances,proto3" json:"instances,omitempty"`
+	Latency    []byte                 `protobuf:"bytes,11,opt,name=latency,proto3" json:"latency,omitempty"`
+	// The input queue position after the last packet the partition read.
+	InputPosition uint64 `protobuf:"varint,12,opt,name=input_position,json=inputPosition,proto3" json:"input_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -817,6 +819,13 @@ func (x *PartitionLoad) GetLatency() []byte {
 		return x.Latency
 	}
 	return nil
+}
+
+func (x *PartitionLoad) GetInputPosition() uint64 {
+	if x != nil {
+		return x.InputPosition
+	}
+	return 0
 }
 
 // PlacementUpdate mirrors transport.PlacementUpdate.
@@ -1600,7 +1609,7 @@ const file_eventhubs_eventhubspb_eventhubs_proto_rawDesc = "" +
 	"\n" +
 	"partitions\x18\n" +
 	" \x03(\v2%.netherite.eventhubs.v1.PartitionLoadR\n" +
-	"partitionsJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\xe7\x02\n" +
+	"partitionsJ\x04\b\x01\x10\x02J\x04\b\x03\x10\x04J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\x8e\x03\n" +
 	"\rPartitionLoad\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x1d\n" +
 	"\n" +
@@ -1618,7 +1627,8 @@ const file_eventhubs_eventhubspb_eventhubs_proto_rawDesc = "" +
 	"cacheBytes\x12\x1c\n" +
 	"\tinstances\x18\n" +
 	" \x01(\x12R\tinstances\x12\x18\n" +
-	"\alatency\x18\v \x01(\fR\alatency\"]\n" +
+	"\alatency\x18\v \x01(\fR\alatency\x12%\n" +
+	"\x0einput_position\x18\f \x01(\x04R\rinputPosition\"]\n" +
 	"\x0fPlacementUpdate\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06owners\x18\x02 \x03(\fR\x06owners\x12\x18\n" +

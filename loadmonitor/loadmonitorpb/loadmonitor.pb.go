@@ -286,18 +286,20 @@ func (x *HostInfo) GetRunning() []int64 {
 
 // PartitionLoad mirrors transport.PartitionLoad.
 type PartitionLoad struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Partition     int64                  `protobuf:"zigzag64,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	WorkItems     int64                  `protobuf:"zigzag64,2,opt,name=work_items,json=workItems,proto3" json:"work_items,omitempty"`
-	Activities    int64                  `protobuf:"zigzag64,3,opt,name=activities,proto3" json:"activities,omitempty"`
-	Timers        int64                  `protobuf:"zigzag64,4,opt,name=timers,proto3" json:"timers,omitempty"`
-	NextTimer     *Time                  `protobuf:"bytes,5,opt,name=next_timer,json=nextTimer,proto3" json:"next_timer,omitempty"`
-	Outbox        int64                  `protobuf:"zigzag64,6,opt,name=outbox,proto3" json:"outbox,omitempty"`
-	InputLag      int64                  `protobuf:"zigzag64,7,opt,name=input_lag,json=inputLag,proto3" json:"input_lag,omitempty"`
-	Events        int64                  `protobuf:"zigzag64,8,opt,name=events,proto3" json:"events,omitempty"`
-	CacheBytes    int64                  `protobuf:"zigzag64,9,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"`
-	Instances     int64                  `protobuf:"zigzag64,10,opt,name=instances,proto3" json:"instances,omitempty"`
-	Latency       []byte                 `protobuf:"bytes,11,opt,name=latency,proto3" json:"latency,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Partition  int64                  `protobuf:"zigzag64,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	WorkItems  int64                  `protobuf:"zigzag64,2,opt,name=work_items,json=workItems,proto3" json:"work_items,omitempty"`
+	Activities int64                  `protobuf:"zigzag64,3,opt,name=activities,proto3" json:"activities,omitempty"`
+	Timers     int64                  `protobuf:"zigzag64,4,opt,name=timers,proto3" json:"timers,omitempty"`
+	NextTimer  *Time                  `protobuf:"bytes,5,opt,name=next_timer,json=nextTimer,proto3" json:"next_timer,omitempty"`
+	Outbox     int64                  `protobuf:"zigzag64,6,opt,name=outbox,proto3" json:"outbox,omitempty"`
+	InputLag   int64                  `protobuf:"zigzag64,7,opt,name=input_lag,json=inputLag,proto3" json:"input_lag,omitempty"`
+	Events     int64                  `protobuf:"zigzag64,8,opt,name=events,proto3" json:"events,omitempty"`
+	CacheBytes int64                  `protobuf:"zigzag64,9,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"`
+	Instances  int64                  `protobuf:"zigzag64,10,opt,name=instances,proto3" json:"instances,omitempty"`
+	Latency    []byte                 `protobuf:"bytes,11,opt,name=latency,proto3" json:"latency,omitempty"`
+	// The input queue position after the last packet the partition read.
+	InputPosition uint64 `protobuf:"varint,12,opt,name=input_position,json=inputPosition,proto3" json:"input_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,6 +411,13 @@ func (x *PartitionLoad) GetLatency() []byte {
 	return nil
 }
 
+func (x *PartitionLoad) GetInputPosition() uint64 {
+	if x != nil {
+		return x.InputPosition
+	}
+	return 0
+}
+
 // Recommendation mirrors loadmonitor.Recommendation.
 type Recommendation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -487,7 +496,7 @@ const file_loadmonitor_loadmonitorpb_loadmonitor_proto_rawDesc = "" +
 	"lastReport\x12\x12\n" +
 	"\x04live\x18\x04 \x01(\bR\x04live\x12\x1a\n" +
 	"\bstopping\x18\x05 \x01(\bR\bstopping\x12\x18\n" +
-	"\arunning\x18\x06 \x03(\x12R\arunning\"\xe9\x02\n" +
+	"\arunning\x18\x06 \x03(\x12R\arunning\"\x90\x03\n" +
 	"\rPartitionLoad\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x12R\tpartition\x12\x1d\n" +
 	"\n" +
@@ -505,7 +514,8 @@ const file_loadmonitor_loadmonitorpb_loadmonitor_proto_rawDesc = "" +
 	"cacheBytes\x12\x1c\n" +
 	"\tinstances\x18\n" +
 	" \x01(\x12R\tinstances\x12\x18\n" +
-	"\alatency\x18\v \x01(\fR\alatency\">\n" +
+	"\alatency\x18\v \x01(\fR\alatency\x12%\n" +
+	"\x0einput_position\x18\f \x01(\x04R\rinputPosition\">\n" +
 	"\x0eRecommendation\x12\x14\n" +
 	"\x05hosts\x18\x01 \x01(\x12R\x05hosts\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\fR\x06reasonB=Z;github.com/netherite-go/netherite/loadmonitor/loadmonitorpbb\x06proto3"
