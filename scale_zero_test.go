@@ -63,9 +63,10 @@ func scaleToZero(t *testing.T, e *elasticHub) {
 		t.Helper()
 		deadline := time.Now().Add(within)
 		for {
+			asked := time.Now()
 			r := status()
 			if ok(r) {
-				t.Logf("%s: %d (%s)", what, r.Hosts, r.Reason)
+				t.Logf("%s: %d (%s); TaskHubStatus took %v", what, r.Hosts, r.Reason, time.Since(asked).Round(time.Millisecond))
 				return r
 			}
 			if time.Now().After(deadline) {
@@ -127,20 +128,20 @@ func scaleToZero(t *testing.T, e *elasticHub) {
 	}
 	complete(c, waiting)
 
-	// A timer due in 12 s: idle (the timer is beyond the horizon), so 0,
+	// A timer due in 20 s: idle (the timer is beyond the horizon), so 0,
 	// also once b stopped; 1 once the timer is due within the horizon.
 	const sleeper = "zero-sleeper"
 	sleepStart := time.Now()
-	if _, err := c.StartOrchestration(ctx, "ZeroSleeper", 12, durable.WithStartInstanceID(sleeper)); err != nil {
+	if _, err := c.StartOrchestration(ctx, "ZeroSleeper", 20, durable.WithStartInstanceID(sleeper)); err != nil {
 		t.Fatal(err)
 	}
-	due := sleepStart.Add(12 * time.Second)
-	waitStatus("a timer beyond the horizon", 5*time.Second, zero)
+	due := sleepStart.Add(20 * time.Second)
+	waitStatus("a timer beyond the horizon", 10*time.Second, zero)
 	stop(b)
 	if r := status(); time.Until(due) > zeroHorizon+time.Second && r.Hosts != 0 {
 		t.Fatalf("no host, the timer due in %v: recommendation %d (%s), want 0", time.Until(due).Round(time.Millisecond), r.Hosts, r.Reason)
 	}
-	r = waitStatus("the timer comes due", 15*time.Second, func(r loadmonitor.Recommendation) bool { return r.Hosts == 1 })
+	r = waitStatus("the timer comes due", 25*time.Second, func(r loadmonitor.Recommendation) bool { return r.Hosts == 1 })
 	if !strings.Contains(r.Reason, "has a timer due") {
 		t.Errorf("reason %q does not name the timer", r.Reason)
 	}

@@ -174,7 +174,7 @@ func AcquireLease(ctx context.Context, c *Container, name string, opts LeaseOpti
 				// Granted, but the caller has given up meanwhile: let
 				// the next owner in at once.
 				uncertain = true
-				return fail(fmt.Errorf("blobstore: lease %s: acquired after the caller gave up; released: %w", l.where(), ctx.Err()))
+				return fail(fmt.Errorf("blobstore: lease %s: acquired after the caller gave up, so released it again: %w", l.where(), ctx.Err()))
 			}
 			l.renewedAt = start
 			break

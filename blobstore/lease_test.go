@@ -87,7 +87,11 @@ func TestLeaseContention(t *testing.T) {
 			mu.Lock()
 			writer = id
 			mu.Unlock()
-			<-ctx.Done() // hold it while the others give up
+			// Hold it until the others have given up: their deadlines are
+			// this one's, give or take; released at that very moment, a
+			// contender's last poll could be granted just as it gives up.
+			<-ctx.Done()
+			time.Sleep(500 * time.Millisecond)
 			l.Release()
 		})
 	}
