@@ -32,7 +32,10 @@ func (t *Transport) UnreadWork(ctx context.Context, p int, from uint64, limit in
 		return 0, fmt.Errorf("eventhubs: partition %d: reading its properties: %w", p, err)
 	}
 	last := props.LastEnqueuedSequenceNumber
-	if props.IsEmpty || last < seq || limit <= 0 {
+	// A position inside the last event (index > 0) is the end of it: a
+	// partition takes an event's packets in one receive, and only an idle
+	// task hub is probed.
+	if props.IsEmpty || last < seq || (last == seq && idx > 0) || limit <= 0 {
 		return 0, nil
 	}
 	if seq < props.BeginningSequenceNumber {
@@ -70,6 +73,9 @@ func (t *Transport) UnreadWork(ctx context.Context, p int, from uint64, limit in
 				entries = entries[min(idx, len(entries)):]
 			}
 			for _, e := range entries {
+				if looked >= limit {
+					break
+				}
 				looked++
 				if e != nil && (e.blob != nil || transport.IsWork(e.packet)) {
 					work++

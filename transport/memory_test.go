@@ -149,3 +149,37 @@ func TestPartitionQueueLength(t *testing.T) {
 		t.Fatal("a partition that does not exist has no length")
 	}
 }
+
+func TestUnreadWork(t *testing.T) {
+	m := NewMemory(2)
+	defer m.Close()
+	var ip InputProber = m
+	check := func(from uint64, limit, want int) {
+		t.Helper()
+		if n, err := ip.UnreadWork(context.Background(), 0, from, limit); err != nil || n != want {
+			t.Fatalf("unread work from %d (limit %d): %d (%v), want %d", from, limit, n, err, want)
+		}
+	}
+	check(0, 64, 0)
+	for _, pk := range []*Packet{
+		{Ack: &Ack{From: 1}},
+		{Request: &ClientRequest{Kind: RequestCreate, InstanceID: "x"}},
+		{Confirm: &Confirm{}},
+		{Messages: &MessageBatch{Origin: 1}},
+	} {
+		if err := m.SendToPartition(0, pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(0, 64, 2) // the request and the batch; not the ack or the confirmation
+	check(0, 1, 0)  // the limit counts packets looked at
+	check(0, 2, 1)
+	if _, next, err := m.ReceivePartition(context.Background(), 0, 0); err != nil || next != 4 {
+		t.Fatalf("read: next %d, %v", next, err)
+	}
+	check(2, 64, 1) // from the confirmation on: the batch
+	check(4, 64, 0)
+	if _, err := ip.UnreadWork(context.Background(), 5, 0, 64); err == nil {
+		t.Fatal("a partition that does not exist has no queue to probe")
+	}
+}
