@@ -30,6 +30,7 @@ func (m *Monitor) recommend(live int, now time.Time) {
 type pressure struct {
 	backlog    int64 // work items + activities + unread input
 	work       string
+	left       string // work other than unread input (see computeRecommendation)
 	timer      string
 	active     string // a partition whose trend is not (long) idle
 	unknown    string // a partition with no load yet
@@ -59,6 +60,9 @@ func (m *Monitor) pressure(now time.Time) pressure {
 		hasWork := l.WorkItems > 0 || l.Activities > 0 || l.InputLag > 0 || l.Outbox > 0
 		if hasWork && pr.work == "" {
 			pr.work = fmt.Sprintf("P%02d %s", p, describeWork(l.WorkItems, l.Activities, l.InputLag, l.Outbox))
+		}
+		if w := describeWork(l.WorkItems, l.Activities, 0, l.Outbox); w != "" && pr.left == "" {
+			pr.left = fmt.Sprintf("P%02d %s", p, w)
 		}
 		if !l.NextTimer.IsZero() && l.NextTimer.Sub(now) <= m.cfg.TimerHorizon && pr.timer == "" {
 			pr.timer = fmt.Sprintf("P%02d has a timer due at %s", p, l.NextTimer.UTC().Format(time.RFC3339))
@@ -124,20 +128,32 @@ func (m *Monitor) computeRecommendation(live int, now time.Time) (Recommendation
 	if busy == "" {
 		busy = pr.unknown
 	}
-	// With no live host, recent activity that left no work needs no host:
-	// the hosts stopped (their partitions exchange acknowledgements while
-	// they do), and input that arrives later is loadmonitor.Wake's to see.
-	if busy == "" && (pr.active == "" || live == 0) {
+	if live == 0 {
+		// With no live host, recent activity that left no work needs no
+		// host: the hosts stopped, and their partitions exchange
+		// acknowledgements as they do. Nor does unread input in the last
+		// reports (acknowledgements again, or input a stopping partition
+		// left for the next owner): Wake probes the queues from each
+		// partition's InputPosition and tells work from the rest.
+		left := pr.left
+		if left == "" {
+			left = pr.unknown
+		}
+		if left != "" {
+			return Recommendation{Hosts: 1, Reason: "no live host, and " + left}, true
+		}
 		if pr.timer != "" {
 			return Recommendation{Hosts: 1, Reason: pr.timer + ", and there is no other work"}, true
 		}
-		if pr.active != "" {
-			return Recommendation{Hosts: 0, Reason: fmt.Sprintf("idle: no live host, no work left and no timer due within %v", m.cfg.TimerHorizon)}, true
+		if busy != "" || pr.active != "" {
+			return Recommendation{Hosts: 0, Reason: fmt.Sprintf("idle: no live host, no work left (unread input is for a probe of the queues) and no timer due within %v", m.cfg.TimerHorizon)}, true
 		}
-		return Recommendation{Hosts: 0, Reason: fmt.Sprintf("idle: no work and no timer due within %v", m.cfg.TimerHorizon)}, true
 	}
-	if live == 0 {
-		return Recommendation{Hosts: 1, Reason: "no live host, and " + busy}, true
+	if busy == "" && pr.active == "" {
+		if pr.timer == "" {
+			return Recommendation{Hosts: 0, Reason: fmt.Sprintf("idle: no work and no timer due within %v", m.cfg.TimerHorizon)}, true
+		}
+		return Recommendation{Hosts: 1, Reason: pr.timer + ", and there is no other work"}, true
 	}
 	per := int64(m.cfg.BacklogPerHost)
 	backlogWant := int((pr.backlog + per - 1) / per)

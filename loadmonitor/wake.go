@@ -22,7 +22,9 @@ type Unread struct {
 //   - a partition's input queue holds work no host has read (unread),
 //   - a partition's next timer is due within horizon of now (a timer
 //     further out lets the task hub sleep), or
-//   - a partition's last load report had work left (its host died).
+//   - a partition's last load report had work left (its host died):
+//     work items, activities or unacknowledged messages; its unread input
+//     is for unread to tell (acknowledgements are not work).
 //
 // It never lowers the record's recommendation (doc/scaling.md).
 func Wake(rec *Record, unread []Unread, now time.Time, horizon time.Duration) Recommendation {
@@ -44,7 +46,7 @@ func Wake(rec *Record, unread []Unread, now time.Time, horizon time.Duration) Re
 		return r // a timer came due
 	}
 	for _, l := range rec.Loads {
-		if w := describeWork(l.WorkItems, l.Activities, l.InputLag, l.Outbox); w != "" {
+		if w := describeWork(l.WorkItems, l.Activities, 0, l.Outbox); w != "" { // unread input: see unread
 			return wake(fmt.Sprintf("P%02d %s in its last load report", l.Partition, w))
 		}
 	}

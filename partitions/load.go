@@ -117,9 +117,11 @@ func (p *Partition) LoadSample(now time.Time) transport.PartitionLoad {
 	if p.pf != nil {
 		ld.CacheBytes = p.stats.resident.Load()
 	}
-	read := l.readPos.Load()
-	ld.InputPosition = read
-	if seen := l.inputSeen.Load(); read > seen {
+	read, seen := l.readPos.Load(), l.inputSeen.Load()
+	// Not read: what a draining partition read and left unapplied is for
+	// the next owner, and a probe of the queue must see it.
+	ld.InputPosition = seen
+	if read > seen {
 		ld.InputLag = int64(read - seen)
 	}
 	if ql, ok := p.cfg.Transport.(transport.QueueLengther); ok {

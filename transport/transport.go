@@ -128,9 +128,11 @@ type PartitionLoad struct {
 	// not yet read (as far as the transport can tell).
 	InputLag int64
 	// InputPosition is the input queue position after the last packet the
-	// partition read: what is at or after it, no host has read. With it,
-	// an InputProber tells whether a task hub with no host running has
-	// work waiting (scale from zero).
+	// partition took in (applied or answered; not what it read and left,
+	// such as input a stopping partition leaves for the next owner): what
+	// is at or after it, no host has handled. With it, an InputProber
+	// tells whether a task hub with no host running has work waiting
+	// (scale from zero).
 	InputPosition uint64
 	// Events counts the events the partition processed since it started
 	// on this host (the monitor computes rates from it).
