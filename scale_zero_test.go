@@ -127,6 +127,13 @@ func scaleToZero(t *testing.T, e *elasticHub) {
 		t.Fatalf("start %s: %v", waiting, err)
 	}
 	complete(c, waiting)
+	// Let b's partitions catch up with their queues (they re-read what a
+	// answered but did not make durable, such as a wait). A partition
+	// that has not read its queue yet looks idle (on Event Hubs nothing
+	// tells it what is there), and 5 idle periods are only 1 s here (10 s
+	// at the default report interval); idle too early, b would stop with
+	// input unread, which Wake would rightly see as work.
+	time.Sleep(3 * time.Second)
 
 	// A timer due in 20 s: idle (the timer is beyond the horizon), so 0,
 	// also once b stopped; 1 once the timer is due within the horizon.
