@@ -43,7 +43,7 @@ type pressure struct {
 	slow bool
 }
 
-func (m *Monitor) pressure(now time.Time) pressure {
+func (m *Monitor) pressure(now time.Time, live int) pressure {
 	var pr pressure
 	for p := range m.parts {
 		ps := &m.parts[p]
@@ -52,6 +52,19 @@ func (m *Monitor) pressure(now time.Time) pressure {
 			pr.slow = true
 			if pr.unknown == "" {
 				pr.unknown = fmt.Sprintf("P%02d has reported no load yet", p)
+			}
+			continue
+		}
+		// While hosts live, a load counts only from a live host: one from a
+		// host that stopped or died (or from the record a monitor resumed)
+		// says nothing of the partition's new owner, which may not have
+		// read its queue yet. With no live host, the last loads are all
+		// there is (work left behind).
+		if h := m.hosts[ps.from]; live > 0 && (h == nil || !m.live(h, now)) {
+			pr.nonIdle++
+			pr.slow = true
+			if pr.unknown == "" {
+				pr.unknown = fmt.Sprintf("P%02d has not reported from a live host yet", p)
 			}
 			continue
 		}
@@ -123,7 +136,7 @@ func describeWork(workItems, activities int, inputLag int64, outbox int) string 
 // result skips the stabilisation delay (idle to 0, timer only to 1).
 func (m *Monitor) computeRecommendation(live int, now time.Time) (Recommendation, bool) {
 	n := len(m.parts)
-	pr := m.pressure(now)
+	pr := m.pressure(now, live)
 	busy := pr.work
 	if busy == "" {
 		busy = pr.unknown
