@@ -84,6 +84,25 @@ func newElasticHub(t *testing.T) *elasticHub {
 	return e
 }
 
+// newElasticHubOnEventHubs is newElasticHub on the Event Hubs emulator,
+// with a fresh task hub (name prefix, then a number) deleted at the end.
+func newElasticHubOnEventHubs(t *testing.T, prefix string) *elasticHub {
+	eh := emulatortest.Get(t) // first: it must outlive the hosts
+	e := newElasticHub(t)
+	name := fmt.Sprintf("%s%d", prefix, time.Now().UnixNano()%1e12)
+	e.base = netherite.Options{Storage: e.dir, PartitionCount: elasticPartitions, TaskHub: name,
+		Transport: eh.ConnectionString, EventHubsPrefix: name + "-", EventHubsAdminURL: eh.AdminURL}
+	del := e.base
+	e.after = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := netherite.DeleteTaskHub(ctx, del); err != nil {
+			t.Errorf("delete task hub %s: %v", name, err)
+		}
+	}
+	return e
+}
+
 func elasticRegistry() *durable.Registry {
 	r := durable.NewRegistry()
 	samples.Register(r)
@@ -662,19 +681,7 @@ func TestElasticEventHubs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("Event Hubs emulator test skipped in -short mode")
 	}
-	eh := emulatortest.Get(t) // first: it must outlive the hosts
-	e := newElasticHub(t)
-	name := fmt.Sprintf("el%d", time.Now().UnixNano()%1e12)
-	e.base = netherite.Options{Storage: e.dir, PartitionCount: elasticPartitions, TaskHub: name,
-		Transport: eh.ConnectionString, EventHubsPrefix: name + "-", EventHubsAdminURL: eh.AdminURL}
-	del := e.base
-	e.after = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := netherite.DeleteTaskHub(ctx, del); err != nil {
-			t.Errorf("delete task hub %s: %v", name, err)
-		}
-	}
+	e := newElasticHubOnEventHubs(t, "el")
 	a := e.start("a")
 	waitCounts(t, 20*time.Second, "one host", []*netherite.Host{a}, 12)
 	l := startLoad(t, e.client())

@@ -2,7 +2,6 @@ package netherite_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/netherite-go/netherite"
 	"github.com/netherite-go/netherite/core"
 	"github.com/netherite-go/netherite/durable"
-	"github.com/netherite-go/netherite/eventhubs/emulator/emulatortest"
 	"github.com/netherite-go/netherite/loadmonitor"
 )
 
@@ -28,20 +26,7 @@ func TestScaleToZeroEventHubs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("Event Hubs emulator test skipped in -short mode")
 	}
-	eh := emulatortest.Get(t) // first: it must outlive the hosts
-	e := newElasticHub(t)
-	name := fmt.Sprintf("zero%d", time.Now().UnixNano()%1e12)
-	e.base = netherite.Options{Storage: e.dir, PartitionCount: elasticPartitions, TaskHub: name,
-		Transport: eh.ConnectionString, EventHubsPrefix: name + "-", EventHubsAdminURL: eh.AdminURL}
-	del := e.base
-	e.after = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := netherite.DeleteTaskHub(ctx, del); err != nil {
-			t.Errorf("delete task hub %s: %v", name, err)
-		}
-	}
-	scaleToZero(t, e)
+	scaleToZero(t, newElasticHubOnEventHubs(t, "zero"))
 }
 
 const zeroHorizon = 4 * time.Second

@@ -51,16 +51,20 @@ func openEventHubs(ctx context.Context, o Options, hub *TaskHubParameters, store
 	if err != nil {
 		return nil, err
 	}
-	t, err := eventhubs.Open(ctx, eventhubs.Options{
-		Connection:      o.Transport,
-		HubPrefix:       o.EventHubsPrefix,
-		TaskHubID:       hub.TaskHubGUID,
-		PartitionCount:  hub.PartitionCount,
-		OwnerLevel:      time.Now().UnixNano(),
-		Blobs:           blobs,
-		MaxPayloadBytes: o.MaxPayloadBytes,
-		Logger:          o.Logger,
-	})
+	eo := eventHubsOptions(o, hub)
+	eo.OwnerLevel, eo.Blobs, eo.MaxPayloadBytes = time.Now().UnixNano(), blobs, o.MaxPayloadBytes
+	return openEventHubsWith(ctx, o, eo)
+}
+
+// eventHubsOptions are the options every Event Hubs transport of the task
+// hub shares.
+func eventHubsOptions(o Options, hub *TaskHubParameters) eventhubs.Options {
+	return eventhubs.Options{Connection: o.Transport, HubPrefix: o.EventHubsPrefix, TaskHubID: hub.TaskHubGUID,
+		PartitionCount: hub.PartitionCount, Logger: o.Logger}
+}
+
+func openEventHubsWith(ctx context.Context, o Options, eo eventhubs.Options) (*eventhubs.Transport, error) {
+	t, err := eventhubs.Open(ctx, eo)
 	if err != nil {
 		return nil, fmt.Errorf("netherite: Event Hubs transport %s: %w", RedactTransport(o.Transport), err)
 	}
@@ -71,18 +75,9 @@ func openEventHubs(ctx context.Context, o Options, hub *TaskHubParameters, store
 // looking into its partitions' queues (TaskHubStatus): it creates no hub,
 // sweeps no payload and reads no payload blob.
 func openEventHubsProbe(ctx context.Context, o Options, hub *TaskHubParameters) (*eventhubs.Transport, error) {
-	t, err := eventhubs.Open(ctx, eventhubs.Options{
-		Connection:     o.Transport,
-		HubPrefix:      o.EventHubsPrefix,
-		TaskHubID:      hub.TaskHubGUID,
-		PartitionCount: hub.PartitionCount,
-		SweepInterval:  -1,
-		Logger:         o.Logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("netherite: Event Hubs transport %s: %w", RedactTransport(o.Transport), err)
-	}
-	return t, nil
+	eo := eventHubsOptions(o, hub)
+	eo.SweepInterval = -1
+	return openEventHubsWith(ctx, o, eo)
 }
 
 // management returns the hub management of the Event Hubs namespace: the

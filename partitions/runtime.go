@@ -467,10 +467,7 @@ func (p *Partition) loop() {
 		case r := <-p.loadResults():
 			p.loaded(r)
 		case <-p.durableSig:
-			p.durableMu.Lock()
-			d := p.durableMsg
-			p.durableMu.Unlock()
-			p.onDurable(d)
+			p.applyDurable()
 		case <-p.sendTimer.C:
 		case <-p.flushTimer.C:
 		case r := <-p.ckptResults:
@@ -545,10 +542,7 @@ func (p *Partition) handle(it intakeItem) {
 		// released leaves before Stop cancels (the loop sends nothing
 		// once cancelled). Same release as on the signal: only the
 		// moment differs, not what is applied.
-		p.durableMu.Lock()
-		d := p.durableMsg
-		p.durableMu.Unlock()
-		p.onDurable(d)
+		p.applyDurable()
 		p.pump()
 		close(it.released)
 	case it.read != nil:
@@ -786,6 +780,14 @@ func (p *Partition) appendEntries(entries []LogEntry) bool {
 	default:
 	}
 	return true
+}
+
+// applyDurable releases what the log worker last reported durable.
+func (p *Partition) applyDurable() {
+	p.durableMu.Lock()
+	d := p.durableMsg
+	p.durableMu.Unlock()
+	p.onDurable(d)
 }
 
 func inputPosOf(ev Event) uint64 {

@@ -92,14 +92,17 @@ func (q *queue) read(ctx context.Context, from uint64) ([]*Packet, uint64, error
 func (q *queue) lengthFrom(from uint64) int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return int64(len(q.items) - q.indexOf(from))
+}
+
+// indexOf is the index in items of position from, at most len(items): a
+// queue no consumer has read yet is all unread, wherever it resumes (see
+// read). Called with mu held.
+func (q *queue) indexOf(from uint64) int {
 	if !q.seen || from <= q.base {
-		return int64(len(q.items))
-	}
-	end := q.base + uint64(len(q.items))
-	if from >= end {
 		return 0
 	}
-	return int64(end - from)
+	return int(min(from-q.base, uint64(len(q.items))))
 }
 
 // unreadWork counts the work packets (IsWork) among the first limit
@@ -107,15 +110,9 @@ func (q *queue) lengthFrom(from uint64) int64 {
 func (q *queue) unreadWork(from uint64, limit int) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	start := uint64(0)
-	if q.seen && from > q.base {
-		start = from - q.base
-	}
-	if start >= uint64(len(q.items)) {
-		return 0
-	}
+	start := q.indexOf(from)
 	n := 0
-	for _, pk := range q.items[start:min(uint64(len(q.items)), start+uint64(max(limit, 0)))] {
+	for _, pk := range q.items[start:min(len(q.items), start+max(limit, 0))] {
 		if IsWork(pk) {
 			n++
 		}
